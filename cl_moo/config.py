@@ -70,7 +70,7 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
             cfg = compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(_explain(str(exc), overrides)) from None
+        raise ConfigError(_explain(f"{exc}\n{exc.__cause__ or ''}", overrides)) from None
     presets = OmegaConf.to_container(cfg.benchmark.get("presets", {}) or {}, resolve=True)
     if cfg.preset not in presets:
         raise ConfigError(
@@ -87,13 +87,13 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def _explain(message: str, overrides: Sequence[str]) -> str:
-    first = message.strip().splitlines()[0]
+    first = message.strip().splitlines()[0].rstrip(".")
     if "Could not find" in message or "Could not load" in message:
         return (
             f"{first}. Valid choices: benchmark={'|'.join(_group_options('benchmark'))}, "
             f"strategy={'|'.join(_group_options('strategy'))}"
         )
-    if "not in struct" in message or "Key '" in message:
+    if "not in struct" in message or "Could not override" in message:
         base = OmegaConf.load(config_dir() / "config.yaml")
         keys = sorted(k for k in _flatten(OmegaConf.to_container(base)) if not k.startswith("defaults"))
         return (

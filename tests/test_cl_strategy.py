@@ -1,0 +1,132 @@
+import warnings
+
+import pytest
+import torch
+from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
+from avalanche.logging import TensorboardLogger
+from avalanche.training.plugins import EvaluationPlugin
+from torch import nn
+
+from benchmarks.pmnist import permuted_mnist
+from cl_moo.cl_metrics import cl_summary
+from strategies import HypernetworkStrategy, OutputRegularizer, build_cl_model, lookahead_delta
+
+warnings.filterwarnings("ignore", message="No loggers specified")
+
+
+@pytest.fixture(scope="module")
+def tiny_pmnist(data_root):
+    bench, info = permuted_mnist(3, root=data_root, train_per_task=300, test_per_task=200, pad_to=28)
+    return bench
+
+
+def target_module():
+    return nn.Sequential(nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 10))
+
+
+def train_sequence(bench, beta, tmp_path=None, **kwargs):
+    torch.manual_seed(0)
+    model = build_cl_model(target_module(), emb_dim=16, chunk_size=2000, hidden=(40, 40))
+    loggers = [TensorboardLogger(str(tmp_path))] if tmp_path is not None else []
+    evaluator = EvaluationPlugin(accuracy_metrics(experience=True), forgetting_metrics(experience=True), loggers=loggers)
+    strategy = HypernetworkStrategy(model=model, lr=5e-4, beta=beta, train_iterations=150, train_mb_size=32,
+                                    evaluator=evaluator, **kwargs)
+    matrix = []
+    for i, exp in enumerate(bench.train_stream):
+        strategy.train(exp)
+        res = strategy.eval(bench.test_stream)
+        matrix.append([res[f"Top1_Acc_Exp/eval_phase/test_stream/Task{j:03d}/Exp{j:03d}"] for j in range(3)])
+    return strategy, matrix
+
+
+def test_regularizer_reduces_forgetting_inside_avalanche(tiny_pmnist, tmp_path):
+    strategy, with_reg = train_sequence(tiny_pmnist, beta=0.05, tmp_path=tmp_path)
+    _, without = train_sequence(tiny_pmnist, beta=0.0)
+    f_reg = cl_summary(with_reg)["average_forgetting"]
+    f_none = cl_summary(without)["average_forgetting"]
+    assert f_reg < f_none - 0.05, (with_reg, without)
+    assert with_reg[0][0] > 0.6  # the tasks were learned at all
+    assert list(tmp_path.glob("events.out.tfevents*"))  # Avalanche's TensorBoard logger wrote
+    # earlier task embeddings are frozen after their task
+    assert [e.requires_grad for e in strategy.model.task_embeddings] == [False, False, True]
+
+
+def test_earlier_embeddings_do_not_change(tiny_pmnist):
+    torch.manual_seed(0)
+    model = build_cl_model(target_module(), emb_dim=8, chunk_size=2000, hidden=(20,))
+    strategy = HypernetworkStrategy(model=model, lr=1e-3, beta=0.05, train_iterations=20, train_mb_size=32, evaluator=None)
+    strategy.train(tiny_pmnist.train_stream[0])
+    first = model.task_embeddings[0].detach().clone()
+    strategy.train(tiny_pmnist.train_stream[1])
+    assert torch.equal(model.task_embeddings[0].detach(), first)
+    assert not torch.equal(model.task_embeddings[1].detach(), torch.zeros_like(first))
+
+
+def test_online_targets_and_subset_match_stored_targets_at_the_start():
+    torch.manual_seed(0)
+    model = build_cl_model(target_module(), emb_dim=8, chunk_size=2000, hidden=(20,))
+    model.ensure_tasks(5)
+    embs = model.embeddings([0, 1, 2, 3])
+    stored, online = OutputRegularizer(beta=1.0), OutputRegularizer(beta=1.0, targets="online")
+    stored.snapshot(model.hnet, embs, [0, 1, 2, 3])
+    online.snapshot(model.hnet, embs, [0, 1, 2, 3])
+    assert stored.penalty(model.hnet, embs).item() == 0.0
+    assert online.penalty(model.hnet, embs).item() == 0.0
+    with torch.no_grad():
+        model.hnet.head.bias.add_(0.1)
+    p_stored, p_online = stored.penalty(model.hnet, embs), online.penalty(model.hnet, embs)
+    assert p_stored.item() == pytest.approx(p_online.item(), rel=1e-5)
+    # beta / k * sum over k tasks of ||0.1||^2 over all outputs
+    assert p_stored.item() == pytest.approx(0.01 * model.hnet.num_weights, rel=1e-3)
+    sub = OutputRegularizer(beta=1.0, subset=2)
+    sub.snapshot(model.hnet, embs, [0, 1, 2, 3])
+    with torch.no_grad():
+        model.hnet.head.bias.add_(0.1)
+    assert sub.penalty(model.hnet, embs).item() == pytest.approx(0.01 * model.hnet.num_weights, rel=1e-3)
+
+
+def test_lookahead_equals_the_step_adam_takes():
+    torch.manual_seed(0)
+    p = nn.Parameter(torch.randn(5))
+    opt = torch.optim.Adam([p], lr=0.01)
+    for _ in range(3):
+        opt.zero_grad()
+        (p.pow(2).sum() + p.sum()).backward()
+        delta = lookahead_delta(opt)[p].clone()
+        before = p.detach().clone()
+        opt.step()
+        assert torch.allclose(p.detach() - before, delta, atol=1e-7)
+
+
+def test_entropy_task_inference_runs_and_picks_trained_tasks(tiny_pmnist):
+    torch.manual_seed(0)
+    model = build_cl_model(target_module(), emb_dim=8, chunk_size=2000, hidden=(20,))
+    strategy = HypernetworkStrategy(model=model, lr=1e-3, beta=0.05, train_iterations=30, train_mb_size=32,
+                                    task_inference="entropy", evaluator=None)
+    strategy.train(tiny_pmnist.train_stream[0])
+    strategy.train(tiny_pmnist.train_stream[1])
+    x = tiny_pmnist.test_stream[0].dataset[0][0].unsqueeze(0).repeat(4, 1)
+    tasks, logits = model.infer_task(x, [0, 1])
+    assert set(tasks.tolist()) <= {0, 1} and logits.shape == (4, 10)
+
+
+def test_experience_without_task_labels_is_refused():
+    from avalanche.benchmarks.scenarios import benchmark_from_datasets
+    from avalanche.benchmarks.utils import AvalancheDataset
+    from torch.utils.data import TensorDataset
+
+    ds = AvalancheDataset([TensorDataset(torch.randn(8, 784), torch.randint(0, 10, (8,)))])
+    bench = benchmark_from_datasets(train=[ds])
+    model = build_cl_model(target_module(), emb_dim=8, chunk_size=2000, hidden=(20,))
+    strategy = HypernetworkStrategy(model=model, train_iterations=2, evaluator=None)
+    with pytest.raises(ValueError, match="task labels"):
+        strategy.train(bench.train_stream[0])
+
+
+def test_nan_loss_names_the_problem_and_the_fix(tiny_pmnist):
+    model = build_cl_model(target_module(), emb_dim=8, chunk_size=2000, hidden=(20,))
+    with torch.no_grad():
+        model.hnet.head.bias.fill_(float("nan"))
+    strategy = HypernetworkStrategy(model=model, train_iterations=2, evaluator=None)
+    with pytest.raises(RuntimeError, match="became nan.*lower the learning rate"):
+        strategy.train(tiny_pmnist.train_stream[0])

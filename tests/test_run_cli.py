@@ -1,0 +1,83 @@
+import json
+
+import pytest
+
+import cl_moo.cl_runner as cl_runner
+from cl_moo.config import ConfigError, load_config
+from cl_moo.run import main
+
+TINY = [
+    "benchmark=pmnist", "benchmark.n_tasks=3", "benchmark.train_per_task=200", "benchmark.test_per_task=100",
+    "benchmark.pad_to=28", "train.iterations=15", "train.batch_size=32", "hnet.hidden=[20]", "target.hidden=[30]",
+    "hnet.emb_dim=8", "hnet.chunk_size=1000", "progress=false",
+]
+
+
+def test_unknown_key_lists_valid_keys(capsys):
+    assert main(["benchmark=pmnist", "hnet.colour=red"]) == 2
+    err = capsys.readouterr().err
+    assert "hnet.colour" in err and "hnet.init" in err
+
+
+def test_unknown_benchmark_and_bad_values_list_choices():
+    with pytest.raises(ConfigError, match="pmnist.*regression"):
+        load_config(["benchmark=cifar"])
+    with pytest.raises(ConfigError, match=r"hnet.init='he'.*hyperfan_in"):
+        load_config(["hnet.init=he"])
+    with pytest.raises(ConfigError, match="preset='huge'.*valid presets"):
+        load_config(["preset=huge"])
+    with pytest.raises(ConfigError, match="must be true or false"):
+        load_config(["hnet.mip=maybe"])
+
+
+def test_preset_fills_only_keys_not_given_on_the_command_line():
+    cfg = load_config(["benchmark=pmnist", "preset=paper", "train.iterations=7"])
+    assert list(cfg.target.hidden) == [1000, 1000] and cfg.hnet.chunk_size == 78000
+    assert cfg.train.iterations == 7
+
+
+def test_run_writes_metrics_and_tensorboard(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("CL_MOO_DATA", str(data_root))
+    run_dir = tmp_path / "run"
+    assert main(TINY + [f"run_dir={run_dir}"]) == 0
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert len(m["matrix"]) == 3 and all(len(r) == 3 for r in m["matrix"])
+    assert 0.0 <= m["average_final"] <= 1.0 and m["wall_time_s"] > 0
+    assert m["params"]["target_weights"] == 784 * 30 + 30 + 30 * 10 + 10
+    assert "test split" in m["data_note"]  # the fallback is reported
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents*"))
+    # a second run into the same folder is refused instead of overwriting it
+    assert main(TINY + [f"run_dir={run_dir}"]) == 1
+
+
+def test_resume_after_interruption_gives_identical_metrics(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("CL_MOO_DATA", str(data_root))
+    full = tmp_path / "full"
+    assert main(TINY + [f"run_dir={full}"]) == 0
+
+    original = cl_runner.save_checkpoint
+    calls = {"n": 0}
+
+    def interrupted(path, payload):
+        original(path, payload)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the process dies right after experience 1's checkpoint
+
+    monkeypatch.setattr(cl_runner, "save_checkpoint", interrupted)
+    part = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        main(TINY + [f"run_dir={part}"])
+    assert not (part / "metrics.json").exists()
+    monkeypatch.setattr(cl_runner, "save_checkpoint", original)
+    assert main(TINY + [f"run_dir={part}", "resume=true"]) == 0
+    a = json.loads((full / "metrics.json").read_text())
+    b = json.loads((part / "metrics.json").read_text())
+    assert a["matrix"] == b["matrix"]
+    assert a["average_forgetting"] == b["average_forgetting"]
+
+
+def test_missing_data_file_names_the_file(tmp_path, capsys):
+    assert main(TINY + [f"run_dir={tmp_path / 'r'}", f"data.root={tmp_path}"]) == 1
+    err = capsys.readouterr().err
+    assert "t10k-images-idx3-ubyte.gz" in err and str(tmp_path) in err and "CL_MOO_DATA" in err
