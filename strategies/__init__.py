@@ -11,3 +11,7 @@ __all__ = [
     "build_cl_model",
     "lookahead_delta",
 ]
+from .epo import EPOResult, epo_weights
+from .phn import ParetoHypernetworkStrategy
+
+__all__ += ["EPOResult", "ParetoHypernetworkStrategy", "epo_weights"]

@@ -1,0 +1,74 @@
+"""Multi-objective metrics: hypervolume (pymoo, exact), uniformity, non-dominated set, rays.
+
+* Hypervolume: ``pymoo.indicators.hv.HV`` with a fixed reference point (all objectives minimised).
+* Uniformity (Mahapatra & Rajan 2020; Navon et al. 2021): ``1 - KL(lhat || u)``, with
+  ``lhat = (r * l) / sum(r * l)`` and ``u`` uniform over the m objectives.
+* Evaluation rays: m = 2: K rays at angles in [0.1, pi/2 - 0.1] on the quarter circle,
+  normalised to sum 1 (PHN); m >= 3: Das-Dennis directions from pymoo.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from pymoo.indicators.hv import HV
+from pymoo.util.nds.non_dominated_sorting import find_non_dominated
+from pymoo.util.ref_dirs import get_reference_directions
+
+
+class RayError(ValueError):
+    """A preference ray is not on the probability simplex or has the wrong length."""
+
+
+def check_rays(rays: torch.Tensor, m: int, tol: float = 1e-5) -> torch.Tensor:
+    """Returns ``rays`` as ``(B, m)``; raises :class:`RayError` naming the problem and the fix."""
+    rays = torch.as_tensor(rays, dtype=torch.float32)
+    if rays.dim() == 1:
+        rays = rays.unsqueeze(0)
+    if rays.dim() != 2 or rays.shape[1] != m:
+        raise RayError(f"a preference ray needs {m} entries (one per objective); got shape {tuple(rays.shape)}")
+    if not torch.isfinite(rays).all():
+        raise RayError("preference rays contain NaN or inf")
+    if (rays < -tol).any():
+        raise RayError(f"preference rays must be non-negative; got minimum {rays.min().item():.4g}")
+    sums = rays.sum(dim=1)
+    if ((sums - 1).abs() > tol).any():
+        bad = sums[(sums - 1).abs() > tol][0].item()
+        raise RayError(f"preference rays must sum to 1 (the simplex); got a ray summing to {bad:.6g}: normalise it with r / r.sum()")
+    return rays
+
+
+def hypervolume(points: np.ndarray, ref_point: Sequence[float]) -> float:
+    """Exact hypervolume dominated by ``points`` (K, m) up to ``ref_point`` (minimisation)."""
+    pts = np.asarray(points, dtype=np.float64)
+    return float(HV(ref_point=np.asarray(ref_point, dtype=np.float64))(pts))
+
+
+def non_dominated(points: np.ndarray) -> np.ndarray:
+    """The non-dominated rows of ``points`` (minimisation)."""
+    pts = np.asarray(points, dtype=np.float64)
+    return pts[find_non_dominated(pts)]
+
+
+def uniformity(losses: np.ndarray, rays: np.ndarray) -> np.ndarray:
+    """``1 - KL(lhat || uniform)`` per ray; ``losses`` and ``rays`` are (K, m)."""
+    rl = np.asarray(rays, dtype=np.float64) * np.asarray(losses, dtype=np.float64)
+    m = rl.shape[1]
+    lhat = np.clip(rl / rl.sum(axis=1, keepdims=True), 1e-12, None)
+    return 1.0 - np.sum(lhat * np.log(lhat * m), axis=1)
+
+
+def evaluation_rays(m: int, k: int = 25) -> np.ndarray:
+    """PHN's evaluation rays: quarter circle for m = 2, Das-Dennis directions for m >= 3."""
+    if m < 2:
+        raise ValueError(f"need at least 2 objectives, got {m}")
+    if m == 2:
+        angles = np.linspace(0.1, math.pi / 2 - 0.1, k)
+        rays = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        return rays / rays.sum(axis=1, keepdims=True)
+    partitions = 1
+    while math.comb(partitions + m - 1, m - 1) < k:
+        partitions += 1
+    return get_reference_directions("das-dennis", m, n_partitions=partitions)

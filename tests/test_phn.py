@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from cl_moo.moo_metrics import RayError, evaluation_rays, hypervolume, non_dominated, uniformity
+from strategies import ParetoHypernetworkStrategy, epo_weights
+
+A = torch.tensor([1.0, 0.0, 0.5])
+B = torch.tensor([0.0, 1.0, -0.5])
+D = float((A - B).pow(2).sum())
+
+
+class Point(nn.Module):
+    """Target 'network' whose output is its own parameter vector theta."""
+
+    def __init__(self):
+        super().__init__()
+        self.theta = nn.Parameter(torch.zeros(3))
+
+    def forward(self, x):
+        return self.theta.expand(x.shape[0], -1)
+
+
+def quad_a(out):
+    return (out - A).pow(2).sum(-1).mean()
+
+
+def quad_b(out):
+    return (out - B).pow(2).sum(-1).mean()
+
+
+def exact_losses(rays):
+    """LS optimum of r1 |t-a|^2 + r2 |t-b|^2 is t = r1 a + r2 b: losses (r2^2 D, r1^2 D)."""
+    rays = np.asarray(rays)
+    return np.stack([rays[:, 1] ** 2 * D, rays[:, 0] ** 2 * D], axis=1)
+
+
+@pytest.mark.parametrize("mip", [False, True])
+def test_phn_ls_recovers_the_known_pareto_front(mip):
+    torch.manual_seed(0)
+    data = TensorDataset(torch.zeros(64, 1))
+    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(50, 50), mip=mip,
+                                     init="hyperfan_in", target_gain=1.0, rays_per_step=16, lr=3e-3,
+                                     train_epochs=600, train_mb_size=64)
+    phn.train(data)
+    rays = evaluation_rays(2, 25)
+    found = phn.eval(data, rays)
+    ref = [D, D]
+    hv_found, hv_exact = hypervolume(found, ref), hypervolume(exact_losses(rays), ref)
+    assert hv_found == pytest.approx(hv_exact, rel=0.02), (hv_found, hv_exact)
+
+
+def test_phn_epo_trains_and_its_lp_solutions_satisfy_the_constraints():
+    torch.manual_seed(0)
+    data = TensorDataset(torch.zeros(32, 1))
+    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(20,), solver="epo",
+                                     rays_per_step=4, lr=3e-3, train_epochs=50, train_mb_size=32, target_gain=1.0)
+    phn.train(data)
+    assert phn.epo_fallbacks == 0
+    losses = phn.eval(data)
+    assert np.isfinite(losses).all() and losses.shape == (25, 2)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        G = rng.normal(size=(3, 10))
+        C = G @ G.T
+        l = rng.uniform(0.1, 2.0, size=3)
+        r = rng.dirichlet(np.ones(3))
+        res = epo_weights(l, r, C)
+        assert res.mode in ("balance", "dominance")
+        alpha = res.alpha
+        assert np.all(alpha >= -1e-9) and abs(alpha.sum() - 1) < 1e-8
+        assert np.all(res.lp["A_ub"] @ alpha <= res.lp["b_ub"] + 1e-7)
+        np.testing.assert_allclose(res.weights, 3 * alpha)
+
+
+def test_epo_puts_weight_on_the_objective_that_is_behind():
+    res = epo_weights(np.array([1.0, 2.0]), np.array([0.5, 0.5]), np.eye(2))
+    assert res.mode == "balance" and res.weights[1] > res.weights[0]
+
+
+def test_rays_off_the_simplex_or_of_wrong_length_fail_clearly():
+    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(8,))
+    with pytest.raises(RayError, match="sum to 1.*r / r.sum"):
+        phn.weights_for(torch.tensor([[0.7, 0.7]]))
+    with pytest.raises(RayError, match="needs 2 entries"):
+        phn.weights_for(torch.tensor([[0.2, 0.3, 0.5]]))
+    with pytest.raises(RayError, match="non-negative"):
+        phn.weights_for(torch.tensor([[1.5, -0.5]]))
+
+
+def test_hypervolume_matches_a_hand_checked_example():
+    pts = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0], [3.0, 3.0]])
+    # union of rectangles up to (4, 4): 3*1 + 2*1 + 1*1 ... computed by hand = 6
+    assert hypervolume(pts, [4.0, 4.0]) == pytest.approx(6.0)
+    assert len(non_dominated(pts)) == 3
+    assert uniformity(np.array([[1.0, 1.0]]), np.array([[0.5, 0.5]]))[0] == pytest.approx(1.0)
+    assert uniformity(np.array([[1.0, 0.01]]), np.array([[0.5, 0.5]]))[0] < 0.5
+
+
+def test_evaluation_rays_follow_phn_and_das_dennis():
+    r2 = evaluation_rays(2)
+    assert r2.shape == (25, 2) and np.allclose(r2.sum(1), 1) and r2.min() > 0.05
+    r3 = evaluation_rays(3)
+    assert r3.shape[1] == 3 and len(r3) >= 25 and np.allclose(r3.sum(1), 1)
