@@ -53,11 +53,18 @@ def non_dominated(points: np.ndarray) -> np.ndarray:
 
 
 def uniformity(losses: np.ndarray, rays: np.ndarray) -> np.ndarray:
-    """``1 - KL(lhat || uniform)`` per ray; ``losses`` and ``rays`` are (K, m)."""
+    """``1 - KL(lhat || uniform)`` per ray; ``losses`` and ``rays`` are (K, m).
+
+    Undefined (NaN) for a ray where ``r * l`` is all zero (e.g. a corner ray whose objective
+    is exactly 0); average with ``np.nanmean``.
+    """
     rl = np.asarray(rays, dtype=np.float64) * np.asarray(losses, dtype=np.float64)
     m = rl.shape[1]
-    lhat = np.clip(rl / rl.sum(axis=1, keepdims=True), 1e-12, None)
-    return 1.0 - np.sum(lhat * np.log(lhat * m), axis=1)
+    total = rl.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lhat = np.clip(rl / total, 1e-12, None)
+        out = 1.0 - np.sum(lhat * np.log(lhat * m), axis=1)
+    return np.where(total[:, 0] > 0, out, np.nan)
 
 
 def evaluation_rays(m: int, k: int = 25) -> np.ndarray:

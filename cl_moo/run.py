@@ -23,10 +23,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"cl_moo.run: {exc}", file=sys.stderr)
         return 2
     warnings.filterwarnings("ignore", message="No loggers specified")
-    if cfg.strategy.name in ("hnet_cl", "finetune"):
+    if cfg.strategy.name in ("hnet_cl", "finetune") and cfg.benchmark.name in ("pmnist", "regression"):
         from .cl_runner import run_cl as runner
+    elif cfg.strategy.name in ("phn_ls", "phn_epo", "ls_separate") and cfg.benchmark.name in ("adult", "default", "bank"):
+        from .moo_runner import run_moo as runner
     else:
-        print(f"cl_moo.run: strategy {cfg.strategy.name!r} has no runner", file=sys.stderr)
+        print(
+            f"cl_moo.run: strategy={cfg.strategy.name} does not apply to benchmark={cfg.benchmark.name}; "
+            "continual: benchmark=pmnist|regression with strategy=hnet_cl|finetune; "
+            "Pareto: benchmark=adult|default|bank with strategy=phn_ls|phn_epo|ls_separate",
+            file=sys.stderr,
+        )
         return 2
     try:
         result = runner(cfg)

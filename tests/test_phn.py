@@ -104,3 +104,8 @@ def test_evaluation_rays_follow_phn_and_das_dennis():
     assert r2.shape == (25, 2) and np.allclose(r2.sum(1), 1) and r2.min() > 0.05
     r3 = evaluation_rays(3)
     assert r3.shape[1] == 3 and len(r3) >= 25 and np.allclose(r3.sum(1), 1)
+
+
+def test_uniformity_is_undefined_only_where_r_times_l_vanishes():
+    u = uniformity(np.array([[0.5, 0.0], [0.5, 0.2]]), np.array([[0.0, 1.0], [0.5, 0.5]]))
+    assert np.isnan(u[0]) and np.isfinite(u[1])

@@ -1,0 +1,149 @@
+"""Runs a Pareto benchmark: PHN-LS, PHN-EPO, or K separate LS models (the PHN paper's "LS" row).
+
+Writes ``metrics.json`` (hypervolume with the benchmark's fixed reference point, uniformity,
+per-ray test losses, non-dominated losses, wall time), TensorBoard scalars and a Pareto-front
+figure (2-D projections) both as a TensorBoard image and as ``pareto_front.png``.
+"""
+from __future__ import annotations
+
+import time
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch.func import vmap
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+
+from benchmarks.fairness import FAIRNESS_LOSSES, hard_objectives, load_fairness
+from strategies.phn import ParetoHypernetworkStrategy
+
+from .cl_runner import make_mlp, seed_everything
+from .hypernets import ChunkedHypernetwork, MLPHypernetwork
+from .init import init_hypernetwork
+from .moo_metrics import evaluation_rays, hypervolume, non_dominated, uniformity
+from .reporting import config_dict, peak_memory_mb, pick_device, run_folder, write_json
+from .target import FunctionalTarget
+
+
+class TensorBoardPlugin:
+    """Logs the scalarized training loss of a Pareto strategy every ``every`` iterations."""
+
+    def __init__(self, writer: SummaryWriter, every: int = 10) -> None:
+        self.writer, self.every = writer, every
+
+    def after_training_iteration(self, strategy: ParetoHypernetworkStrategy) -> None:
+        if strategy.iteration % self.every == 0:
+            self.writer.add_scalar("train/scalarized_loss", strategy.last_loss, strategy.iteration)
+
+
+@torch.no_grad()
+def hard_test_losses(strategy: ParetoHypernetworkStrategy, data, rays: np.ndarray) -> np.ndarray:
+    """Evaluation objectives (BCE, hard FPR gap, hard FNR gap) per ray on the whole split."""
+    x, y, s = (t.to(strategy.device) for t in data.tensors)
+    weights = strategy.weights_for(torch.as_tensor(rays, dtype=torch.float32))
+    z = strategy.target.forward_shared(weights, x)
+    return vmap(hard_objectives, in_dims=(0, None, None))(z, y, s).cpu().numpy()
+
+
+def pareto_figure(losses: np.ndarray, names: List[str], path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = list(combinations(range(losses.shape[1]), 2))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 3.6), squeeze=False)
+    front = non_dominated(losses)
+    for ax, (i, j) in zip(axes[0], pairs):
+        ax.scatter(losses[:, i], losses[:, j], s=14, c="tab:gray", label="all rays")
+        ax.scatter(front[:, i], front[:, j], s=18, c="tab:red", label="non-dominated")
+        ax.set_xlabel(names[i]); ax.set_ylabel(names[j])
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return fig
+
+
+def _build(cfg: DictConfig, n_features: int, device: torch.device, rays_per_step: int) -> ParetoHypernetworkStrategy:
+    module = make_mlp(n_features, list(cfg.target.hidden), 1, cfg.target.activation)
+    target = FunctionalTarget(module)
+    h = cfg.hnet
+    common = dict(hidden=tuple(h.hidden), activation="relu", mip_encoding=h.mip, residual=h.mip)
+    if h.chunked:
+        hnet = ChunkedHypernetwork(target, 3, chunk_size=h.chunk_size, chunk_emb_dim=h.chunk_emb_dim, **common)
+    else:
+        hnet = MLPHypernetwork(target, 3, **common)
+    probe = torch.distributions.Dirichlet(torch.full((3,), float(cfg.strategy.alpha))).sample((256,))
+    init_hypernetwork(hnet, h.init, target_gain=2.0, probe_conditions=probe)
+    return ParetoHypernetworkStrategy(
+        target=target, losses=FAIRNESS_LOSSES, hnet=hnet, solver=cfg.strategy.solver, alpha=cfg.strategy.alpha,
+        rays_per_step=rays_per_step, lr=cfg.train.lr, train_epochs=cfg.train.epochs,
+        train_mb_size=cfg.train.batch_size, device=device,
+    )
+
+
+def run_moo(cfg: DictConfig) -> Dict[str, Any]:
+    out_dir = run_folder(cfg)
+    if (out_dir / "metrics.json").exists() and not cfg.resume:
+        raise FileExistsError(f"{out_dir} already holds a finished run; use run_dir=<new folder>")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    data, info = load_fairness(cfg.benchmark.name, cfg.data.root, seed=cfg.seed, max_rows=cfg.benchmark.max_rows)
+    rays = evaluation_rays(3, cfg.benchmark.n_eval_rays)
+    writer = SummaryWriter(str(out_dir / "tensorboard"))
+    t0 = time.perf_counter()
+    if cfg.strategy.name == "ls_separate":
+        losses = []
+        for k, ray in enumerate(rays):  # one target network per ray, the hypernetwork fixed to that ray
+            seed_everything(cfg.seed + k)
+            model = _build(cfg, info["n_features"], device, 1)
+            model.dirichlet = _FixedRay(torch.as_tensor(ray, dtype=torch.float32, device=device))
+            model.train(data["train"])
+            losses.append(hard_test_losses(model, data["test"], ray[None])[0])
+        test_losses = np.stack(losses)
+        params = model.hnet.num_params * len(rays)
+    else:
+        strategy = _build(cfg, info["n_features"], device, cfg.strategy.rays_per_step)
+        strategy.plugins.append(TensorBoardPlugin(writer))
+        strategy.train(data["train"])
+        test_losses = hard_test_losses(strategy, data["test"], rays)
+        params = strategy.hnet.num_params
+    wall = time.perf_counter() - t0
+    ref = list(cfg.benchmark.ref_point)
+    hv = hypervolume(test_losses, ref)
+    unif = uniformity(test_losses, rays)
+    writer.add_scalar("pareto/hypervolume", hv, 0)
+    unif_mean = float(np.nanmean(unif)) if np.isfinite(unif).any() else float("nan")
+    writer.add_scalar("pareto/uniformity_mean", unif_mean, 0)
+    names = ["BCE", "FP gap", "FN gap"]
+    fig = pareto_figure(test_losses, names, out_dir / "pareto_front.png")
+    writer.add_figure("pareto/front", fig, 0)
+    writer.close()
+    result = {
+        "benchmark": cfg.benchmark.name, "strategy": cfg.strategy.name, "seed": cfg.seed, "preset": cfg.preset,
+        "hypervolume": hv, "ref_point": ref, "uniformity_mean": unif_mean, "uniformity": unif.tolist(),
+        "uniformity_undefined_rays": int(np.isnan(unif).sum()),
+        "rays": rays.tolist(), "test_losses": test_losses.tolist(), "objectives": names,
+        "non_dominated": non_dominated(test_losses).tolist(), "wall_time_s": wall, "params": params,
+        "epo_fallbacks": getattr(locals().get("strategy"), "epo_fallbacks", 0), "device": str(device),
+        **peak_memory_mb(device), "data_note": None, "tensorboard": str(out_dir / "tensorboard"),
+        "config": config_dict(cfg),
+    }
+    write_json(out_dir / "metrics.json", result)
+    print(f"{cfg.benchmark.name} {cfg.strategy.name}: HV {hv:.4f} (ref {ref}), uniformity {unif_mean:.4f}, {wall:.1f} s")
+    return result
+
+
+class _FixedRay:
+    """Stands in for the Dirichlet sampler: always the same ray (fixed LS weights)."""
+
+    def __init__(self, ray: torch.Tensor) -> None:
+        self.ray = ray
+
+    def sample(self, shape) -> torch.Tensor:
+        return self.ray.expand(*shape, -1)

@@ -1,0 +1,24 @@
+import json
+
+from cl_moo.run import main
+
+SMALL = ["benchmark.max_rows=1500", "train.epochs=1", "train.batch_size=256", "hnet.hidden=[20]",
+         "target.hidden=[10]", "benchmark.n_eval_rays=10", "progress=false"]
+
+
+def test_pareto_run_writes_hypervolume_uniformity_and_figure(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("CL_MOO_DATA", str(data_root))
+    for strategy in ("phn_ls", "phn_epo"):
+        out = tmp_path / strategy
+        assert main(["benchmark=adult", f"strategy={strategy}", f"run_dir={out}"] + SMALL) == 0
+        m = json.loads((out / "metrics.json").read_text())
+        assert 0.0 < m["hypervolume"] <= 1.0
+        assert len(m["test_losses"]) == len(m["rays"]) and len(m["test_losses"][0]) == 3
+        assert m["wall_time_s"] > 0 and m["ref_point"] == [1.0, 1.0, 1.0]
+        assert (out / "pareto_front.png").stat().st_size > 1000
+        assert list((out / "tensorboard").glob("events.out.tfevents*"))
+
+
+def test_strategy_that_does_not_fit_the_benchmark_is_refused(capsys):
+    assert main(["benchmark=adult", "strategy=hnet_cl"]) == 2
+    assert "does not apply" in capsys.readouterr().err
