@@ -96,12 +96,12 @@ class Hypernetwork(nn.Module):
         raise NotImplementedError
 
     def output_head(self) -> nn.Linear:
-        """The linear layer that emits the weights."""
-        raise NotImplementedError
+        """The linear layer that emits the weights (subclasses store it as ``self.head``)."""
+        return self.head
 
     def hidden_layers(self) -> List[nn.Linear]:
-        """Linear layers before the head."""
-        raise NotImplementedError
+        """Linear layers before the head (subclasses keep them in ``self.body``)."""
+        return [m for m in self.body if isinstance(m, nn.Linear)]
 
     # -- public API ------------------------------------------------------------------------
     def check_conditions(self, cond: torch.Tensor) -> torch.Tensor:
@@ -197,12 +197,6 @@ class MLPHypernetwork(Hypernetwork):
     def last_hidden(self, encoded: torch.Tensor) -> torch.Tensor:
         return self.body(encoded)
 
-    def output_head(self) -> nn.Linear:
-        return self.head
-
-    def hidden_layers(self) -> List[nn.Linear]:
-        return [m for m in self.body if isinstance(m, nn.Linear)]
-
 
 class ChunkedHypernetwork(Hypernetwork):
     """Chunked hypernetwork (von Oswald et al. 2020, Sec. 3, "Model compression").
@@ -250,9 +244,3 @@ class ChunkedHypernetwork(Hypernetwork):
     def generate(self, encoded: torch.Tensor) -> torch.Tensor:
         out = self.head(self.last_hidden(encoded))  # (B, num_chunks, chunk_size)
         return out.reshape(encoded.shape[0], -1)[:, : self.num_weights]
-
-    def output_head(self) -> nn.Linear:
-        return self.head
-
-    def hidden_layers(self) -> List[nn.Linear]:
-        return [m for m in self.body if isinstance(m, nn.Linear)]
