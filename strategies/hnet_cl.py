@@ -158,7 +158,6 @@ class HypernetworkStrategy(SupervisedTemplate):
         super()._after_training_exp(**kwargs)
 
     def training_epoch(self, **kwargs: Any) -> None:
-        model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
         assert self.current_task is not None and self.emb_optimizer is not None
         for self.mbatch in self.dataloader:
             if self._stop_training or (
@@ -167,38 +166,44 @@ class HypernetworkStrategy(SupervisedTemplate):
                 break
             self._unpack_minibatch()
             self._before_training_iteration(**kwargs)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.emb_optimizer.zero_grad(set_to_none=True)
-            self.loss = self._make_empty_loss()
-
-            self._before_forward(**kwargs)
-            self.mb_output = model.target(model.weights(self.current_task), self.mb_x)
-            self._after_forward(**kwargs)
-            task_loss = self.criterion()
-            self._check_finite(task_loss, "task loss")
-
-            self._before_backward(**kwargs)
-            task_loss.backward()
-            reg_value = 0.0
-            if self.regularizer.active:
-                delta = lookahead_delta(self.optimizer) if self.lookahead else None
-                earlier = model.embeddings(self.regularizer.tasks)
-                reg = self.regularizer.penalty(model.hnet, earlier, delta)
-                self._check_finite(reg, "regularizer")
-                reg.backward()
-                reg_value = float(reg.detach())
-            self.loss = task_loss.detach() + reg_value
-            self._after_backward(**kwargs)
-
-            self._before_update(**kwargs)
-            self.optimizer.step()
-            self.emb_optimizer.step()
-            self._after_update(**kwargs)
-            self.last_task_loss = float(task_loss.detach())
-            self.last_reg_loss = reg_value
-            self._iter_in_exp += 1
-            self.total_iterations += 1
+            self.training_iteration(**kwargs)
             self._after_training_iteration(**kwargs)
+
+    def training_iteration(self, **kwargs: Any) -> None:
+        """One step on ``self.mbatch``: task loss, regularizer (with look-ahead), two optimizers."""
+        model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
+        assert self.current_task is not None and self.emb_optimizer is not None
+        self.optimizer.zero_grad(set_to_none=True)
+        self.emb_optimizer.zero_grad(set_to_none=True)
+        self.loss = self._make_empty_loss()
+
+        self._before_forward(**kwargs)
+        self.mb_output = model.target(model.weights(self.current_task), self.mb_x)
+        self._after_forward(**kwargs)
+        task_loss = self.criterion()
+        self._check_finite(task_loss, "task loss")
+
+        self._before_backward(**kwargs)
+        task_loss.backward()
+        reg_value = 0.0
+        if self.regularizer.active:
+            delta = lookahead_delta(self.optimizer) if self.lookahead else None
+            earlier = model.embeddings(self.regularizer.tasks)
+            reg = self.regularizer.penalty(model.hnet, earlier, delta)
+            self._check_finite(reg, "regularizer")
+            reg.backward()
+            reg_value = float(reg.detach())
+        self.loss = task_loss.detach() + reg_value
+        self._after_backward(**kwargs)
+
+        self._before_update(**kwargs)
+        self.optimizer.step()
+        self.emb_optimizer.step()
+        self._after_update(**kwargs)
+        self.last_task_loss = float(task_loss.detach())
+        self.last_reg_loss = reg_value
+        self._iter_in_exp += 1
+        self.total_iterations += 1
 
     def _check_finite(self, value: torch.Tensor, what: str) -> None:
         if not torch.isfinite(value.detach()).all():
