@@ -93,9 +93,10 @@ def loop_penalty(reg, hnet, embeddings, delta=None, generator=None):
     index = list(range(len(reg.tasks)))
     if reg.subset is not None and reg.subset < len(index):
         index = torch.randperm(len(index), generator=generator)[: reg.subset].tolist()
+    stored = torch.cat(reg.stored, dim=-1)
     total = 0.0
     for i in index:
-        total = total + (hnet.forward_flat(embeddings[i : i + 1].detach()) - reg.stored[i : i + 1]).pow(2).sum()
+        total = total + (hnet.forward_flat(embeddings[i : i + 1].detach()) - stored[i : i + 1]).pow(2).sum()
     return reg.beta / len(index) * total
 
 

@@ -117,13 +117,28 @@ class Hypernetwork(nn.Module):
             )
         return cond
 
+    def generate_parts(self, encoded: torch.Tensor) -> List[torch.Tensor]:
+        """Contiguous pieces whose concatenation (last dim) is :meth:`generate`'s output."""
+        return [self.generate(encoded)]
+
+    def forward_parts(self, cond: torch.Tensor) -> List[torch.Tensor]:
+        """``forward_flat`` as contiguous pieces (no slicing or concatenation of the big output).
+
+        Regularizers compare these piece by piece, which saves full-size copies in the backward.
+        """
+        cond = self.check_conditions(cond)
+        parts = self.generate_parts(self.encoder(cond))
+        if self.theta0 is not None:
+            offsets = [0]
+            for p in parts:
+                offsets.append(offsets[-1] + p.shape[-1])
+            parts = [p + self.theta0[a:b] for p, a, b in zip(parts, offsets[:-1], offsets[1:])]
+        return parts
+
     def forward_flat(self, cond: torch.Tensor) -> torch.Tensor:
         """Flat weights ``(B, num_weights)``: ``theta_0 + h(E(cond))`` (MIP Eq. 5) or ``h(cond)``."""
-        cond = self.check_conditions(cond)
-        out = self.generate(self.encoder(cond))
-        if self.theta0 is not None:
-            out = out + self.theta0
-        return out
+        parts = self.forward_parts(cond)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def split(self, flat: torch.Tensor) -> List[torch.Tensor]:
         """Cuts flat weights ``(..., num_weights)`` into the target's tensor shapes."""
@@ -198,6 +213,38 @@ class MLPHypernetwork(Hypernetwork):
         return self.body(encoded)
 
 
+class _SplitPadded(torch.autograd.Function):
+    """Views of a padded flat output ``(B, P)`` as the target's tensors; backward in one pass.
+
+    Autograd's own slice + split backward zero-fills the whole padded gradient and copies it
+    twice; here each tensor's gradient is written into its slot and only the padding is zeroed.
+    """
+
+    @staticmethod
+    def forward(ctx, padded, numels, shapes):
+        ctx.numels, ctx.width = numels, padded.shape[1]
+        b = padded.shape[0]
+        outs, offset = [], 0
+        for n, shape in zip(numels, shapes):
+            outs.append(padded[:, offset : offset + n].reshape(b, *shape))
+            offset += n
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        b = next(g for g in grads if g is not None).shape[0]
+        out = next(g for g in grads if g is not None).new_empty(b, ctx.width)
+        offset = 0
+        for n, g in zip(ctx.numels, grads):
+            if g is None:
+                out[:, offset : offset + n].zero_()
+            else:
+                out[:, offset : offset + n].copy_(g.reshape(b, n))
+            offset += n
+        out[:, offset:].zero_()
+        return out, None, None
+
+
 class ChunkedHypernetwork(Hypernetwork):
     """Chunked hypernetwork (von Oswald et al. 2020, Sec. 3, "Model compression").
 
@@ -241,6 +288,32 @@ class ChunkedHypernetwork(Hypernetwork):
     def last_hidden(self, encoded: torch.Tensor) -> torch.Tensor:
         return self.body(self._inputs(encoded))
 
+    def forward(self, cond: torch.Tensor) -> List[torch.Tensor]:
+        """As :meth:`Hypernetwork.forward`; without a residual, the weights are views of one
+        padded head output and the backward writes each gradient once (:class:`_SplitPadded`)."""
+        if self.theta0 is not None:
+            return super().forward(cond)
+        batched = self.check_conditions(cond)
+        hidden = self.last_hidden(self.encoder(batched))
+        padded = self.head(hidden).reshape(batched.shape[0], -1)
+        weights = list(_SplitPadded.apply(padded, self.param_numels, self.param_shapes))
+        return [w[0] for w in weights] if cond.dim() == 1 else weights
+
     def generate(self, encoded: torch.Tensor) -> torch.Tensor:
-        out = self.head(self.last_hidden(encoded))  # (B, num_chunks, chunk_size)
-        return out.reshape(encoded.shape[0], -1)[:, : self.num_weights]
+        parts = self.generate_parts(encoded)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def generate_parts(self, encoded: torch.Tensor) -> List[torch.Tensor]:
+        """Full chunks ``(B, (C-1) * chunk_size)`` and the last chunk's used entries ``(B, rem)``.
+
+        The last chunk runs the head with only the rows it needs, so no padding is computed
+        and nothing is sliced off afterwards.
+        """
+        hidden = self.last_hidden(encoded)  # (B, C, d_k)
+        b = encoded.shape[0]
+        rem = self.num_weights - (self.num_chunks - 1) * self.chunk_size
+        last = nn.functional.linear(hidden[:, -1], self.head.weight[:rem], self.head.bias[:rem])
+        if self.num_chunks == 1:
+            return [last]
+        full = self.head(hidden[:, :-1]).reshape(b, -1)
+        return [full, last]

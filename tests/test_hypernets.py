@@ -93,3 +93,24 @@ def test_mip_makes_weight_scale_independent_of_input_magnitude():
     assert ((std / std.mean() - 1).abs() <= 0.10).all(), std
     std_enc = torch.stack(enc_only).mean(0)
     assert ((std_enc / std_enc.mean() - 1).abs() <= 0.10).all(), std_enc
+
+
+@pytest.mark.parametrize("batch", [None, 3])
+def test_chunked_forward_fast_split_gives_the_same_values_and_gradients(batch):
+    torch.manual_seed(0)
+    hnet = ChunkedHypernetwork(target_mlp(), 4, chunk_size=700, hidden=(8,))
+    cond = torch.randn(4) if batch is None else torch.randn(batch, 4)
+    grads = []
+    for fast in (True, False):
+        hnet.zero_grad()
+        weights = hnet(cond) if fast else hnet.split(hnet.forward_flat(cond.reshape(-1, 4)))
+        if not fast and batch is None:
+            weights = [w[0] for w in weights]
+        loss = sum((w * torch.linspace(-1, 1, w.numel()).reshape(w.shape)).sum() for w in weights[:-1])  # last unused
+        loss.backward()
+        grads.append(torch.cat([p.grad.reshape(-1) for p in hnet.parameters()]))
+        if fast:
+            values = [w.detach().clone() for w in weights]
+        else:
+            assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(values, weights))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
