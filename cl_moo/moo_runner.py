@@ -14,6 +14,7 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from torch import nn
 from torch.func import vmap
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
@@ -99,14 +100,12 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
     t0 = time.perf_counter()
     if cfg.strategy.name == "ls_separate":
         losses = []
-        for k, ray in enumerate(rays):  # one target network per ray, the hypernetwork fixed to that ray
+        for k, ray in enumerate(rays):  # one ordinary target network per ray, fixed LS weights
             seed_everything(cfg.seed + k)
-            model = _build(cfg, info["n_features"], device, 1)
-            model.dirichlet = _FixedRay(torch.as_tensor(ray, dtype=torch.float32, device=device))
-            model.train(data["train"])
-            losses.append(hard_test_losses(model, data["test"], ray[None])[0])
+            module = train_ls_model(cfg, info["n_features"], data["train"], ray, device)
+            losses.append(hard_losses_of_module(module, data["test"], device))
         test_losses = np.stack(losses)
-        params = model.hnet.num_params * len(rays)
+        params = sum(p.numel() for p in module.parameters()) * len(rays)
     else:
         strategy = _build(cfg, info["n_features"], device, cfg.strategy.rays_per_step)
         strategy.plugins.append(TensorBoardPlugin(writer))
@@ -139,11 +138,23 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
     return result
 
 
-class _FixedRay:
-    """Stands in for the Dirichlet sampler: always the same ray (fixed LS weights)."""
+def train_ls_model(cfg: DictConfig, n_features: int, train_data, ray: np.ndarray, device: torch.device) -> nn.Module:
+    """PHN's "LS" baseline: a plain target network trained on ``sum_i r_i l_i`` for one ray."""
+    module = make_mlp(n_features, list(cfg.target.hidden), 1, cfg.target.activation).to(device)
+    opt = torch.optim.Adam(module.parameters(), lr=cfg.train.lr)
+    r = torch.as_tensor(ray, dtype=torch.float32, device=device)
+    for _ in range(cfg.train.epochs):
+        for x, y, s in DataLoader(train_data, batch_size=cfg.train.batch_size, shuffle=True):
+            x, y, s = x.to(device), y.to(device), s.to(device)
+            z = module(x)
+            loss = sum(r[i] * fn(z, y, s) for i, fn in enumerate(FAIRNESS_LOSSES))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return module
 
-    def __init__(self, ray: torch.Tensor) -> None:
-        self.ray = ray
 
-    def sample(self, shape) -> torch.Tensor:
-        return self.ray.expand(*shape, -1)
+@torch.no_grad()
+def hard_losses_of_module(module: nn.Module, data, device: torch.device) -> np.ndarray:
+    x, y, s = (t.to(device) for t in data.tensors)
+    return hard_objectives(module(x), y, s).cpu().numpy()

@@ -8,15 +8,17 @@ every step from a frozen copy of the hypernetwork (``targets="online"``, memory:
 the hypernetwork). All earlier tasks (or a random subset of ``subset`` of them, averaged with
 ``beta / subset``) are evaluated in ONE batched hypernetwork call.
 
-Fast path (stored targets, linear output head, no MIP residual): with ``a_i`` the head inputs,
-``W, b`` the head and ``y_i`` the stored targets,
-``sum_i ||W a_i + b - y_i||^2 = sum_i a_i^T (W^T W) a_i + 2 a_i.(W^T b) + ||b||^2
-- 2 a_i.(W^T y_i) - 2 b.y_i + ||y_i||^2``: one matrix product with the stored targets
-forward and one backward, and the hypernetwork's outputs for earlier tasks are never formed.
-Gradients equal the direct form's (float32 cancellation affects only the reported value,
-about 1e-3 relative); ``fast=False`` uses the direct form everywhere.
-``Delta Theta_h`` is the optional look-ahead: the step the optimizer is about to take on the
-task loss alone (:func:`lookahead_delta`), computed without changing the optimizer's state.
+Fast path (stored targets, linear output head, no MIP residual). The stored targets are the
+hypernetwork's own outputs at snapshot time, ``y_i = W_0 a0_i + b_0`` (head ``W_0, b_0``, head
+inputs ``a0_i``), so instead of ``y_i`` the snapshot keeps ``W_0, b_0, a0_i``. With the current
+head ``W, b`` and inputs ``a_i``, ``e_i = W a_i + b - y_i = W da_i + D a0_i + db`` where
+``da_i = a_i - a0_i``, ``D = W - W_0``, ``db = b - b_0``, and
+``||e_i||^2 = da^T (W^T W) da + a0^T (D^T D) a0 + ||db||^2 + 2 da^T (W^T D) a0 + 2 da.(W^T db)
++ 2 a0.(D^T db)``: only d_k x d_k Gram matrices of the head, so a step costs about the same for
+1 or 100 earlier tasks, every term is built from small differences (no cancellation), and the
+memory is one head copy plus ``d_k`` numbers per chunk and task instead of one weight set per
+task. ``fast=False`` uses the direct form everywhere (tested to give the same values and
+gradients).
 """
 from __future__ import annotations
 
@@ -59,13 +61,14 @@ def head_problems(hnet: Hypernetwork, conds: torch.Tensor) -> List[tuple]:
     return [(hidden, head.weight, head.bias)]
 
 
-def gram_sq_error(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, y: torch.Tensor,
-                  y_sum: torch.Tensor, y_sqnorm: torch.Tensor) -> torch.Tensor:
-    """``sum_i ||W a_i + b - y_i||^2`` without forming ``W a_i`` (see the module docstring)."""
-    gram = weight.T @ weight
-    quad = ((a @ gram) * a).sum() + 2 * (a @ (weight.T @ bias)).sum() + a.shape[0] * bias.dot(bias)
-    cross = (a * (y @ weight)).sum() + bias.dot(y_sum)
-    return quad - 2 * cross + y_sqnorm
+def snapshot_sq_error(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                      a0: torch.Tensor, weight0: torch.Tensor, bias0: torch.Tensor) -> torch.Tensor:
+    """``sum_i ||(W a_i + b) - (W_0 a0_i + b_0)||^2`` from d_k x d_k Gram matrices (module docstring)."""
+    da, d, db = a - a0, weight - weight0, bias - bias0
+    w_t = weight.T
+    quad = ((da @ (w_t @ weight)) * da).sum() + ((a0 @ (d.T @ d)) * a0).sum() + a.shape[0] * db.dot(db)
+    mixed = ((da @ (w_t @ d)) * a0).sum() + (da @ (w_t @ db)).sum() + (a0 @ (d.T @ db)).sum()
+    return quad + 2 * mixed
 
 
 @torch.no_grad()
@@ -117,6 +120,8 @@ class OutputRegularizer:
         self.subset = subset
         self.tasks: List[int] = []
         self.stored: Optional[List[torch.Tensor]] = None  # hnet.forward_parts of earlier tasks
+        self.head0: Optional[tuple] = None  # fast path: head (W_0, b_0) at snapshot time
+        self.inputs0: Optional[List[torch.Tensor]] = None  # fast path: head inputs a0, (T, rows, d_k)
         self.frozen: Optional[Hypernetwork] = None
 
     @property
@@ -127,16 +132,19 @@ class OutputRegularizer:
     def snapshot(self, hnet: Hypernetwork, embeddings: torch.Tensor, tasks: List[int]) -> None:
         """Records targets for ``tasks`` (call before training a new task)."""
         self.tasks = list(tasks)
-        self.stored, self.frozen = None, None
+        self.stored, self.frozen, self.head0, self.inputs0 = None, None, None, None
         if not self.tasks:
             return
         if self.mode == "stored":
             was_training = hnet.training
             hnet.eval()
-            self.stored = [p.detach() for p in hnet.forward_parts(embeddings.detach())]
-            # per task and part: sum of target rows and squared norm (for the fast path)
-            self._row_sums = [self._rows(hnet, i, p).sum(1) for i, p in enumerate(self.stored)]
-            self._sqnorms = [p.pow(2).sum(1) for p in self.stored]
+            if self._fast_path(hnet):
+                head = hnet.output_head()
+                self.head0 = (head.weight.detach().clone(), head.bias.detach().clone())
+                self.inputs0 = [a.detach().reshape(len(self.tasks), -1, a.shape[-1])
+                                for a, _, _ in head_problems(hnet, embeddings.detach())]
+            else:
+                self.stored = [p.detach() for p in hnet.forward_parts(embeddings.detach())]
             hnet.train(was_training)
         else:
             self.frozen = copy.deepcopy(hnet).eval()
@@ -145,6 +153,9 @@ class OutputRegularizer:
 
     def memory_bytes(self) -> int:
         """Memory held for the targets (stored outputs, or the frozen copy's parameters)."""
+        if self.head0 is not None:
+            tensors = list(self.head0) + list(self.inputs0 or [])
+            return sum(t.numel() * t.element_size() for t in tensors)
         if self.stored is not None:
             return sum(p.numel() * p.element_size() for p in self.stored)
         if self.frozen is not None:
@@ -169,13 +180,14 @@ class OutputRegularizer:
         conds = embeddings.detach() if index is None else embeddings.detach()[index]
 
         def sq_error(h: Hypernetwork) -> torch.Tensor:
-            if self._fast_path(h):
+            if self.head0 is not None and self._fast_path(h):
+                weight0, bias0 = self.head0
                 total = 0.0
                 for i, (a, weight, bias) in enumerate(head_problems(h, conds)):
-                    rows = self._rows(h, i, self.stored[i] if index is None else self.stored[i][index])
-                    y_sum = (self._row_sums[i] if index is None else self._row_sums[i][index]).sum(0)
-                    y_sq = (self._sqnorms[i] if index is None else self._sqnorms[i][index]).sum()
-                    total = total + gram_sq_error(a, weight, bias, rows.reshape(-1, rows.shape[-1]), y_sum, y_sq)
+                    a0 = self.inputs0[i] if index is None else self.inputs0[i][index]
+                    rows = weight.shape[0]
+                    total = total + snapshot_sq_error(a, weight, bias, a0.reshape(-1, a0.shape[-1]),
+                                                      weight0[:rows], bias0[:rows])
                 return total
             outputs = h.forward_parts(conds)
             if self.stored is not None:
@@ -195,30 +207,23 @@ class OutputRegularizer:
 
     def _fast_path(self, hnet: Hypernetwork) -> bool:
         return (
-            self.fast and self.stored is not None and hnet.theta0 is None
+            self.fast and self.mode == "stored" and hnet.theta0 is None
             and isinstance(hnet, (ChunkedHypernetwork, MLPHypernetwork))
         )
-
-    @staticmethod
-    def _rows(hnet: Hypernetwork, part: int, stored: torch.Tensor) -> torch.Tensor:
-        """Stored part ``(T, n)`` as ``(T, rows per task, row width)`` matching :func:`head_problems`."""
-        if isinstance(hnet, ChunkedHypernetwork) and hnet.num_chunks > 1 and part == 0:
-            return stored.view(stored.shape[0], hnet.num_chunks - 1, hnet.chunk_size)
-        return stored.unsqueeze(1)
 
     def state_dict(self) -> dict:
         return {
             "tasks": list(self.tasks),
             "stored": self.stored,
+            "head0": self.head0,
+            "inputs0": self.inputs0,
             "frozen": None if self.frozen is None else self.frozen.state_dict(),
         }
 
     def load_state_dict(self, state: dict, hnet: Hypernetwork) -> None:
         self.tasks = list(state["tasks"])
         self.stored = state["stored"]
-        if self.stored is not None:
-            self._row_sums = [self._rows(hnet, i, p).sum(1) for i, p in enumerate(self.stored)]
-            self._sqnorms = [p.pow(2).sum(1) for p in self.stored]
+        self.head0, self.inputs0 = state.get("head0"), state.get("inputs0")
         self.frozen = None
         if state["frozen"] is not None:
             self.frozen = copy.deepcopy(hnet).eval()

@@ -22,3 +22,14 @@ def test_pareto_run_writes_hypervolume_uniformity_and_figure(tmp_path, data_root
 def test_strategy_that_does_not_fit_the_benchmark_is_refused(capsys):
     assert main(["benchmark=adult", "strategy=hnet_cl"]) == 2
     assert "does not apply" in capsys.readouterr().err
+
+
+def test_ls_separate_baseline_trains_one_plain_model_per_ray(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("CL_MOO_DATA", str(data_root))
+    out = tmp_path / "ls"
+    assert main(["benchmark=adult", "strategy=ls_separate", f"run_dir={out}"] + SMALL) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(m["test_losses"]) == len(m["rays"])
+    # one plain target network (10 hidden units after 108 inputs ... ) per ray, no hypernetwork
+    per_model = m["params"] / len(m["rays"])
+    assert per_model < 2000 and 0.0 < m["hypervolume"] <= 1.0
