@@ -16,7 +16,7 @@ fails the weights fall back to linear scalarization ``r / sum r`` and the failur
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 from scipy.optimize import linprog
@@ -30,21 +30,20 @@ class EPOResult:
     lp: dict = field(default_factory=dict)  # c, A_ub, b_ub, A_eq, b_eq of the LP solved
 
 
-def epo_weights(losses: np.ndarray, ray: np.ndarray, gram: np.ndarray, eps: float = 1e-4) -> EPOResult:
-    """EPO weights for one ray (see module docstring for the LPs)."""
+def _epo_lp(losses: np.ndarray, ray: np.ndarray, gram: np.ndarray, eps: float) -> Optional[dict]:
+    """The LP of one ray as ``linprog`` arguments (None when ``r * l`` is degenerate)."""
     l = np.asarray(losses, dtype=np.float64)
     r = np.asarray(ray, dtype=np.float64)
     C = np.asarray(gram, dtype=np.float64)
     m = len(l)
     rl = r * l
-    if not np.all(np.isfinite(rl)) or rl.sum() <= 0:
-        return EPOResult(r / r.sum(), r / r.sum(), "fallback")
+    if not np.all(np.isfinite(rl)) or not np.all(np.isfinite(C)) or rl.sum() <= 0:
+        return None
     lhat = np.clip(rl / rl.sum(), 1e-12, None)
     log_term = np.log(m * lhat)
     mu = float(np.sum(lhat * log_term))
     a = r * (log_term - mu)
     Ca = C @ a
-    A_eq, b_eq = np.ones((1, m)), np.ones(1)
     if mu > eps:
         mode = "balance"
         J = Ca > 0
@@ -55,22 +54,68 @@ def epo_weights(losses: np.ndarray, ray: np.ndarray, gram: np.ndarray, eps: floa
         else:
             rhs = np.zeros(m)
         keep = np.isfinite(rhs)
-        c = -Ca
-        A_ub, b_ub = -C[keep], -rhs[keep]
+        c, A_ub, b_ub = -Ca, -C[keep], -rhs[keep]
     else:
         mode = "dominance"
         c = -C.sum(axis=0)
         A_ub = np.vstack([-Ca[None, :], -C])
         b_ub = np.concatenate([[-min(float(Ca.max()), 0.0)], np.zeros(m)])
-    res = linprog(c, A_ub=A_ub if len(A_ub) else None, b_ub=b_ub if len(A_ub) else None,
-                  A_eq=A_eq, b_eq=b_eq, bounds=[(0, None)] * m, method="highs")
-    lp = {"c": c, "A_ub": A_ub, "b_ub": b_ub, "A_eq": A_eq, "b_eq": b_eq}
+    return {"mode": mode, "c": c, "A_ub": A_ub, "b_ub": b_ub, "A_eq": np.ones((1, m)), "b_eq": np.ones(1)}
+
+
+def _fallback(ray: np.ndarray, lp: Optional[dict] = None) -> EPOResult:
+    r = np.asarray(ray, dtype=np.float64)
+    return EPOResult(r / r.sum(), r / r.sum(), "fallback", lp or {})
+
+
+def _solve(lp: dict, ray: np.ndarray) -> EPOResult:
+    m = len(lp["c"])
+    res = linprog(lp["c"], A_ub=lp["A_ub"] if len(lp["A_ub"]) else None, b_ub=lp["b_ub"] if len(lp["A_ub"]) else None,
+                  A_eq=lp["A_eq"], b_eq=lp["b_eq"], bounds=[(0, None)] * m, method="highs")
+    info = {k: v for k, v in lp.items() if k != "mode"}
     if not res.success or res.x is None:
-        return EPOResult(r / r.sum(), r / r.sum(), "fallback", lp)
-    alpha = np.asarray(res.x)
-    return EPOResult(m * alpha, alpha, mode, lp)
+        return _fallback(ray, info)
+    return EPOResult(m * res.x, res.x, lp["mode"], info)
 
 
-def epo_weights_batch(losses: np.ndarray, rays: np.ndarray, grams: np.ndarray) -> List[EPOResult]:
-    """:func:`epo_weights` for each of B rays (``losses``/``rays`` (B, m), ``grams`` (B, m, m))."""
-    return [epo_weights(l, r, C) for l, r, C in zip(losses, rays, grams)]
+def epo_weights(losses: np.ndarray, ray: np.ndarray, gram: np.ndarray, eps: float = 1e-4) -> EPOResult:
+    """EPO weights for one ray (see module docstring for the LPs)."""
+    lp = _epo_lp(losses, ray, gram, eps)
+    return _fallback(ray) if lp is None else _solve(lp, ray)
+
+
+def epo_weights_batch(losses: np.ndarray, rays: np.ndarray, grams: np.ndarray, eps: float = 1e-4) -> List[EPOResult]:
+    """EPO weights for B rays (``losses``/``rays`` (B, m), ``grams`` (B, m, m)) in ONE ``linprog`` call.
+
+    The B LPs are independent, so their block-diagonal union (objectives added) has each block's
+    optimum as its solution; if the union fails, each ray is solved on its own.
+    """
+    lps = [_epo_lp(l, r, C, eps) for l, r, C in zip(losses, rays, grams)]
+    live = [i for i, lp in enumerate(lps) if lp is not None]
+    results: List[EPOResult] = [_fallback(r) for r in rays]
+    if not live:
+        return results
+    m = len(rays[0])
+    n = len(live)
+    c = np.concatenate([lps[i]["c"] for i in live])
+    rows = sum(len(lps[i]["b_ub"]) for i in live)
+    A_ub, b_ub = np.zeros((rows, n * m)), np.zeros(rows)
+    A_eq, b_eq = np.zeros((n, n * m)), np.ones(n)
+    row = 0
+    for k, i in enumerate(live):
+        block = lps[i]["A_ub"]
+        A_ub[row : row + len(block), k * m : (k + 1) * m] = block
+        b_ub[row : row + len(block)] = lps[i]["b_ub"]
+        row += len(block)
+        A_eq[k, k * m : (k + 1) * m] = 1.0
+    res = linprog(c, A_ub=A_ub if rows else None, b_ub=b_ub if rows else None, A_eq=A_eq, b_eq=b_eq,
+                  bounds=[(0, None)] * (n * m), method="highs")
+    if res.success and res.x is not None:
+        for k, i in enumerate(live):
+            alpha = res.x[k * m : (k + 1) * m]
+            info = {key: v for key, v in lps[i].items() if key != "mode"}
+            results[i] = EPOResult(m * alpha, alpha, lps[i]["mode"], info)
+        return results
+    for i in live:
+        results[i] = _solve(lps[i], rays[i])
+    return results

@@ -2,10 +2,11 @@
 
 ``L_reg = beta / (T - 1) * sum_{t' < T} || h(e_t', Theta_h + Delta Theta_h) - h*(e_t') ||^2``
 
-``h*(e_t')`` are the hypernetwork's outputs for earlier tasks, either stored before training
-the new task (``targets="stored"``, memory: one weight set per earlier task) or recomputed at
-every step from a frozen copy of the hypernetwork (``targets="online"``, memory: one copy of
-the hypernetwork). All earlier tasks (or a random subset of ``subset`` of them, averaged with
+``h*(e_t')`` are the hypernetwork's outputs for earlier tasks, either recorded before training
+the new task (``targets="stored"``; memory: a copy of the output head plus its inputs, see the
+fast path below, or one weight set per earlier task without it) or recomputed at every step
+from a frozen copy of the hypernetwork (``targets="online"``; memory: one copy of the
+hypernetwork). All earlier tasks (or a random subset of ``subset`` of them, averaged with
 ``beta / subset``) are evaluated in ONE batched hypernetwork call.
 
 Fast path (stored targets, linear output head, no MIP residual). The stored targets are the

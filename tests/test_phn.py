@@ -109,3 +109,23 @@ def test_evaluation_rays_follow_phn_and_das_dennis():
 def test_uniformity_is_undefined_only_where_r_times_l_vanishes():
     u = uniformity(np.array([[0.5, 0.0], [0.5, 0.2]]), np.array([[0.0, 1.0], [0.5, 0.5]]))
     assert np.isnan(u[0]) and np.isfinite(u[1])
+
+
+def test_batched_epo_lp_equals_one_lp_per_ray():
+    from strategies.epo import epo_weights_batch
+
+    rng = np.random.default_rng(1)
+    grams, losses, rays = [], [], []
+    for _ in range(12):
+        G = rng.normal(size=(3, 8))
+        grams.append(G @ G.T)
+        losses.append(rng.uniform(0.05, 2.0, size=3))
+        rays.append(rng.dirichlet(np.full(3, 0.5)))
+    batch = epo_weights_batch(np.array(losses), np.array(rays), np.array(grams))
+    for res, l, r, C in zip(batch, losses, rays, grams):
+        single = epo_weights(l, r, C)
+        assert res.mode == single.mode
+        # same optimal objective value (the optimum may not be unique), constraints satisfied
+        assert res.lp["c"] @ res.alpha == pytest.approx(single.lp["c"] @ single.alpha, abs=1e-7)
+        assert np.all(res.lp["A_ub"] @ res.alpha <= res.lp["b_ub"] + 1e-7)
+        assert abs(res.alpha.sum() - 1) < 1e-8 and np.all(res.alpha >= -1e-9)
