@@ -15,7 +15,7 @@ Same plug-in shape as the continual strategy: keyword-only constructor, ``train(
 """
 from __future__ import annotations
 
-import math
+import logging
 from typing import Any, Callable, List, Optional, Sequence, Union
 
 import numpy as np
@@ -30,6 +30,7 @@ from cl_moo.moo_metrics import check_rays, evaluation_rays
 from .epo import epo_weights_batch
 
 LossFn = Callable[..., torch.Tensor]
+logger = logging.getLogger(__name__)
 
 
 class ParetoHypernetworkStrategy:
@@ -129,7 +130,11 @@ class ParetoHypernetworkStrategy:
         G = torch.stack(grads, dim=1)  # (B, m, W)
         grams = torch.bmm(G, G.transpose(1, 2)).detach().cpu().numpy()
         results = epo_weights_batch(values.detach().cpu().numpy(), rays.detach().cpu().numpy(), grams)
-        self.epo_fallbacks += sum(r.mode == "fallback" for r in results)
+        failed = sum(r.mode == "fallback" for r in results)
+        if failed:
+            self.epo_fallbacks += failed
+            logger.warning("EPO: the LP failed for %d of %d rays at iteration %d; used the LS weights r / sum(r)",
+                           failed, len(results), self.iteration)
         w = torch.as_tensor(np.stack([r.weights for r in results]), dtype=values.dtype, device=values.device)
         return (w * values).sum(dim=1).mean()
 

@@ -129,3 +129,13 @@ def test_batched_epo_lp_equals_one_lp_per_ray():
         assert res.lp["c"] @ res.alpha == pytest.approx(single.lp["c"] @ single.alpha, abs=1e-7)
         assert np.all(res.lp["A_ub"] @ res.alpha <= res.lp["b_ub"] + 1e-7)
         assert abs(res.alpha.sum() - 1) < 1e-8 and np.all(res.alpha >= -1e-9)
+
+
+def test_epo_falls_back_to_ls_weights_and_logs_it(caplog):
+    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(8,), solver="epo", rays_per_step=2)
+    rays = torch.tensor([[0.5, 0.5], [0.2, 0.8]])
+    flat = phn.hnet.forward_flat(rays)
+    values = torch.stack([flat.pow(2).sum(1) * torch.tensor([float("nan"), 1.0]), flat.pow(2).sum(1) + 1.0], dim=1)
+    with caplog.at_level("WARNING"):
+        phn._scalarization(rays, values, flat)
+    assert phn.epo_fallbacks >= 1 and "used the LS weights" in caplog.text
