@@ -67,13 +67,14 @@ def _read_rows(path: Path, delimiter: str) -> List[Dict[str, str]]:
 
 
 def load_fairness(
-    name: str, root: Union[str, Path, None] = None, *, seed: int = 0, max_rows: Optional[int] = None
+    name: str, root: Union[str, Path, None] = None, *, seed: int = 0, max_rows: Optional[int] = None,
+    verify: bool = True,
 ) -> Tuple[Dict[str, TensorDataset], Dict[str, object]]:
     """``({"train", "val", "test"} -> TensorDataset(x, y, s), info)`` for a fairness data set."""
     if name not in SPECS:
         raise ValueError(f"unknown fairness data set {name!r}; choose one of {sorted(SPECS)}")
     spec = SPECS[name]
-    rows = _read_rows(require_file(spec.file, root), spec.delimiter)
+    rows = _read_rows(require_file(spec.file, root, verify=verify), spec.delimiter)
     if max_rows is not None:
         rows = rows[:max_rows]
     y = np.array([spec.label(r) for r in rows], dtype=np.float32)

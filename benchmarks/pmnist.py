@@ -39,19 +39,21 @@ def read_idx(images: Path, labels: Path) -> Tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def load_mnist(root: Union[str, Path, None] = None, *, download: bool = False, fallback_train: int = 8000):
+def load_mnist(
+    root: Union[str, Path, None] = None, *, download: bool = False, verify: bool = True, fallback_train: int = 8000
+):
     """Returns ``(x_train, y_train, x_test, y_test, info)`` as uint8/int64 arrays."""
     base = data_root(root)
     have_train = all((base / f).is_file() for f in TRAIN_FILES)
     if have_train or download:
         try:
-            xtr, ytr = read_idx(*(require_file(f, root, download=download) for f in TRAIN_FILES))
-            xte, yte = read_idx(*(require_file(f, root, download=download) for f in TEST_FILES))
+            xtr, ytr = read_idx(*(require_file(f, root, download=download, verify=verify) for f in TRAIN_FILES))
+            xte, yte = read_idx(*(require_file(f, root, download=download, verify=verify) for f in TEST_FILES))
             return xtr, ytr.astype(np.int64), xte, yte.astype(np.int64), {"fallback": None}
         except DataFileError:
             if have_train:
                 raise
-    x, y = read_idx(*(require_file(f, root) for f in TEST_FILES))
+    x, y = read_idx(*(require_file(f, root, verify=verify) for f in TEST_FILES))
     rng = np.random.RandomState(1234)
     order = rng.permutation(len(x))
     tr, te = order[:fallback_train], order[fallback_train:]
@@ -79,11 +81,12 @@ def permuted_mnist(
     train_per_task: Optional[int] = None,
     test_per_task: Optional[int] = None,
     download: bool = False,
+    verify: bool = True,
 ) -> Tuple[object, Dict]:
     """Permuted MNIST benchmark and an info dict (input size, classes, fallback note)."""
     if n_tasks < 1:
         raise ValueError(f"n_tasks must be >= 1, got {n_tasks}")
-    xtr, ytr, xte, yte, info = load_mnist(root, download=download)
+    xtr, ytr, xte, yte, info = load_mnist(root, download=download, verify=verify)
     gen = np.random.RandomState(seed)
     sub_tr = gen.permutation(len(xtr))[:train_per_task] if train_per_task else np.arange(len(xtr))
     sub_te = gen.permutation(len(xte))[:test_per_task] if test_per_task else np.arange(len(xte))
@@ -99,3 +102,34 @@ def permuted_mnist(
         {"input_size": n_in, "num_classes": 10, "n_tasks": n_tasks, "train_size": len(sub_tr), "test_size": len(sub_te)}
     )
     return task_benchmark(train, test), info
+
+
+def avalanche_permuted_mnist(
+    n_tasks: int = 10, *, root: Union[str, Path, None] = None, seed: int = 0, verify: bool = True
+) -> Tuple[object, Dict]:
+    """Avalanche's own ``PermutedMNIST`` (task labels on), reading MNIST from the data root.
+
+    Needs the full MNIST (training and test idx files) in ``<root>/MNIST/raw``; nothing is
+    downloaded here. The files are checked, then decompressed into ``~/.cache/cl_moo`` (the
+    layout torchvision reads), so the data root is never written to. Images come as (1, 28, 28) tensors: put ``nn.Flatten()`` before an MLP.
+    """
+    from avalanche.benchmarks.classic import PermutedMNIST
+
+    base = data_root(root)
+    missing = [f for f in TRAIN_FILES + TEST_FILES if not (base / f).is_file()]
+    if missing:
+        raise DataFileError(
+            f"Avalanche's PermutedMNIST needs {missing} in {base}; use benchmark.builder=tensors, which "
+            "falls back to the test split, or put the MNIST idx files there"
+        )
+    cache = Path.home() / ".cache" / "cl_moo" / "avalanche_mnist"
+    raw = cache / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for f in TRAIN_FILES + TEST_FILES:
+        # torchvision reads the uncompressed idx files; they go to a cache, never into the data root
+        src = require_file(f, root, verify=verify)
+        with gzip.open(src) as fin:
+            (raw / Path(f).name[: -len(".gz")]).write_bytes(fin.read())
+    bench = PermutedMNIST(n_tasks, return_task_id=True, seed=seed, dataset_root=str(cache))
+    return bench, {"input_size": 784, "num_classes": 10, "n_tasks": n_tasks, "fallback": None, "builder": "avalanche",
+                   "image_shape": (1, 28, 28)}

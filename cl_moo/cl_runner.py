@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from benchmarks.pmnist import permuted_mnist
+from benchmarks.pmnist import avalanche_permuted_mnist, permuted_mnist
 from benchmarks.regression import regression_1d
 from strategies.cl_model import build_cl_model
 from strategies.hnet_cl import HypernetworkStrategy
@@ -53,10 +53,13 @@ def make_mlp(n_in: int, hidden: List[int], n_out: int, activation: str) -> nn.Se
 
 def make_benchmark(cfg: DictConfig):
     b = cfg.benchmark
+    if b.name == "pmnist" and b.get("builder", "tensors") == "avalanche":
+        return avalanche_permuted_mnist(b.n_tasks, root=cfg.data.root, seed=cfg.seed, verify=cfg.data.verify)
     if b.name == "pmnist":
         return permuted_mnist(
             b.n_tasks, root=cfg.data.root, seed=cfg.seed, pad_to=b.pad_to,
             train_per_task=b.train_per_task, test_per_task=b.test_per_task, download=cfg.data.download,
+            verify=cfg.data.verify,
         )
     if b.name == "regression":
         return regression_1d(n_train=b.n_train, n_test=b.n_test, noise_std=b.noise_std, seed=cfg.seed)
@@ -119,6 +122,8 @@ def run_cl(cfg: DictConfig) -> Dict[str, Any]:
     classification = cfg.benchmark.name != "regression"
     n_out = info.get("num_classes", info.get("output_size", 1))
     module = make_mlp(info["input_size"], list(cfg.target.hidden), n_out, cfg.target.activation)
+    if "image_shape" in info:  # image tensors (Avalanche's PermutedMNIST): flatten first
+        module = nn.Sequential(nn.Flatten(), *module)
     h = cfg.hnet
     model = build_cl_model(
         module, emb_dim=h.emb_dim, chunked=h.chunked, chunk_size=h.chunk_size, chunk_emb_dim=h.chunk_emb_dim,

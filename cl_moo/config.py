@@ -21,8 +21,9 @@ CHOICES: Dict[str, Sequence] = {
     "strategy.reg_targets": ("stored", "online"),
     "strategy.task_inference": ("given", "entropy"),
     "strategy.solver": ("ls", "epo"),
+    "benchmark.builder": ("tensors", "avalanche"),
 }
-BOOLEANS = ("resume", "progress", "data.download", "hnet.mip", "hnet.chunked", "strategy.lookahead")
+BOOLEANS = ("resume", "progress", "data.download", "data.verify", "hnet.mip", "hnet.chunked", "strategy.lookahead")
 
 
 class ConfigError(ValueError):

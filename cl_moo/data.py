@@ -83,11 +83,14 @@ def _fetch(url: str, dest: Path) -> None:
     tmp.replace(dest)
 
 
-def require_file(name: str, root: Union[str, Path, None] = None, *, download: bool = False) -> Path:
+def require_file(
+    name: str, root: Union[str, Path, None] = None, *, download: bool = False, verify: bool = True
+) -> Path:
     """Path of data file ``name`` under the data root, checked against its sha256.
 
     With ``download=True`` a missing file that has a canonical URL is fetched (needs a network).
-    A file whose checksum differs from the published one raises :class:`DataFileError`.
+    A file whose checksum differs from the published one raises :class:`DataFileError`;
+    ``verify=False`` (``data.verify=false``) accepts it, e.g. for a re-compressed copy.
     """
     base = data_root(root)
     path = base / name
@@ -104,14 +107,15 @@ def require_file(name: str, root: Union[str, Path, None] = None, *, download: bo
             "CL_MOO_DATA (or the data.root= override) at the folder that holds it"
             + (", or allow downloading with data.download=true" if info.get("url") else "")
         )
-    expected = info.get("sha256")
+    expected = info.get("sha256") if verify else None
     if expected:
         actual = sha256(path)
         if actual != expected:
             raise DataFileError(
                 f"{path} has sha256 {actual}, expected {expected}: the file differs from the "
-                "published one (truncated download or a different version); replace it"
+                "published one (truncated download or a different version); replace it, or pass "
+                "data.verify=false to use it anyway"
             )
-    elif info:
+    elif info and verify:
         warnings.warn(f"{name}: no published checksum to check against", stacklevel=2)
     return path

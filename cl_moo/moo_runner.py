@@ -94,7 +94,8 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
-    data, info = load_fairness(cfg.benchmark.name, cfg.data.root, seed=cfg.seed, max_rows=cfg.benchmark.max_rows)
+    data, info = load_fairness(cfg.benchmark.name, cfg.data.root, seed=cfg.seed, max_rows=cfg.benchmark.max_rows,
+                               verify=cfg.data.verify)
     rays = evaluation_rays(3, cfg.benchmark.n_eval_rays)
     writer = SummaryWriter(str(out_dir / "tensorboard"))
     t0 = time.perf_counter()
