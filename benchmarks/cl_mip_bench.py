@@ -9,7 +9,6 @@ least 95% of that task's accuracy at the end of its training. Writes ``bench/res
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ from torch import nn
 
 from cl_moo.cl_runner import make_benchmark, make_mlp, seed_everything
 from cl_moo.config import load_config
+from cl_moo.reporting import write_json
 from strategies import HypernetworkStrategy, build_cl_model
 
 
@@ -103,7 +103,7 @@ def main() -> None:
               f"final accuracy {acc.mean():.4f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_json(out, report)
     print(f"wrote {out}")
 
 

@@ -9,7 +9,6 @@ and an ablation (MIP on/off, hyperfan-in vs Kaiming init) of PHN-LS after ``--ab
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Dict, List
 import numpy as np
 
 from cl_moo.config import load_config
+from cl_moo.reporting import write_json
 from cl_moo.moo_runner import run_moo
 
 STRATEGIES = ("phn_ls", "phn_epo", "ls_separate")
@@ -78,7 +78,7 @@ def main() -> None:
             print(f"  ablation {k:32s} HV {v['mean']:.4f} ± {v['std']:.4f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_json(out, report)
     print(f"wrote {out}")
 
 
