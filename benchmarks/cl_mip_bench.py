@@ -101,10 +101,8 @@ def main() -> None:
         print(f"mip={mip}: steps to 95% of final accuracy per task (mean over seeds) "
               f"{np.round(steps.mean(0), 1).tolist()}, overall {steps.mean():.1f} ± {steps.std():.1f}; "
               f"final accuracy {acc.mean():.4f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, report)
-    print(f"wrote {out}")
+    write_json(Path(args.out), report)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

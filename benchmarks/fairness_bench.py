@@ -76,10 +76,8 @@ def main() -> None:
             print(f"  {s} wall / ls_separate wall = {summary[s]['wall_ratio_vs_ls_separate']['mean']:.3f}")
         for k, v in ablation.items():
             print(f"  ablation {k:32s} HV {v['mean']:.4f} ± {v['std']:.4f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, report)
-    print(f"wrote {out}")
+    write_json(Path(args.out), report)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

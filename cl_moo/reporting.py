@@ -36,7 +36,9 @@ def peak_memory_mb(device: torch.device) -> Dict[str, float]:
 
 
 def write_json(path: Path, data: Dict[str, Any]) -> None:
+    """Writes ``data`` as JSON atomically, creating the parent folder."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=float))
     tmp.replace(path)
