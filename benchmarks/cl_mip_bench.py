@@ -17,12 +17,11 @@ from typing import Dict, List
 import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
-from torch import nn
 
-from cl_moo.cl_runner import make_benchmark, make_mlp, seed_everything
+from cl_moo.cl_runner import build_cl_model_from_config, make_benchmark, seed_everything
 from cl_moo.config import load_config
 from cl_moo.reporting import write_json
-from strategies import HypernetworkStrategy, build_cl_model
+from strategies import HypernetworkStrategy
 
 
 class CurrentTaskCurve(SupervisedPlugin):
@@ -64,10 +63,7 @@ def run(mip: bool, seed: int, tasks: int, iterations: int, every: int) -> Dict:
                        f"seed={seed}", f"train.iterations={iterations}", "progress=false"])
     seed_everything(seed)
     bench, info = make_benchmark(cfg)
-    h = cfg.hnet
-    model = build_cl_model(make_mlp(info["input_size"], list(cfg.target.hidden), 10, cfg.target.activation),
-                           emb_dim=h.emb_dim, chunk_size=h.chunk_size, chunk_emb_dim=h.chunk_emb_dim,
-                           hidden=list(h.hidden), activation=h.activation, mip=mip, init=h.init)
+    model = build_cl_model_from_config(cfg, info)
     curve = CurrentTaskCurve(bench.test_stream, every)
     strategy = HypernetworkStrategy(model=model, lr=cfg.train.lr, beta=cfg.strategy.beta, train_iterations=iterations,
                                     train_mb_size=cfg.train.batch_size, evaluator=None, plugins=[curve])

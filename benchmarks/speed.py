@@ -77,9 +77,7 @@ def prepare(strategy, task: int, mode: str = "stored") -> None:
     strategy.trained_tasks = list(range(task))
     strategy.regularizer.mode = mode
     strategy.make_optimizer()
-    earlier = list(range(task))
-    embs = model.embeddings(earlier) if earlier else torch.empty(0, model.emb_dim, device=strategy.device)
-    strategy.regularizer.snapshot(model.hnet, embs, earlier)
+    strategy.snapshot_earlier_tasks()
 
 
 def cl_batch(device: torch.device, task: int = 0):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import time
-from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
@@ -24,13 +23,13 @@ from torch.utils.tensorboard import SummaryWriter
 
 from benchmarks.pmnist import avalanche_permuted_mnist, permuted_mnist
 from benchmarks.regression import regression_1d
-from strategies.cl_model import build_cl_model
+from strategies.cl_model import TaskConditionedHypernetwork, build_cl_model
 from strategies.hnet_cl import HypernetworkStrategy
 
 from .avalanche_metrics import mse_metrics
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .cl_metrics import cl_summary
-from .hypernets import make_activation
+from .hypernets import mlp
 from .reporting import config_dict, peak_memory_mb, pick_device, run_folder, write_json
 
 CHECKPOINT = "checkpoint.pt"
@@ -43,12 +42,22 @@ def seed_everything(seed: int) -> None:
 
 
 def make_mlp(n_in: int, hidden: List[int], n_out: int, activation: str) -> nn.Sequential:
-    layers: List[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(n_in, width), make_activation(activation)]
-        n_in = width
-    layers.append(nn.Linear(n_in, n_out))
-    return nn.Sequential(*layers)
+    """Target MLP: the hidden layers of :func:`cl_moo.hypernets.mlp` plus a linear output layer."""
+    return nn.Sequential(*mlp(n_in, hidden, activation), nn.Linear(hidden[-1] if hidden else n_in, n_out))
+
+
+def build_cl_model_from_config(cfg: DictConfig, info: Dict[str, Any]) -> TaskConditionedHypernetwork:
+    """Target MLP (``cfg.target``) and hypernetwork (``cfg.hnet``) for a benchmark's ``info``."""
+    n_out = info.get("num_classes", info.get("output_size", 1))
+    module = make_mlp(info["input_size"], list(cfg.target.hidden), n_out, cfg.target.activation)
+    if "image_shape" in info:  # image tensors (Avalanche's PermutedMNIST): flatten first
+        module = nn.Sequential(nn.Flatten(), *module)
+    h = cfg.hnet
+    return build_cl_model(
+        module, emb_dim=h.emb_dim, chunked=h.chunked, chunk_size=h.chunk_size, chunk_emb_dim=h.chunk_emb_dim,
+        hidden=list(h.hidden), activation=h.activation, mip=h.mip, init=h.init,
+        target_gain=2.0 if cfg.target.activation in ("relu", "leaky_relu") else 1.0,
+    )
 
 
 def make_benchmark(cfg: DictConfig):
@@ -120,16 +129,7 @@ def run_cl(cfg: DictConfig) -> Dict[str, Any]:
     seed_everything(cfg.seed)
     benchmark, info = make_benchmark(cfg)
     classification = cfg.benchmark.name != "regression"
-    n_out = info.get("num_classes", info.get("output_size", 1))
-    module = make_mlp(info["input_size"], list(cfg.target.hidden), n_out, cfg.target.activation)
-    if "image_shape" in info:  # image tensors (Avalanche's PermutedMNIST): flatten first
-        module = nn.Sequential(nn.Flatten(), *module)
-    h = cfg.hnet
-    model = build_cl_model(
-        module, emb_dim=h.emb_dim, chunked=h.chunked, chunk_size=h.chunk_size, chunk_emb_dim=h.chunk_emb_dim,
-        hidden=list(h.hidden), activation=h.activation, mip=h.mip, init=h.init,
-        target_gain=2.0 if cfg.target.activation in ("relu", "leaky_relu") else 1.0,
-    )
+    model = build_cl_model_from_config(cfg, info)
     tb_dir = out_dir / "tensorboard"
     writer = SummaryWriter(str(tb_dir))
     metrics = (

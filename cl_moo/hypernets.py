@@ -16,7 +16,7 @@ Each part can be switched on or off separately.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import torch
 from torch import nn
@@ -232,8 +232,9 @@ class _SplitPadded(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        b = next(g for g in grads if g is not None).shape[0]
-        out = next(g for g in grads if g is not None).new_empty(b, ctx.width)
+        first = next(g for g in grads if g is not None)
+        b = first.shape[0]
+        out = first.new_empty(b, ctx.width)
         offset = 0
         for n, g in zip(ctx.numels, grads):
             if g is None:
@@ -279,6 +280,11 @@ class ChunkedHypernetwork(Hypernetwork):
         d_k = hidden[-1] if hidden else chunk_emb_dim + self.encoder.out_dim
         self.head = nn.Linear(d_k, chunk_size)
 
+    @property
+    def last_chunk_size(self) -> int:
+        """Entries of the last chunk that are used (the rest of it is padding)."""
+        return self.num_weights - (self.num_chunks - 1) * self.chunk_size
+
     def _inputs(self, encoded: torch.Tensor) -> torch.Tensor:
         b = encoded.shape[0]
         chunks = self.chunk_embeddings.unsqueeze(0).expand(b, -1, -1)
@@ -311,7 +317,7 @@ class ChunkedHypernetwork(Hypernetwork):
         """
         hidden = self.last_hidden(encoded)  # (B, C, d_k)
         b = encoded.shape[0]
-        rem = self.num_weights - (self.num_chunks - 1) * self.chunk_size
+        rem = self.last_chunk_size
         last = nn.functional.linear(hidden[:, -1], self.head.weight[:rem], self.head.bias[:rem])
         if self.num_chunks == 1:
             return [last]

@@ -23,11 +23,8 @@ from benchmarks.fairness import FAIRNESS_LOSSES, hard_objectives, load_fairness
 from strategies.phn import ParetoHypernetworkStrategy
 
 from .cl_runner import make_mlp, seed_everything
-from .hypernets import ChunkedHypernetwork, MLPHypernetwork
-from .init import init_hypernetwork
 from .moo_metrics import evaluation_rays, hypervolume, non_dominated, uniformity
 from .reporting import config_dict, peak_memory_mb, pick_device, run_folder, write_json
-from .target import FunctionalTarget
 
 
 class TensorBoardPlugin:
@@ -69,20 +66,13 @@ def pareto_figure(losses: np.ndarray, names: List[str], path: Path):
     return fig
 
 
-def _build(cfg: DictConfig, n_features: int, device: torch.device, rays_per_step: int) -> ParetoHypernetworkStrategy:
-    module = make_mlp(n_features, list(cfg.target.hidden), 1, cfg.target.activation)
-    target = FunctionalTarget(module)
+def _build(cfg: DictConfig, n_features: int, device: torch.device) -> ParetoHypernetworkStrategy:
     h = cfg.hnet
-    common = dict(hidden=tuple(h.hidden), activation="relu", mip_encoding=h.mip, residual=h.mip)
-    if h.chunked:
-        hnet = ChunkedHypernetwork(target, 3, chunk_size=h.chunk_size, chunk_emb_dim=h.chunk_emb_dim, **common)
-    else:
-        hnet = MLPHypernetwork(target, 3, **common)
-    probe = torch.distributions.Dirichlet(torch.full((3,), float(cfg.strategy.alpha))).sample((256,))
-    init_hypernetwork(hnet, h.init, target_gain=2.0, probe_conditions=probe)
     return ParetoHypernetworkStrategy(
-        target=target, losses=FAIRNESS_LOSSES, hnet=hnet, solver=cfg.strategy.solver, alpha=cfg.strategy.alpha,
-        rays_per_step=rays_per_step, lr=cfg.train.lr, train_epochs=cfg.train.epochs,
+        target=make_mlp(n_features, list(cfg.target.hidden), 1, cfg.target.activation), losses=FAIRNESS_LOSSES,
+        hidden=tuple(h.hidden), chunk_size=h.chunk_size if h.chunked else None, chunk_emb_dim=h.chunk_emb_dim,
+        mip=h.mip, init=h.init, solver=cfg.strategy.solver, alpha=float(cfg.strategy.alpha),
+        rays_per_step=cfg.strategy.rays_per_step, lr=cfg.train.lr, train_epochs=cfg.train.epochs,
         train_mb_size=cfg.train.batch_size, device=device,
     )
 
@@ -107,12 +97,14 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
             losses.append(hard_losses_of_module(module, data["test"], device))
         test_losses = np.stack(losses)
         params = sum(p.numel() for p in module.parameters()) * len(rays)
+        epo_fallbacks = 0
     else:
-        strategy = _build(cfg, info["n_features"], device, cfg.strategy.rays_per_step)
+        strategy = _build(cfg, info["n_features"], device)
         strategy.plugins.append(TensorBoardPlugin(writer))
         strategy.train(data["train"])
         test_losses = hard_test_losses(strategy, data["test"], rays)
         params = strategy.hnet.num_params
+        epo_fallbacks = strategy.epo_fallbacks
     wall = time.perf_counter() - t0
     ref = list(cfg.benchmark.ref_point)
     hv = hypervolume(test_losses, ref)
@@ -130,7 +122,7 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
         "uniformity_undefined_rays": int(np.isnan(unif).sum()),
         "rays": rays.tolist(), "test_losses": test_losses.tolist(), "objectives": names,
         "non_dominated": non_dominated(test_losses).tolist(), "wall_time_s": wall, "params": params,
-        "epo_fallbacks": getattr(locals().get("strategy"), "epo_fallbacks", 0), "device": str(device),
+        "epo_fallbacks": epo_fallbacks, "device": str(device),
         **peak_memory_mb(device), "data_note": None, "tensorboard": str(out_dir / "tensorboard"),
         "config": config_dict(cfg),
     }

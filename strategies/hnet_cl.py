@@ -142,12 +142,16 @@ class HypernetworkStrategy(SupervisedTemplate):
         return model.to(self.device)
 
     # ------------------------------------------------------------------ training
-    def _before_training_exp(self, **kwargs: Any) -> None:
-        super()._before_training_exp(**kwargs)
+    def snapshot_earlier_tasks(self) -> None:
+        """Records the regularizer's targets for every trained task but the current one."""
         model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
         earlier = [t for t in self.trained_tasks if t != self.current_task]
         embs = model.embeddings(earlier) if earlier else torch.empty(0, model.emb_dim, device=self.device)
         self.regularizer.snapshot(model.hnet, embs, earlier)
+
+    def _before_training_exp(self, **kwargs: Any) -> None:
+        super()._before_training_exp(**kwargs)
+        self.snapshot_earlier_tasks()
         self._iter_in_exp = 0
         if self.train_iterations is not None:
             self.train_epochs = max(1, math.ceil(self.train_iterations / max(1, len(self.dataloader))))

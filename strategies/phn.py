@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import vmap
 from torch.utils.data import DataLoader, Dataset
 
-from cl_moo import FunctionalTarget, Hypernetwork, MLPHypernetwork, init_hypernetwork
+from cl_moo import ChunkedHypernetwork, FunctionalTarget, Hypernetwork, MLPHypernetwork, init_hypernetwork
 from cl_moo.moo_metrics import check_rays, evaluation_rays
 
 from .epo import epo_weights_batch
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 class ParetoHypernetworkStrategy:
     """PHN-LS / PHN-EPO over any target ``nn.Module`` and any list of loss callables.
 
+    Without ``hnet``, an MLP hypernetwork (one head per target tensor) is built, or a chunked
+    one when ``chunk_size`` is given, and initialised with ``init`` on Dirichlet(alpha) rays.
     Each loss is called as ``loss(output, *targets)`` for one weight set, where a batch from
     the data is ``(x, *targets)``; it is vectorised over the rays with ``torch.func.vmap``.
     """
@@ -47,6 +49,9 @@ class ParetoHypernetworkStrategy:
         losses: Sequence[LossFn],
         hnet: Optional[Hypernetwork] = None,
         hidden: Sequence[int] = (100, 100, 100),
+        activation: str = "relu",
+        chunk_size: Optional[int] = None,
+        chunk_emb_dim: int = 8,
         mip: bool = False,
         init: str = "hyperfan_in",
         target_gain: float = 2.0,
@@ -74,7 +79,11 @@ class ParetoHypernetworkStrategy:
         self.m = len(self.losses)
         self.target = target if isinstance(target, FunctionalTarget) else FunctionalTarget(target, param_names)
         if hnet is None:
-            hnet = MLPHypernetwork(self.target, self.m, hidden=tuple(hidden), mip_encoding=mip, residual=mip)
+            common = dict(hidden=tuple(hidden), activation=activation, mip_encoding=mip, residual=mip)
+            if chunk_size is None:
+                hnet = MLPHypernetwork(self.target, self.m, **common)
+            else:
+                hnet = ChunkedHypernetwork(self.target, self.m, chunk_size=chunk_size, chunk_emb_dim=chunk_emb_dim, **common)
             probe = torch.distributions.Dirichlet(torch.full((self.m,), alpha)).sample((256,))
             init_hypernetwork(hnet, init, target_gain=target_gain, probe_conditions=probe)
         if hnet.cond_dim != self.m:

@@ -53,7 +53,7 @@ def head_problems(hnet: Hypernetwork, conds: torch.Tensor) -> List[tuple]:
     hidden = hnet.last_hidden(hnet.encoder(hnet.check_conditions(conds)))
     head = hnet.output_head()
     if isinstance(hnet, ChunkedHypernetwork):
-        rem = hnet.num_weights - (hnet.num_chunks - 1) * hnet.chunk_size
+        rem = hnet.last_chunk_size
         last = (hidden[:, -1], head.weight[:rem], head.bias[:rem])
         if hnet.num_chunks == 1:
             return [last]
