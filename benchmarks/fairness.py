@@ -135,6 +135,11 @@ def fn_gap_loss(z: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> torch.Tens
 FAIRNESS_LOSSES = (bce_loss, fp_gap_loss, fn_gap_loss)
 
 
+def soft_objectives(z: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """The trained objectives ``(l_1, l_2, l_3)`` (BCE and the soft rate gaps) as one vector."""
+    return torch.stack([fn(z, y, s) for fn in FAIRNESS_LOSSES])
+
+
 def hard_objectives(z: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """Evaluation objectives: BCE, and the hard FPR / FNR gaps with decisions ``1[z > 0]``."""
     z = z.reshape(y.shape)

@@ -10,6 +10,7 @@ from .data import DataFileError, data_root, require_file
 from .encoding import IdentityEncoding, MIPEncoding, minmax_scale
 from .hypernets import ChunkedHypernetwork, Hypernetwork, MLPHypernetwork
 from .init import INIT_SCHEMES, init_hypernetwork, target_variances
+from .optim import make_adam
 from .moo_metrics import RayError, check_rays, evaluation_rays, hypervolume, non_dominated, uniformity
 from .target import FunctionalTarget, make_functional_target
 
@@ -38,6 +39,7 @@ __all__ = [
     "evaluation_rays",
     "hypervolume",
     "load_config",
+    "make_adam",
     "mse_metrics",
     "non_dominated",
     "require_file",

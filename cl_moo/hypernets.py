@@ -149,7 +149,7 @@ class Hypernetwork(nn.Module):
     def forward(self, cond: torch.Tensor) -> List[torch.Tensor]:
         weights = self.split(self.forward_flat(cond))
         if cond.dim() == 1:
-            return [w[0] for w in weights]
+            return _unbatch(weights)
         return weights
 
     @property
@@ -211,6 +211,12 @@ class MLPHypernetwork(Hypernetwork):
 
     def last_hidden(self, encoded: torch.Tensor) -> torch.Tensor:
         return self.body(encoded)
+
+
+def _unbatch(weights: List[torch.Tensor]) -> List[torch.Tensor]:
+    """Drops the batch dimension of one weight set as views (indexing ``w[0]`` would cost a
+    zero-filled full-size gradient plus a copy in the backward)."""
+    return [w.view(w.shape[1:]) for w in weights]
 
 
 class _SplitPadded(torch.autograd.Function):
@@ -303,7 +309,7 @@ class ChunkedHypernetwork(Hypernetwork):
         hidden = self.last_hidden(self.encoder(batched))
         padded = self.head(hidden).reshape(batched.shape[0], -1)
         weights = list(_SplitPadded.apply(padded, self.param_numels, self.param_shapes))
-        return [w[0] for w in weights] if cond.dim() == 1 else weights
+        return _unbatch(weights) if cond.dim() == 1 else weights
 
     def generate(self, encoded: torch.Tensor) -> torch.Tensor:
         parts = self.generate_parts(encoded)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 import numpy as np
 import torch
@@ -19,10 +19,11 @@ from torch.func import vmap
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
-from benchmarks.fairness import FAIRNESS_LOSSES, hard_objectives, load_fairness
+from benchmarks.fairness import FAIRNESS_LOSSES, hard_objectives, load_fairness, soft_objectives
 from strategies.phn import ParetoHypernetworkStrategy
 
 from .cl_runner import make_mlp, seed_everything
+from .optim import make_adam
 from .moo_metrics import evaluation_rays, hypervolume, non_dominated, uniformity
 from .reporting import config_dict, peak_memory_mb, pick_device, run_folder, write_json
 
@@ -38,13 +39,20 @@ class TensorBoardPlugin:
             self.writer.add_scalar("train/scalarized_loss", strategy.last_loss, strategy.iteration)
 
 
+Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 @torch.no_grad()
-def hard_test_losses(strategy: ParetoHypernetworkStrategy, data, rays: np.ndarray) -> np.ndarray:
-    """Evaluation objectives (BCE, hard FPR gap, hard FNR gap) per ray on the whole split."""
+def hard_test_losses(
+    strategy: ParetoHypernetworkStrategy, data, rays: np.ndarray, objectives: Objective = hard_objectives
+) -> np.ndarray:
+    """Evaluation objectives per ray on the whole split (default: BCE, hard FPR gap, hard FNR gap;
+    pass :func:`soft_objectives` for the trained ones). The gaps are not means over samples, so
+    they are computed on the whole split at once, not averaged over batches."""
     x, y, s = (t.to(strategy.device) for t in data.tensors)
     weights = strategy.weights_for(torch.as_tensor(rays, dtype=torch.float32))
     z = strategy.target.forward_shared(weights, x)
-    return vmap(hard_objectives, in_dims=(0, None, None))(z, y, s).cpu().numpy()
+    return vmap(objectives, in_dims=(0, None, None))(z, y, s).cpu().numpy()
 
 
 def pareto_figure(losses: np.ndarray, names: List[str], path: Path):
@@ -90,12 +98,13 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
     writer = SummaryWriter(str(out_dir / "tensorboard"))
     t0 = time.perf_counter()
     if cfg.strategy.name == "ls_separate":
-        losses = []
+        losses, soft = [], []
         for k, ray in enumerate(rays):  # one ordinary target network per ray, fixed LS weights
             seed_everything(cfg.seed + k)
             module = train_ls_model(cfg, info["n_features"], data["train"], ray, device)
             losses.append(hard_losses_of_module(module, data["test"], device))
-        test_losses = np.stack(losses)
+            soft.append(hard_losses_of_module(module, data["test"], device, soft_objectives))
+        test_losses, soft_losses = np.stack(losses), np.stack(soft)
         params = sum(p.numel() for p in module.parameters()) * len(rays)
         epo_fallbacks = 0
     else:
@@ -103,6 +112,7 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
         strategy.plugins.append(TensorBoardPlugin(writer))
         strategy.train(data["train"])
         test_losses = hard_test_losses(strategy, data["test"], rays)
+        soft_losses = hard_test_losses(strategy, data["test"], rays, soft_objectives)
         params = strategy.hnet.num_params
         epo_fallbacks = strategy.epo_fallbacks
     wall = time.perf_counter() - t0
@@ -110,8 +120,10 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
     hv = hypervolume(test_losses, ref)
     unif = uniformity(test_losses, rays)
     writer.add_scalar("pareto/hypervolume", hv, 0)
-    unif_mean = float(np.nanmean(unif)) if np.isfinite(unif).any() else float("nan")
+    unif_mean = _nanmean(unif)
+    unif_soft = uniformity(soft_losses, rays)  # on the objectives EPO balances during training
     writer.add_scalar("pareto/uniformity_mean", unif_mean, 0)
+    writer.add_scalar("pareto/uniformity_trained_objectives_mean", _nanmean(unif_soft), 0)
     names = ["BCE", "FP gap", "FN gap"]
     fig = pareto_figure(test_losses, names, out_dir / "pareto_front.png")
     writer.add_figure("pareto/front", fig, 0)
@@ -120,6 +132,8 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
         "benchmark": cfg.benchmark.name, "strategy": cfg.strategy.name, "seed": cfg.seed, "preset": cfg.preset,
         "hypervolume": hv, "ref_point": ref, "uniformity_mean": unif_mean, "uniformity": unif.tolist(),
         "uniformity_undefined_rays": int(np.isnan(unif).sum()),
+        "uniformity_trained_objectives_mean": _nanmean(unif_soft),
+        "test_losses_trained_objectives": soft_losses.tolist(),
         "rays": rays.tolist(), "test_losses": test_losses.tolist(), "objectives": names,
         "non_dominated": non_dominated(test_losses).tolist(), "wall_time_s": wall, "params": params,
         "epo_fallbacks": epo_fallbacks, "device": str(device),
@@ -134,7 +148,7 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
 def train_ls_model(cfg: DictConfig, n_features: int, train_data, ray: np.ndarray, device: torch.device) -> nn.Module:
     """PHN's "LS" baseline: a plain target network trained on ``sum_i r_i l_i`` for one ray."""
     module = make_mlp(n_features, list(cfg.target.hidden), 1, cfg.target.activation).to(device)
-    opt = torch.optim.Adam(module.parameters(), lr=cfg.train.lr)
+    opt = make_adam(module.parameters(), lr=cfg.train.lr)
     r = torch.as_tensor(ray, dtype=torch.float32, device=device)
     for _ in range(cfg.train.epochs):
         for x, y, s in DataLoader(train_data, batch_size=cfg.train.batch_size, shuffle=True):
@@ -148,6 +162,11 @@ def train_ls_model(cfg: DictConfig, n_features: int, train_data, ray: np.ndarray
 
 
 @torch.no_grad()
-def hard_losses_of_module(module: nn.Module, data, device: torch.device) -> np.ndarray:
+def hard_losses_of_module(module: nn.Module, data, device: torch.device, objectives: Objective = hard_objectives) -> np.ndarray:
+    """:func:`hard_test_losses` for one ordinary network."""
     x, y, s = (t.to(device) for t in data.tensors)
-    return hard_objectives(module(x), y, s).cpu().numpy()
+    return objectives(module(x), y, s).cpu().numpy()
+
+
+def _nanmean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")

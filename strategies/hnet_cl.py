@@ -23,6 +23,8 @@ from avalanche.training.plugins.evaluation import EvaluationPlugin, default_eval
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
+from cl_moo.optim import make_adam
+
 from .cl_model import TaskConditionedHypernetwork
 from .regularizer import OutputRegularizer, TargetMode, lookahead_delta
 
@@ -86,7 +88,7 @@ class HypernetworkStrategy(SupervisedTemplate):
         self.last_reg_loss = 0.0
         self.total_iterations = 0
         self._iter_in_exp = 0
-        optimizer = torch.optim.Adam(self._shared_parameters(model), lr=lr, betas=self.adam_betas)
+        optimizer = make_adam(self._shared_parameters(model), lr=lr, betas=self.adam_betas)
         super().__init__(
             model=model,
             optimizer=optimizer,
@@ -112,11 +114,11 @@ class HypernetworkStrategy(SupervisedTemplate):
     def make_optimizer(self, **kwargs: Any) -> None:
         """Fresh Adam for the hypernetwork and one for the current task embedding only."""
         model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
-        self.optimizer = torch.optim.Adam(self._shared_parameters(model), lr=self.lr, betas=self.adam_betas)
+        self.optimizer = make_adam(self._shared_parameters(model), lr=self.lr, betas=self.adam_betas)
         if self.current_task is not None:
             for i, emb in enumerate(model.task_embeddings):
                 emb.requires_grad_(i == self.current_task)
-            self.emb_optimizer = torch.optim.Adam(
+            self.emb_optimizer = make_adam(
                 [model.task_embeddings[self.current_task]], lr=self.emb_lr, betas=self.adam_betas
             )
 

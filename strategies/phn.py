@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cl_moo import ChunkedHypernetwork, FunctionalTarget, Hypernetwork, MLPHypernetwork, init_hypernetwork
 from cl_moo.moo_metrics import check_rays, evaluation_rays
+from cl_moo.optim import make_adam
 
 from .epo import epo_weights_batch
 
@@ -94,7 +95,7 @@ class ParetoHypernetworkStrategy:
         self.dirichlet = torch.distributions.Dirichlet(torch.full((self.m,), float(alpha), device=self.device))
         self.rays_per_step = rays_per_step
         params = list(self.hnet.parameters()) + [p for p in self.target.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=lr)
+        self.optimizer = make_adam(params, lr=lr)
         self.train_epochs = train_epochs
         self.train_mb_size = train_mb_size
         self.eval_mb_size = eval_mb_size

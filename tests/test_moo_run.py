@@ -1,5 +1,9 @@
 import json
 
+import numpy as np
+import pytest
+
+from cl_moo.moo_metrics import uniformity
 from cl_moo.run import main
 
 SMALL = ["benchmark.max_rows=1500", "train.epochs=1", "train.batch_size=256", "hnet.hidden=[20]",
@@ -16,6 +20,12 @@ def test_pareto_run_writes_hypervolume_uniformity_and_figure(tmp_path, data_root
         assert len(m["test_losses"]) == len(m["rays"]) and len(m["test_losses"][0]) == 3
         assert m["wall_time_s"] > 0 and m["ref_point"] == [1.0, 1.0, 1.0]
         assert (out / "pareto_front.png").stat().st_size > 1000
+        # the trained (soft) objectives: same BCE as the evaluation objectives, gaps in [0, 1]
+        hard, soft = np.array(m["test_losses"]), np.array(m["test_losses_trained_objectives"])
+        np.testing.assert_allclose(soft[:, 0], hard[:, 0], rtol=1e-5)
+        assert np.all((soft[:, 1:] >= 0) & (soft[:, 1:] <= 1)) and not np.allclose(soft[:, 1:], hard[:, 1:])
+        expected = np.nanmean(uniformity(soft, np.array(m["rays"])))
+        assert m["uniformity_trained_objectives_mean"] == pytest.approx(expected)
         assert list((out / "tensorboard").glob("events.out.tfevents*"))
 
 
