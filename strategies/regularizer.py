@@ -13,10 +13,10 @@ Fast path (stored targets, linear output head, no MIP residual). The stored targ
 hypernetwork's own outputs at snapshot time, ``y_i = W_0 a0_i + b_0`` (head ``W_0, b_0``, head
 inputs ``a0_i``), so instead of ``y_i`` the snapshot keeps ``W_0, b_0, a0_i``. With the current
 head ``W, b`` and inputs ``a_i``, ``e_i = W a_i + b - y_i = W da_i + D a0_i + db`` where
-``da_i = a_i - a0_i``, ``D = W - W_0``, ``db = b - b_0``, and
-``||e_i||^2 = da^T (W^T W) da + a0^T (D^T D) a0 + ||db||^2 + 2 da^T (W^T D) a0 + 2 da.(W^T db)
-+ 2 a0.(D^T db)``: only d_k x d_k Gram matrices of the head, so a step costs about the same for
-1 or 100 earlier tasks, every term is built from small differences (no cancellation), and the
+``da_i = a_i - a0_i``, ``D = W - W_0``, ``db = b - b_0``, i.e. ``e_i = M z_i`` with
+``M = [W, D, db]`` and ``z_i = [da_i; a0_i; 1]``, and ``||e_i||^2 = z_i^T (M^T M) z_i``: one
+(2 d_k + 1)-square Gram matrix of the head, so a step costs about the same for 1 or 100 earlier
+tasks, every term is built from small differences (no cancellation), and the
 memory is one head copy plus ``d_k`` numbers per chunk and task instead of one weight set per
 task. ``fast=False`` uses the direct form everywhere (tested to give the same values and
 gradients).
@@ -62,14 +62,31 @@ def head_problems(hnet: Hypernetwork, conds: torch.Tensor) -> List[tuple]:
     return [(hidden, head.weight, head.bias)]
 
 
+class _Gram(torch.autograd.Function):
+    """``G = M^T M`` with the one-product backward ``dM = M (dG + dG^T)`` (autograd would do two)."""
+
+    @staticmethod
+    def forward(ctx, m: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(m)
+        return m.T @ m
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (m,) = ctx.saved_tensors
+        return m @ (grad + grad.T)
+
+
 def snapshot_sq_error(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                       a0: torch.Tensor, weight0: torch.Tensor, bias0: torch.Tensor) -> torch.Tensor:
-    """``sum_i ||(W a_i + b) - (W_0 a0_i + b_0)||^2`` from d_k x d_k Gram matrices (module docstring)."""
-    da, d, db = a - a0, weight - weight0, bias - bias0
-    w_t = weight.T
-    quad = ((da @ (w_t @ weight)) * da).sum() + ((a0 @ (d.T @ d)) * a0).sum() + a.shape[0] * db.dot(db)
-    mixed = ((da @ (w_t @ d)) * a0).sum() + (da @ (w_t @ db)).sum() + (a0 @ (d.T @ db)).sum()
-    return quad + 2 * mixed
+    """``sum_i ||(W a_i + b) - (W_0 a0_i + b_0)||^2`` from one Gram matrix (module docstring).
+
+    ``e_i = M z_i`` with ``M = [W, W - W_0, b - b_0]`` and ``z_i = [a_i - a0_i; a0_i; 1]``, so
+    ``sum_i ||e_i||^2 = sum((Z G) * Z)`` with ``G = M^T M`` ((2 d_k + 1) squared): one pass over
+    the head in the forward and one in the backward, whatever the number of rows ``z_i``.
+    """
+    m = torch.cat([weight, weight - weight0, (bias - bias0).unsqueeze(1)], dim=1)
+    z = torch.cat([a - a0, a0, a.new_ones(a.shape[0], 1)], dim=1)
+    return ((z @ _Gram.apply(m)) * z).sum()
 
 
 @torch.no_grad()
