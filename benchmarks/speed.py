@@ -33,6 +33,8 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import nn
 
+from cl_moo.reporting import write_json
+
 RESULTS = Path("bench/results")
 PAPER = dict(hidden=(1000, 1000), chunk_size=78000, hnet_hidden=(25, 25), emb_dim=24, chunk_emb_dim=8, batch=128)
 
@@ -254,7 +256,6 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     device = torch.device(args.device)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     runners = {
         "overhead": lambda: bench_overhead(device, args.warmup, args.reps),
@@ -265,7 +266,7 @@ def main() -> None:
     for name in args.only:
         print(f"== {name}", flush=True)
         result = {**runners[name](), "meta": meta}
-        (RESULTS / f"speed_{name}.json").write_text(json.dumps(result, indent=2, default=str))
+        write_json(RESULTS / f"speed_{name}.json", result)
         print(json.dumps({k: v for k, v in result.items() if k != "meta"}, indent=1, default=str)[:3000], flush=True)
 
 

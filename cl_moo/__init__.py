@@ -10,8 +10,8 @@ from .data import DataFileError, data_root, require_file
 from .encoding import IdentityEncoding, MIPEncoding, minmax_scale
 from .hypernets import ChunkedHypernetwork, Hypernetwork, MLPHypernetwork
 from .init import INIT_SCHEMES, init_hypernetwork, target_variances
-from .optim import make_adam
 from .moo_metrics import RayError, check_rays, evaluation_rays, hypervolume, non_dominated, uniformity
+from .optim import make_adam
 from .target import FunctionalTarget, make_functional_target
 
 

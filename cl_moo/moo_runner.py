@@ -43,16 +43,17 @@ Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def hard_test_losses(
-    strategy: ParetoHypernetworkStrategy, data, rays: np.ndarray, objectives: Objective = hard_objectives
-) -> np.ndarray:
-    """Evaluation objectives per ray on the whole split (default: BCE, hard FPR gap, hard FNR gap;
-    pass :func:`soft_objectives` for the trained ones). The gaps are not means over samples, so
-    they are computed on the whole split at once, not averaged over batches."""
-    x, y, s = (t.to(strategy.device) for t in data.tensors)
+def ray_logits(strategy: ParetoHypernetworkStrategy, x: torch.Tensor, rays: np.ndarray) -> torch.Tensor:
+    """Logits ``(K, N, 1)`` of the K networks the hypernetwork emits for ``rays``, in one call."""
     weights = strategy.weights_for(torch.as_tensor(rays, dtype=torch.float32))
-    z = strategy.target.forward_shared(weights, x)
-    return vmap(objectives, in_dims=(0, None, None))(z, y, s).cpu().numpy()
+    return strategy.target.forward_shared(weights, x)
+
+
+@torch.no_grad()
+def per_ray_objectives(logits: torch.Tensor, y: torch.Tensor, s: torch.Tensor, objectives: Objective) -> np.ndarray:
+    """``objectives`` ((BCE, FPR gap, FNR gap), hard or soft) of each ray's logits ``(K, N, ...)``
+    on the whole split: the gaps are not means over samples, so they are never averaged over batches."""
+    return vmap(objectives, in_dims=(0, None, None))(logits, y, s).cpu().numpy()
 
 
 def pareto_figure(losses: np.ndarray, names: List[str], path: Path):
@@ -97,33 +98,35 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
     rays = evaluation_rays(3, cfg.benchmark.n_eval_rays)
     writer = SummaryWriter(str(out_dir / "tensorboard"))
     t0 = time.perf_counter()
+    x, y, s = (t.to(device) for t in data["test"].tensors)
     if cfg.strategy.name == "ls_separate":
-        losses, soft = [], []
+        logits = []
         for k, ray in enumerate(rays):  # one ordinary target network per ray, fixed LS weights
             seed_everything(cfg.seed + k)
             module = train_ls_model(cfg, info["n_features"], data["train"], ray, device)
-            losses.append(hard_losses_of_module(module, data["test"], device))
-            soft.append(hard_losses_of_module(module, data["test"], device, soft_objectives))
-        test_losses, soft_losses = np.stack(losses), np.stack(soft)
+            with torch.no_grad():
+                logits.append(module(x))
+        logits = torch.stack(logits)
         params = sum(p.numel() for p in module.parameters()) * len(rays)
         epo_fallbacks = 0
     else:
         strategy = _build(cfg, info["n_features"], device)
         strategy.plugins.append(TensorBoardPlugin(writer))
         strategy.train(data["train"])
-        test_losses = hard_test_losses(strategy, data["test"], rays)
-        soft_losses = hard_test_losses(strategy, data["test"], rays, soft_objectives)
+        logits = ray_logits(strategy, x, rays)
         params = strategy.hnet.num_params
         epo_fallbacks = strategy.epo_fallbacks
+    test_losses = per_ray_objectives(logits, y, s, hard_objectives)
+    soft_losses = per_ray_objectives(logits, y, s, soft_objectives)  # the objectives the strategies train on
     wall = time.perf_counter() - t0
     ref = list(cfg.benchmark.ref_point)
     hv = hypervolume(test_losses, ref)
     unif = uniformity(test_losses, rays)
     writer.add_scalar("pareto/hypervolume", hv, 0)
     unif_mean = _nanmean(unif)
-    unif_soft = uniformity(soft_losses, rays)  # on the objectives EPO balances during training
+    unif_soft_mean = _nanmean(uniformity(soft_losses, rays))  # on the objectives EPO balances in training
     writer.add_scalar("pareto/uniformity_mean", unif_mean, 0)
-    writer.add_scalar("pareto/uniformity_trained_objectives_mean", _nanmean(unif_soft), 0)
+    writer.add_scalar("pareto/uniformity_trained_objectives_mean", unif_soft_mean, 0)
     names = ["BCE", "FP gap", "FN gap"]
     fig = pareto_figure(test_losses, names, out_dir / "pareto_front.png")
     writer.add_figure("pareto/front", fig, 0)
@@ -132,7 +135,7 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
         "benchmark": cfg.benchmark.name, "strategy": cfg.strategy.name, "seed": cfg.seed, "preset": cfg.preset,
         "hypervolume": hv, "ref_point": ref, "uniformity_mean": unif_mean, "uniformity": unif.tolist(),
         "uniformity_undefined_rays": int(np.isnan(unif).sum()),
-        "uniformity_trained_objectives_mean": _nanmean(unif_soft),
+        "uniformity_trained_objectives_mean": unif_soft_mean,
         "test_losses_trained_objectives": soft_losses.tolist(),
         "rays": rays.tolist(), "test_losses": test_losses.tolist(), "objectives": names,
         "non_dominated": non_dominated(test_losses).tolist(), "wall_time_s": wall, "params": params,
@@ -160,12 +163,6 @@ def train_ls_model(cfg: DictConfig, n_features: int, train_data, ray: np.ndarray
             opt.step()
     return module
 
-
-@torch.no_grad()
-def hard_losses_of_module(module: nn.Module, data, device: torch.device, objectives: Objective = hard_objectives) -> np.ndarray:
-    """:func:`hard_test_losses` for one ordinary network."""
-    x, y, s = (t.to(device) for t in data.tensors)
-    return objectives(module(x), y, s).cpu().numpy()
 
 
 def _nanmean(values: np.ndarray) -> float:
