@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
 
-from cl_moo.cl_runner import build_cl_model_from_config, make_benchmark, seed_everything
-from cl_moo.config import load_config
-from cl_moo.reporting import write_json
+from benchmarks.builders import build_cl_model_from_config, seed_everything
+from benchmarks.cl_runner import make_benchmark
+from benchmarks.config import load_config
+from benchmarks.reporting import write_json
 from strategies import HypernetworkStrategy
 
 

@@ -17,9 +17,9 @@ from typing import Dict, List
 
 import numpy as np
 
-from cl_moo.config import load_config
-from cl_moo.reporting import write_json
-from cl_moo.moo_runner import run_moo
+from benchmarks.config import load_config
+from benchmarks.reporting import write_json
+from benchmarks.moo_runner import run_moo
 
 STRATEGIES = ("phn_ls", "phn_epo", "ls_separate")
 

@@ -33,7 +33,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import nn
 
-from cl_moo.reporting import write_json
+from benchmarks.reporting import write_json
 
 RESULTS = Path("bench/results")
 PAPER = dict(hidden=(1000, 1000), chunk_size=78000, hnet_hidden=(25, 25), emb_dim=24, chunk_emb_dim=8, batch=128)
@@ -199,7 +199,7 @@ import hypnettorch.utils.hnet_regularizer as hreg
 T, warmup, reps, device = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), torch.device(sys.argv[4])
 torch.manual_seed(0)
 mnet = MLP(n_in=1024, n_out=10, hidden_layers=(1000, 1000), no_weights=True, verbose=False).to(device)
-hnet = ChunkedHMLP(mnet.param_shapes, chunk_size=78000, chunk_emb_size=8, cond_in_size=24, layers=(25, 25),
+hnet = ChunkedHMLP(mnet.layout.shapes, chunk_size=78000, chunk_emb_size=8, cond_in_size=24, layers=(25, 25),
                    num_cond_embs=T + 1, activation_fn=torch.nn.ELU(), verbose=False).to(device)
 targets = hreg.get_current_targets(T, hnet)
 theta = list(hnet.unconditional_params)

@@ -1,58 +1,54 @@
-"""cl_moo: continual learning and multi-objective learning with hypernetworks.
+"""cl_moo: continual learning and multi-objective learning with hypernetworks (the library layer).
 
-One parametrization layer (functional targets, MLP and chunked hypernetworks, MIP, hyperfan
-initialisation) shared by the continual-learning strategy (von Oswald et al. 2020) and the
-Pareto hypernetwork strategy (Navon et al. 2021).
+One parametrization layer (weight layout, functional targets, MLP and chunked hypernetworks with
+an explicit output-head contract, MIP, hyperfan initialisation, one builder), metrics for
+continual and Pareto learning, the Adam helper and data-file checks. Imports torch, numpy,
+scipy and pymoo only; the strategies (``strategies``) and the benchmarks and runners
+(``benchmarks``) build on it.
 """
+from .builder import GENERATORS, build_hypernetwork
+from .chunked_hypernetwork import ChunkedHypernetwork
 from .cl_metrics import cl_summary
-from .config import ConfigError, load_config
 from .data import DataFileError, data_root, require_file
 from .encoding import IdentityEncoding, MIPEncoding, minmax_scale
-from .hypernets import ChunkedHypernetwork, Hypernetwork, MLPHypernetwork
-from .init import INIT_SCHEMES, init_hypernetwork, target_variances
+from .hypernetwork import ACTIVATIONS, HeadPiece, Hypernetwork, make_activation, mlp
+from .init import INIT_SCHEMES, init_hypernetwork, target_variances, variance_report
+from .layout import WeightLayout
+from .mlp_hypernetwork import MLPHypernetwork
 from .moo_metrics import RayError, check_rays, evaluation_rays, hypervolume, non_dominated, uniformity
 from .optim import make_adam
 from .target import FunctionalTarget, make_functional_target
 
-
-def __getattr__(name: str):
-    """Avalanche-based metrics load on first use, so ``import cl_moo`` stays light."""
-    if name in ("mse_metrics", "MeanSquaredError", "ExperienceMSE", "StreamMSE", "ExperienceMSEForgetting"):
-        from . import avalanche_metrics
-
-        return getattr(avalanche_metrics, name)
-    raise AttributeError(f"module 'cl_moo' has no attribute {name!r}")
-
-
 __all__ = [
+    "ACTIVATIONS",
     "ChunkedHypernetwork",
-    "ConfigError",
     "DataFileError",
-    "ExperienceMSE",
-    "ExperienceMSEForgetting",
-    "MeanSquaredError",
-    "RayError",
-    "StreamMSE",
-    "check_rays",
-    "cl_summary",
-    "data_root",
-    "evaluation_rays",
-    "hypervolume",
-    "load_config",
-    "make_adam",
-    "mse_metrics",
-    "non_dominated",
-    "require_file",
-    "uniformity",
     "FunctionalTarget",
+    "GENERATORS",
+    "HeadPiece",
     "Hypernetwork",
     "IdentityEncoding",
     "INIT_SCHEMES",
     "MIPEncoding",
     "MLPHypernetwork",
+    "RayError",
+    "WeightLayout",
+    "build_hypernetwork",
+    "check_rays",
+    "cl_summary",
+    "data_root",
+    "evaluation_rays",
+    "hypervolume",
     "init_hypernetwork",
+    "make_activation",
+    "make_adam",
     "make_functional_target",
     "minmax_scale",
+    "mlp",
+    "non_dominated",
+    "require_file",
     "target_variances",
+    "uniformity",
+    "variance_report",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

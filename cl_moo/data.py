@@ -41,12 +41,12 @@ KNOWN_FILES: Dict[str, Dict[str, Optional[str]]] = {
         "url": "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz",
     },
     "MNIST/raw/train-images-idx3-ubyte.gz": {
-        "sha256": None,
+        "sha256": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
         "source": "MNIST training images",
         "url": "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
     },
     "MNIST/raw/train-labels-idx1-ubyte.gz": {
-        "sha256": None,
+        "sha256": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
         "source": "MNIST training labels",
         "url": "https://ossci-datasets.s3.amazonaws.com/mnist/train-labels-idx1-ubyte.gz",
     },

@@ -1,35 +1,41 @@
-"""Hypernetwork initialisation: hyperfan-in / hyperfan-out (Chang et al. 2020) and plain defaults.
+"""Hypernetwork initialisation: hyperfan-in / hyperfan-out (Chang et al. 2020), plain defaults, MIP.
 
-Chang et al. 2020, Sec. 4 / Table 1: a generated weight is ``W = H e`` with ``H`` the output
-head and ``e`` the last hidden activations (width ``d_k``), so ``Var(W) = Var(H) E||e||^2``
-(``= d_k Var(H) Var(e)`` in the paper's notation). The head variance is chosen so the
-generated weights have the variance a well-initialised target layer would have:
+Chang et al. 2020, Sec. 4 / Table 1: a generated weight is ``w = h^T a + b_h`` with ``h`` a row of
+the output head and ``a`` the head's input (width ``d_k``), so ``Var(w) = Var(h) E||a||^2``
+(``= d_k Var(h) Var(e)`` in the paper). The head rows' variance is chosen so the generated
+weights have the variance a well-initialised target layer would have:
 
 * hyperfan-in:  ``Var(W) = c / (c_b fan_in)``,  ``Var(b) = 1 / 2`` when biases are generated
 * hyperfan-out: ``Var(W) = c / fan_out``,       ``Var(b) = max(0, 1 - fan_in / fan_out)``
 
-with ``c = 2`` for ReLU target layers and ``1`` for linear ones, ``c_b = 2`` when the
-hypernetwork also generates biases (half of the output variance comes from the bias), and
-``fan_in`` / ``fan_out`` including the receptive field of conv kernels (so conv layers are
-divided by it). The bias variances follow from the same variance-propagation argument
-(``Var(y) = fan_in Var(W) E[x^2] + Var(b)``) at unit pre-activation variance.
-``E||e||^2`` is measured on probe conditions from the distribution the hypernetwork will see,
-instead of the paper's closed-form ``d_k Var(e)``, so it holds for any hidden activation.
+with ``c = 2`` for ReLU target layers and ``1`` for linear ones, ``c_b = 2`` when biases are
+generated too, and conv fans including the receptive field. ``E||a||^2`` is measured on probe
+conditions from the distribution the hypernetwork will see, so it holds for any activation.
 
-Chunked hypernetworks (one head for all chunks): the head variance gives the size-weighted mean
-target variance; then each chunk embedding is rescaled so that the chunk's outputs have the
-size-weighted variance of the target entries it covers. Hidden layers: Kaiming fan-in, zero
-biases (Chang et al. Sec. 4).
+Everything is read from the head contract (:meth:`Hypernetwork.head_pieces`): each head row
+gets the mean of ``Var(w) / E||a||^2`` over the outputs it makes. When one row serves several
+applications (chunking), the generator's per-application scale (chunk embeddings) is first
+scaled UP until ``E||a_i||^2`` is proportional to each application's wanted variance (scaling
+up keeps the chunk embeddings distinct), then a few rounds of proportional fitting match each
+tensor's mean variance. The result (measured / wanted variance per tensor) is stored in
+``hnet.init_report`` and shown by ``hnet.summary()``; a tensor off by more than ``warn_ratio``
+gives a warning.
+
+MIP (Gonzalez Ortiz et al. 2024, Eq. 5): with ``theta = theta_0 + Delta theta`` the model must
+start at ``theta_0`` (e.g. pretrained weights): after the scheme, the head is scaled so that
+``||Delta theta|| = residual_scale ||theta_0||`` on the probes, with a zero head bias.
 """
 from __future__ import annotations
 
 import math
-from typing import List, Literal, Optional
+import warnings
+from typing import Dict, List, Literal, Optional
 
 import torch
 from torch import nn
 
-from .hypernets import ChunkedHypernetwork, Hypernetwork
+from .hypernetwork import Hypernetwork
+from .layout import WeightLayout
 
 InitScheme = Literal["hyperfan_in", "hyperfan_out", "kaiming", "xavier"]
 INIT_SCHEMES = ("hyperfan_in", "hyperfan_out", "kaiming", "xavier")
@@ -42,15 +48,16 @@ def _fans(shape: torch.Size) -> tuple:
 
 
 def target_variances(
-    hnet: Hypernetwork, scheme: Literal["hyperfan_in", "hyperfan_out"], target_gain: float
+    layout: WeightLayout, scheme: Literal["hyperfan_in", "hyperfan_out"], target_gain: float
 ) -> List[float]:
-    """Desired variance of each generated target tensor (Chang et al. 2020, Table 1)."""
-    names, shapes = hnet.param_names, hnet.param_shapes
-    by_name = dict(zip(names, shapes))
-    has_bias = any(len(s) == 1 for s in shapes)
+    """Wanted variance of each generated tensor (Chang et al. 2020, Table 1)."""
+    if isinstance(layout, Hypernetwork):
+        layout = layout.layout
+    by_name = dict(zip(layout.names, layout.shapes))
+    has_bias = any(len(s) == 1 for s in layout.shapes)
     c, c_b = target_gain, (2.0 if has_bias else 1.0)
     out: List[float] = []
-    for name, shape in zip(names, shapes):
+    for name, shape in zip(layout.names, layout.shapes):
         if len(shape) >= 2:
             fan_in, fan_out = _fans(shape)
             out.append(c / (c_b * fan_in) if scheme == "hyperfan_in" else c / fan_out)
@@ -69,27 +76,128 @@ def default_probe_conditions(hnet: Hypernetwork, n: int = 256) -> torch.Tensor:
     return torch.rand(n, hnet.cond_dim, device=device)
 
 
-def _init_hidden(hnet: Hypernetwork, nonlinearity: str) -> None:
-    for layer in hnet.hidden_layers():
-        nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity=nonlinearity)
-        nn.init.zeros_(layer.bias)
-
-
 def _nonlinearity(hnet: Hypernetwork) -> str:
     """Name torch.nn.init uses for the gain of the hypernetwork's hidden activation."""
-    acts = [m for m in hnet.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid))]
-    if not acts:
-        return "linear"
-    return {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}[
-        type(acts[0])
-    ]
+    kinds = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
+    for m in hnet.modules():
+        if type(m) in kinds:
+            return kinds[type(m)]
+    return "linear"
+
+
+class _Applications:
+    """The head contract flattened: for every application (piece, n), its rows and output offset."""
+
+    def __init__(self, hnet: Hypernetwork, encoded: torch.Tensor) -> None:
+        self.pieces = hnet.head_pieces(encoded)
+        self.rows: List[slice] = []
+        self.offsets: List[int] = []
+        offset = 0
+        for piece in self.pieces:
+            width = piece.rows.stop - piece.rows.start
+            for _ in range(piece.inputs.shape[1]):
+                self.rows.append(piece.rows)
+                self.offsets.append(offset)
+                offset += width
+        if offset != hnet.num_weights:
+            raise ValueError(f"{type(hnet).__name__}.head_pieces makes {offset} outputs, expected {hnet.num_weights}")
+
+    def sq_norms(self) -> torch.Tensor:
+        """``E||a_i||^2`` over the probes for each application, ``(A,)``."""
+        return torch.cat([p.inputs.pow(2).sum(-1).mean(0) for p in self.pieces])
+
+
+def _segments(hnet: Hypernetwork, apps: "_Applications", device: torch.device) -> tuple:
+    """The flat output cut at application and tensor borders: (tensor, first row, end row, application)."""
+    bounds = hnet.layout.offsets
+    seg = []
+    for i, (o, r) in enumerate(zip(apps.offsets, apps.rows)):
+        start, end = o, o + (r.stop - r.start)
+        t = max(k for k in range(len(bounds) - 1) if bounds[k] <= start)
+        while start < end:
+            stop = min(end, bounds[t + 1])
+            seg.append((t, r.start + start - o, r.start + stop - o, i))
+            start, t = stop, t + 1
+    return tuple(torch.tensor(col, device=device) for col in zip(*seg))
+
+
+def _fit_log_variances(hnet: Hypernetwork, apps: "_Applications", wanted: List[float], free_gain: bool,
+                       steps: int = 300) -> tuple:
+    """Least squares in log space, weighted by tensor size: per-row head variances (and
+    per-application gains of ``E||a||^2``, >= 1) so that each tensor's mean generated variance
+    matches its wanted one (large tensors first: they carry the signal through the target).
+
+    Sums over outputs run over segments (one application within one tensor) with cumulative
+    sums of the row variances, so a step costs O(applications + tensors), not O(outputs)."""
+    m = apps.sq_norms().detach()
+    device = m.device
+    seg_t, seg_r0, seg_r1, seg_a = _segments(hnet, apps, device)
+    numels = torch.tensor(hnet.layout.numels, device=device, dtype=m.dtype)
+    want_t = torch.tensor(wanted, device=device, dtype=m.dtype)
+    live = want_t > 0
+    rows = hnet.output_head().out_features
+    # start: each row gets the mean of wanted / E||a||^2 over its outputs
+    start, hits = torch.zeros(rows, device=device), torch.zeros(rows, device=device)
+    for t, r0, r1, a in zip(seg_t.tolist(), seg_r0.tolist(), seg_r1.tolist(), seg_a.tolist()):
+        start[r0:r1] += wanted[t] / float(m[a])
+        hits[r0:r1] += 1
+    log_row = (start / hits.clamp_min(1)).clamp_min(1e-30).log().clone().requires_grad_(True)
+    raw_gain = torch.full((len(m),), -4.0, device=device, requires_grad=free_gain)  # gain = exp(softplus(raw)) >= 1
+    opt = torch.optim.Adam([log_row] + ([raw_gain] if free_gain else []), lr=0.05)
+    with torch.enable_grad():
+        for _ in range(steps):
+            gain = nn.functional.softplus(raw_gain).exp() if free_gain else torch.ones_like(m)
+            csum = torch.cat([log_row.new_zeros(1), log_row.exp().cumsum(0)])
+            per_seg = (csum[seg_r1] - csum[seg_r0]) * (m * gain)[seg_a]
+            got = torch.zeros(len(numels), device=device).index_add(0, seg_t, per_seg) / numels
+            loss = (numels[live] * (got[live].log() - want_t[live].log()).pow(2)).sum() / numels[live].sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return log_row.detach().exp(), nn.functional.softplus(raw_gain.detach()).exp()
 
 
 @torch.no_grad()
-def _mean_sq_norm(hnet: Hypernetwork, probe: torch.Tensor) -> torch.Tensor:
-    """E||e||^2 of the head's input over probe conditions (and chunks)."""
-    e = hnet.last_hidden(hnet.encoder(hnet.check_conditions(probe)))
-    return e.pow(2).sum(-1).mean()
+def _match_applications(hnet: Hypernetwork, encoded: torch.Tensor, gain: torch.Tensor, iterations: int) -> None:
+    """Scales each application's free input up until ``E||a_i||^2`` reaches ``gain_i`` times its start."""
+    goal = _Applications(hnet, encoded).sq_norms() * gain
+    for _ in range(iterations):
+        m = _Applications(hnet, encoded).sq_norms()
+        factor = (goal / m).sqrt().clamp(1.0, 4.0)
+        if float(factor.max()) < 1.01:
+            break
+        hnet.scale_applications(factor)
+
+
+@torch.no_grad()
+def _init_head(hnet: Hypernetwork, encoded: torch.Tensor, wanted: List[float], iterations: int) -> None:
+    """Head row variances (after per-application gains where the generator has them)."""
+    if hnet.supports_application_scaling():
+        _, gain = _fit_log_variances(hnet, _Applications(hnet, encoded), wanted, free_gain=True)
+        _match_applications(hnet, encoded, gain, iterations)
+    row_var, _ = _fit_log_variances(hnet, _Applications(hnet, encoded), wanted, free_gain=False)
+    head = hnet.output_head()
+    head.weight.copy_(torch.randn_like(head.weight) * row_var.sqrt().unsqueeze(1).to(head.weight))
+
+
+@torch.no_grad()
+def variance_report(hnet: Hypernetwork, probe: torch.Tensor, wanted: List[float]) -> Dict[str, float]:
+    """Measured ``E[w^2]`` of each generated tensor over ``probe`` divided by its wanted variance."""
+    parts = hnet.layout.split(torch.cat(hnet.generate_parts(hnet.encoder(hnet.check_conditions(probe))), dim=-1))
+    return {name: (float(w.pow(2).mean()) / v if v > 0 else float("nan"))
+            for name, w, v in zip(hnet.layout.names, parts, wanted)}
+
+
+@torch.no_grad()
+def _start_at_theta0(hnet: Hypernetwork, encoded: torch.Tensor, residual_scale: float) -> None:
+    """Scales the head so that ``||Delta theta|| / ||theta_0|| = residual_scale`` (MIP starts at theta_0)."""
+    head = hnet.output_head()
+    nn.init.zeros_(head.bias)
+    delta = torch.cat(hnet.generate_parts(encoded), dim=-1)
+    norm = float(delta.norm(dim=-1).mean())
+    theta0 = float(hnet.theta0.norm())
+    if norm > 0 and theta0 > 0:
+        head.weight.mul_(residual_scale * theta0 / norm)
 
 
 @torch.no_grad()
@@ -99,6 +207,9 @@ def init_hypernetwork(
     *,
     target_gain: float = 2.0,
     probe_conditions: Optional[torch.Tensor] = None,
+    residual_scale: float = 0.01,
+    warn_ratio: float = 1.5,
+    iterations: int = 12,
 ) -> Hypernetwork:
     """Initialises ``hnet`` in place and returns it.
 
@@ -106,12 +217,17 @@ def init_hypernetwork(
     ``kaiming`` (Kaiming-normal fan-in on every layer, as for an ordinary network) and
     ``xavier``. ``target_gain`` is ``c``: 2 for ReLU target layers, 1 for linear ones.
     ``probe_conditions`` are samples of the conditions the hypernetwork will see (task
-    embeddings, preference rays); by default uniform in [0, 1] (or normal when the hypernetwork
-    takes unbounded inputs).
+    embeddings, preference rays); by default uniform in [0, 1] (normal for unbounded inputs).
+    With a residual (MIP) hypernetwork, ``residual_scale`` sets ``||Delta theta|| / ||theta_0||``
+    at the start (module docstring).
     """
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"unknown init scheme {scheme!r}; choose one of {list(INIT_SCHEMES)}")
+    if not (math.isfinite(target_gain) and target_gain > 0):
+        raise ValueError(f"target_gain must be a positive number, got {target_gain}")
     head = hnet.output_head()
+    probe = default_probe_conditions(hnet) if probe_conditions is None else probe_conditions
+    probe = probe.to(head.weight.device)
     if scheme in ("kaiming", "xavier"):
         for layer in hnet.hidden_layers() + [head]:
             if scheme == "kaiming":
@@ -119,43 +235,27 @@ def init_hypernetwork(
             else:
                 nn.init.xavier_normal_(layer.weight)
             nn.init.zeros_(layer.bias)
-        return hnet
-    _init_hidden(hnet, _nonlinearity(hnet))
-    nn.init.zeros_(head.bias)
-    probe = default_probe_conditions(hnet) if probe_conditions is None else probe_conditions
-    variances = target_variances(hnet, scheme, target_gain)
-    sq_norm = float(_mean_sq_norm(hnet, probe))
-    if not math.isfinite(sq_norm) or sq_norm <= 0:
-        raise ValueError("hyperfan init: the hypernetwork's last hidden layer is all zero on the probes")
-    if isinstance(hnet, ChunkedHypernetwork):
-        _init_chunked_head(hnet, variances, probe, sq_norm)
+        hnet.init_report = None
     else:
-        for sl, var in zip(hnet.head_slices, variances):
-            head.weight[sl].normal_(0.0, math.sqrt(var / sq_norm))
+        for layer in hnet.hidden_layers():
+            nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity=_nonlinearity(hnet))
+            nn.init.zeros_(layer.bias)
+        nn.init.zeros_(head.bias)
+        variances = target_variances(hnet.layout, scheme, target_gain)
+        encoded = hnet.encoder(hnet.check_conditions(probe))
+        if float(_Applications(hnet, encoded).sq_norms().min()) <= 0:
+            raise ValueError("hyperfan init: the hypernetwork's head input is all zero on the probe conditions")
+        _init_head(hnet, encoded, variances, iterations)
+        report = variance_report(hnet, probe[:32], variances)  # 32 conditions x all outputs suffice
+        hnet.init_report = report
+        off = {n: r for (n, r), k in zip(report.items(), hnet.layout.numels)
+               if k > 100 and math.isfinite(r) and not (1 / warn_ratio <= r <= warn_ratio)}
+        if off:
+            warnings.warn(
+                f"{scheme} init of {type(hnet).__name__}: generated variance / wanted variance is "
+                + ", ".join(f"{n} {r:.2f}x" for n, r in off.items())
+                + f" (beyond {warn_ratio}x): tensors that share head rows within one chunk cannot all be "
+                "matched; a chunk size that divides the tensor sizes helps", stacklevel=2)
+    if hnet.theta0 is not None:
+        _start_at_theta0(hnet, hnet.encoder(hnet.check_conditions(probe[:32])), residual_scale)
     return hnet
-
-
-def _per_position_variance(hnet: ChunkedHypernetwork, variances: List[float]) -> torch.Tensor:
-    """Desired variance of each generated scalar, ``(num_chunks, chunk_size)``; padding is NaN."""
-    parts = [torch.full((n,), v) for n, v in zip(hnet.param_numels, variances)]
-    flat = torch.cat(parts)
-    pad = hnet.num_chunks * hnet.chunk_size - flat.numel()
-    return torch.cat([flat, torch.full((pad,), float("nan"))]).view(hnet.num_chunks, hnet.chunk_size)
-
-
-@torch.no_grad()
-def _init_chunked_head(
-    hnet: ChunkedHypernetwork, variances: List[float], probe: torch.Tensor, sq_norm: float,
-    iterations: int = 8,
-) -> None:
-    """Head for the size-weighted mean variance, then per-chunk embedding rescaling."""
-    wanted = _per_position_variance(hnet, variances).to(probe.device)
-    chunk_target = wanted.nanmean(dim=1)  # size-weighted over the entries each chunk covers
-    hnet.head.weight.normal_(0.0, math.sqrt(float(wanted.nanmean()) / sq_norm))
-    encoded = hnet.encoder(hnet.check_conditions(probe[:64]))  # 64 probes suffice for a mean
-    valid = (~wanted.isnan()).sum(1)
-    for _ in range(iterations):
-        out = hnet.head(hnet.last_hidden(encoded))  # (P, C, chunk_size)
-        measured = out.pow(2).mean(dim=0).where(~wanted.isnan(), 0.0).sum(1) / valid
-        factor = (chunk_target / measured.clamp_min(1e-30)).sqrt().clamp(0.1, 10.0)
-        hnet.chunk_embeddings.mul_(factor.unsqueeze(1))

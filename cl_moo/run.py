@@ -1,50 +1,36 @@
 """Command line: ``python -m cl_moo.run benchmark=pmnist [key=value ...]`` (Hydra overrides).
 
-Writes into the run folder (default ``runs/<benchmark>-<strategy>-<preset>-seed<seed>``):
-TensorBoard event files, ``log.txt``, ``checkpoint.pt`` and ``metrics.json``.
+A thin entry point: the runners live in the ``benchmarks`` layer and load only when called.
+The ``benchmarks``, ``strategies`` and ``configs`` packages are taken from where ``cl_moo`` is
+installed, so a folder of the same name in the working directory cannot shadow them.
 """
 from __future__ import annotations
 
 import sys
-import warnings
+from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import ConfigError, load_config
+_OWN_PACKAGES = ("benchmarks", "strategies", "configs")
+
+
+def _use_installed_packages() -> None:
+    """Puts the folder holding ``cl_moo`` first on ``sys.path`` and checks nothing else is loaded."""
+    home = Path(__file__).resolve().parent.parent
+    if not sys.path or Path(sys.path[0] or ".").resolve() != home:
+        sys.path.insert(0, str(home))
+    for name in _OWN_PACKAGES:
+        module = sys.modules.get(name)
+        where = getattr(module, "__file__", None) if module is not None else None
+        if where is not None and Path(where).resolve().parent.parent != home:
+            raise ImportError(f"a different '{name}' package ({where}) is already imported; cl_moo needs its own "
+                              f"from {home}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
-    try:
-        cfg = load_config(argv)
-    except ConfigError as exc:
-        print(f"cl_moo.run: {exc}", file=sys.stderr)
-        return 2
-    warnings.filterwarnings("ignore", message="No loggers specified")
-    if cfg.strategy.name in ("hnet_cl", "finetune") and cfg.benchmark.name in ("pmnist", "regression"):
-        from .cl_runner import run_cl as runner
-    elif cfg.strategy.name in ("phn_ls", "phn_epo", "ls_separate") and cfg.benchmark.name in ("adult", "default", "bank"):
-        from .moo_runner import run_moo as runner
-    else:
-        print(
-            f"cl_moo.run: strategy={cfg.strategy.name} does not apply to benchmark={cfg.benchmark.name}; "
-            "continual: benchmark=pmnist|regression with strategy=hnet_cl|finetune; "
-            "Pareto: benchmark=adult|default|bank with strategy=phn_ls|phn_epo|ls_separate",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        result = runner(cfg)
-    except (FileExistsError, FileNotFoundError, RuntimeError) as exc:
-        print(f"cl_moo.run: {exc}", file=sys.stderr)
-        return 1
-    if result.get("data_note"):
-        print(f"NOTE: {result['data_note']}")
-    print(f"metrics: {result['tensorboard'].rsplit('/', 1)[0]}/metrics.json")
-    print(f"TensorBoard logs: {result['tensorboard']}  (tensorboard --logdir {result['tensorboard']})")
-    return 0
+    _use_installed_packages()
+    from benchmarks.cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from .layout import WeightLayout
+
 WeightSet = Union[Sequence[torch.Tensor], Mapping[str, torch.Tensor]]
 
 
@@ -45,39 +47,29 @@ class FunctionalTarget(nn.Module):
                 raise ValueError(f"parameter names given twice: {names}")
         if not names:
             raise ValueError(f"{type(module).__name__} has no parameters to generate")
-        self.param_names: List[str] = names
-        self.param_shapes: List[torch.Size] = [available[n].shape for n in names]
-        self.param_numels: List[int] = [available[n].numel() for n in names]
+        self.layout = WeightLayout.from_named((n, available[n].shape) for n in names)
         for n in names:
             available[n].requires_grad_(False)
 
     @property
+    def param_names(self) -> List[str]:
+        """Names of the generated parameters, in the order of :attr:`layout`."""
+        return list(self.layout.names)
+
+    @property
     def num_weights(self) -> int:
         """Number of scalars a hypernetwork must emit for this target."""
-        return sum(self.param_numels)
+        return self.layout.num_weights
 
     def initial_weights(self) -> List[torch.Tensor]:
-        """Current values of the selected parameters (copies), in ``param_names`` order."""
+        """Current values of the selected parameters (copies), in layout order."""
         params = dict(self.module.named_parameters())
-        return [params[n].detach().clone() for n in self.param_names]
-
-    def split(self, flat: torch.Tensor) -> List[torch.Tensor]:
-        """Cut a flat vector ``(..., num_weights)`` into tensors of the target's shapes."""
-        if flat.shape[-1] != self.num_weights:
-            raise ValueError(
-                f"expected {self.num_weights} weights in the last dimension, got {flat.shape[-1]}"
-            )
-        lead = flat.shape[:-1]
-        parts = torch.split(flat, self.param_numels, dim=-1)
-        return [p.reshape(*lead, *s) for p, s in zip(parts, self.param_shapes)]
+        return [params[n].detach().clone() for n in self.layout.names]
 
     def _as_dict(self, weights: WeightSet) -> Tuple[Dict[str, torch.Tensor], Optional[int]]:
         """Validates a weight set; returns it as a dict and the batch size (None: unbatched)."""
         if isinstance(weights, Mapping):
-            missing = [n for n in self.param_names if n not in weights]
-            if missing:
-                raise KeyError(f"weight set lacks {missing}; expected {self.param_names}")
-            tensors = [weights[n] for n in self.param_names]
+            tensors = self.layout.ordered(weights)
         else:
             tensors = list(weights)
             if len(tensors) != len(self.param_names):
@@ -86,7 +78,7 @@ class FunctionalTarget(nn.Module):
                     f"got {len(tensors)}"
                 )
         batch: Optional[int] = None
-        for name, shape, t in zip(self.param_names, self.param_shapes, tensors):
+        for name, shape, t in zip(self.layout.names, self.layout.shapes, tensors):
             if t.shape == shape:
                 b = None
             elif t.dim() == len(shape) + 1 and t.shape[1:] == shape:
@@ -100,11 +92,11 @@ class FunctionalTarget(nn.Module):
                 batch = b
             elif b != batch:
                 raise ValueError("all weight tensors must share the same batch dimension")
-        return dict(zip(self.param_names, tensors)), batch
+        return self.layout.as_dict(tensors), batch
 
     def _fixed(self) -> Dict[str, torch.Tensor]:
         """Unselected parameters and buffers, passed unchanged to ``functional_call``."""
-        fixed = {n: p for n, p in self.module.named_parameters() if n not in self.param_names}
+        fixed = {n: p for n, p in self.module.named_parameters() if n not in self.layout.names}
         fixed.update(dict(self.module.named_buffers()))
         return fixed
 

@@ -1,17 +1,41 @@
-"""Plug-in strategies built on the shared parametrization layer of :mod:`cl_moo`."""
-from .cl_model import TaskConditionedHypernetwork, build_cl_model
-from .hnet_cl import HypernetworkStrategy, NonFiniteLossError
-from .regularizer import OutputRegularizer, lookahead_delta
+"""The algorithms, built on the library layer :mod:`cl_moo`.
 
-__all__ = [
-    "HypernetworkStrategy",
-    "NonFiniteLossError",
-    "OutputRegularizer",
-    "TaskConditionedHypernetwork",
-    "build_cl_model",
-    "lookahead_delta",
-]
-from .epo import EPOResult, epo_weights
-from .phn import ParetoHypernetworkStrategy
+* Continual learning: :class:`HypernetworkStrategy` (von Oswald et al. 2020) as an Avalanche
+  strategy, with :class:`OutputRegularizer` and :func:`build_cl_model`.
+* Pareto fronts: :class:`ParetoHypernetworkStrategy` (Navon et al. 2021), PHN-LS / PHN-EPO.
 
-__all__ += ["EPOResult", "ParetoHypernetworkStrategy", "epo_weights"]
+Names load on first use, so ``from strategies.phn import ...`` or ``import strategies`` does not
+import Avalanche unless a continual-learning name is used.
+"""
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "HypernetworkStrategy": "hnet_cl",
+    "NonFiniteLossError": "hnet_cl",
+    "OutputRegularizer": "regularizer",
+    "lookahead_delta": "regularizer",
+    "TaskConditionedHypernetwork": "cl_model",
+    "build_cl_model": "cl_model",
+    "ParetoHypernetworkStrategy": "phn",
+    "EPOResult": "epo",
+    "epo_weights": "epo",
+    "mse_metrics": "avalanche_metrics",
+    "MeanSquaredError": "avalanche_metrics",
+    "ExperienceMSE": "avalanche_metrics",
+    "StreamMSE": "avalanche_metrics",
+    "ExperienceMSEForgetting": "avalanche_metrics",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'strategies' has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
-from cl_moo import ChunkedHypernetwork, FunctionalTarget, Hypernetwork, MLPHypernetwork, init_hypernetwork
+from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork
 
 
 class TaskConditionedHypernetwork(nn.Module):
@@ -54,8 +54,7 @@ class TaskConditionedHypernetwork(nn.Module):
             tasks = [int(task_labels)]
         if len(tasks) == 1:
             return self.target(self.weights(int(tasks[0])), x)
-        flat = self.hnet.forward_flat(self.embeddings([int(t) for t in tasks]))
-        weight_sets = self.hnet.split(flat)
+        weight_sets = self.hnet(self.embeddings([int(t) for t in tasks]))
         out: Optional[torch.Tensor] = None
         for i, t in enumerate(tasks):
             mask = task_labels == t
@@ -68,7 +67,7 @@ class TaskConditionedHypernetwork(nn.Module):
 
     def all_task_outputs(self, x: torch.Tensor, tasks: Sequence[int]) -> torch.Tensor:
         """Outputs of every task's network on ``x``: ``(len(tasks), N, ...)``, one batched call."""
-        weights = self.hnet.split(self.hnet.forward_flat(self.embeddings(list(tasks))))
+        weights = self.hnet(self.embeddings(list(tasks)))
         return self.target.forward_shared(weights, x)
 
     def infer_task(self, x: torch.Tensor, tasks: Sequence[int]) -> tuple:
@@ -93,22 +92,23 @@ def build_cl_model(
     chunk_emb_dim: int = 8,
     hidden: Sequence[int] = (100, 75, 50),
     activation: str = "elu",
+    last_activation: bool = True,
     mip: bool = False,
     init: str = "hyperfan_in",
     target_gain: float = 2.0,
     param_names: Optional[Sequence[str]] = None,
     emb_std: float = 1.0,
 ) -> TaskConditionedHypernetwork:
-    """Builds target, hypernetwork (chunked or MLP, MIP on/off) and initialises it.
+    """Target, hypernetwork (:func:`cl_moo.build_hypernetwork`: chunked or one head per tensor,
+    MIP on/off, initialised on probe embeddings ``N(0, emb_std^2)``) and the task embeddings.
 
     With ``mip=True`` the task embedding goes through a logistic and the MIP encoding, and the
     hypernetwork predicts a residual around the model's own (e.g. pretrained) weights.
     """
     target = FunctionalTarget(module, param_names)
-    common = dict(hidden=tuple(hidden), activation=activation, mip_encoding=mip, residual=mip, input_range="unbounded")
-    if chunked:
-        hnet: Hypernetwork = ChunkedHypernetwork(target, emb_dim, chunk_size=chunk_size, chunk_emb_dim=chunk_emb_dim, **common)
-    else:
-        hnet = MLPHypernetwork(target, emb_dim, **common)
-    init_hypernetwork(hnet, init, target_gain=target_gain, probe_conditions=torch.randn(256, emb_dim) * emb_std)
+    hnet = build_hypernetwork(
+        target, emb_dim, chunk_size=chunk_size if chunked else None, chunk_emb_dim=chunk_emb_dim, hidden=hidden,
+        activation=activation, last_activation=last_activation, mip=mip, input_range="unbounded", init=init,
+        target_gain=target_gain, probe_conditions=torch.randn(256, emb_dim) * emb_std,
+    )
     return TaskConditionedHypernetwork(target, hnet, emb_std=emb_std)

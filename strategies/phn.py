@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import vmap
 from torch.utils.data import DataLoader, Dataset
 
-from cl_moo import ChunkedHypernetwork, FunctionalTarget, Hypernetwork, MLPHypernetwork, init_hypernetwork
+from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork
 from cl_moo.moo_metrics import check_rays, evaluation_rays
 from cl_moo.optim import make_adam
 
@@ -37,8 +37,9 @@ logger = logging.getLogger(__name__)
 class ParetoHypernetworkStrategy:
     """PHN-LS / PHN-EPO over any target ``nn.Module`` and any list of loss callables.
 
-    Without ``hnet``, an MLP hypernetwork (one head per target tensor) is built, or a chunked
-    one when ``chunk_size`` is given, and initialised with ``init`` on Dirichlet(alpha) rays.
+    Without ``hnet``, :func:`cl_moo.build_hypernetwork` builds an MLP hypernetwork (one head per
+    target tensor), or a chunked one when ``chunk_size`` is given, initialised with ``init`` on
+    Dirichlet(alpha) rays.
     Each loss is called as ``loss(output, *targets)`` for one weight set, where a batch from
     the data is ``(x, *targets)``; it is vectorised over the rays with ``torch.func.vmap``.
     """
@@ -51,6 +52,7 @@ class ParetoHypernetworkStrategy:
         hnet: Optional[Hypernetwork] = None,
         hidden: Sequence[int] = (100, 100, 100),
         activation: str = "relu",
+        last_activation: bool = True,
         chunk_size: Optional[int] = None,
         chunk_emb_dim: int = 8,
         mip: bool = False,
@@ -80,13 +82,12 @@ class ParetoHypernetworkStrategy:
         self.m = len(self.losses)
         self.target = target if isinstance(target, FunctionalTarget) else FunctionalTarget(target, param_names)
         if hnet is None:
-            common = dict(hidden=tuple(hidden), activation=activation, mip_encoding=mip, residual=mip)
-            if chunk_size is None:
-                hnet = MLPHypernetwork(self.target, self.m, **common)
-            else:
-                hnet = ChunkedHypernetwork(self.target, self.m, chunk_size=chunk_size, chunk_emb_dim=chunk_emb_dim, **common)
-            probe = torch.distributions.Dirichlet(torch.full((self.m,), alpha)).sample((256,))
-            init_hypernetwork(hnet, init, target_gain=target_gain, probe_conditions=probe)
+            probe = torch.distributions.Dirichlet(torch.full((self.m,), float(alpha))).sample((256,))
+            hnet = build_hypernetwork(
+                self.target, self.m, chunk_size=chunk_size, chunk_emb_dim=chunk_emb_dim, hidden=hidden,
+                activation=activation, last_activation=last_activation, mip=mip, input_range="unit", init=init,
+                target_gain=target_gain, probe_conditions=probe,
+            )
         if hnet.cond_dim != self.m:
             raise ValueError(f"the hypernetwork takes {hnet.cond_dim}-dim conditions but there are {self.m} losses")
         self.hnet = hnet.to(self.device)
@@ -153,7 +154,7 @@ class ParetoHypernetworkStrategy:
         batch = [t.to(self.device) for t in batch]
         rays = self.dirichlet.sample((self.rays_per_step,))
         flat = self.hnet.forward_flat(rays)
-        values = self.objective_values(self.hnet.split(flat), batch)
+        values = self.objective_values(self.hnet.layout.split(flat), batch)
         if not torch.isfinite(values).all():
             raise RuntimeError(
                 f"a loss became NaN/inf at iteration {self.iteration} (losses {values.detach().cpu().tolist()}): "

@@ -2,36 +2,27 @@
 
 ``L_reg = beta / (T - 1) * sum_{t' < T} || h(e_t', Theta_h + Delta Theta_h) - h*(e_t') ||^2``
 
-``h*(e_t')`` are the hypernetwork's outputs for earlier tasks, either recorded before training
-the new task (``targets="stored"``; memory: a copy of the output head plus its inputs, see the
-fast path below, or one weight set per earlier task without it) or recomputed at every step
-from a frozen copy of the hypernetwork (``targets="online"``; memory: one copy of the
-hypernetwork). All earlier tasks (or a random subset of ``subset`` of them, averaged with
-``beta / subset``) are evaluated in ONE batched hypernetwork call.
-
-Fast path (stored targets, linear output head, no MIP residual). The stored targets are the
-hypernetwork's own outputs at snapshot time, ``y_i = W_0 a0_i + b_0`` (head ``W_0, b_0``, head
-inputs ``a0_i``), so instead of ``y_i`` the snapshot keeps ``W_0, b_0, a0_i``. With the current
-head ``W, b`` and inputs ``a_i``, ``e_i = W a_i + b - y_i = W da_i + D a0_i + db`` where
-``da_i = a_i - a0_i``, ``D = W - W_0``, ``db = b - b_0``, i.e. ``e_i = M z_i`` with
-``M = [W, D, db]`` and ``z_i = [da_i; a0_i; 1]``, and ``||e_i||^2 = z_i^T (M^T M) z_i``: one
-(2 d_k + 1)-square Gram matrix of the head, so a step costs about the same for 1 or 100 earlier
-tasks, every term is built from small differences (no cancellation), and the
-memory is one head copy plus ``d_k`` numbers per chunk and task instead of one weight set per
-task. ``fast=False`` uses the direct form everywhere (tested to give the same values and
-gradients).
+The targets ``h*(e_t')`` come from one of the classes in :mod:`strategies.regularizer_targets`:
+recorded outputs (``targets="stored"``, ``fast=False``), the head snapshot that gives the same
+values from a Gram matrix of the output head (``targets="stored"``, the default where the head
+contract allows it), or a frozen copy (``targets="online"``). All earlier tasks (or a random
+subset of ``subset`` of them, averaged with ``beta / subset``) are evaluated in ONE batched
+hypernetwork call. ``Delta Theta_h`` is the optional look-ahead (:func:`lookahead_delta`).
 """
 from __future__ import annotations
 
-import copy
 import math
-from typing import Dict, List, Literal, Optional
+from typing import Dict, List, Literal, Optional, Union
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from cl_moo import ChunkedHypernetwork, Hypernetwork, MLPHypernetwork
+from cl_moo import Hypernetwork
+
+from .regularizer_targets import TARGET_KINDS, FrozenCopy, HeadSnapshot, StoredOutputs
+
+RegularizerTargets = Union[StoredOutputs, HeadSnapshot, FrozenCopy]
 
 TargetMode = Literal["stored", "online"]
 
@@ -46,47 +37,6 @@ class _Apply(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.fn(self.hnet)
-
-
-def head_problems(hnet: Hypernetwork, conds: torch.Tensor) -> List[tuple]:
-    """``(inputs a_i, head weight rows, head bias rows)`` matching ``forward_parts``' layout."""
-    hidden = hnet.last_hidden(hnet.encoder(hnet.check_conditions(conds)))
-    head = hnet.output_head()
-    if isinstance(hnet, ChunkedHypernetwork):
-        rem = hnet.last_chunk_size
-        last = (hidden[:, -1], head.weight[:rem], head.bias[:rem])
-        if hnet.num_chunks == 1:
-            return [last]
-        full = hidden[:, :-1].reshape(-1, hidden.shape[-1])
-        return [(full, head.weight, head.bias), last]
-    return [(hidden, head.weight, head.bias)]
-
-
-class _Gram(torch.autograd.Function):
-    """``G = M^T M`` with the one-product backward ``dM = M (dG + dG^T)`` (autograd would do two)."""
-
-    @staticmethod
-    def forward(ctx, m: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(m)
-        return m.T @ m
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (m,) = ctx.saved_tensors
-        return m @ (grad + grad.T)
-
-
-def snapshot_sq_error(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                      a0: torch.Tensor, weight0: torch.Tensor, bias0: torch.Tensor) -> torch.Tensor:
-    """``sum_i ||(W a_i + b) - (W_0 a0_i + b_0)||^2`` from one Gram matrix (module docstring).
-
-    ``e_i = M z_i`` with ``M = [W, W - W_0, b - b_0]`` and ``z_i = [a_i - a0_i; a0_i; 1]``, so
-    ``sum_i ||e_i||^2 = sum((Z G) * Z)`` with ``G = M^T M`` ((2 d_k + 1) squared): one pass over
-    the head in the forward and one in the backward, whatever the number of rows ``z_i``.
-    """
-    m = torch.cat([weight, weight - weight0, (bias - bias0).unsqueeze(1)], dim=1)
-    z = torch.cat([a - a0, a0, a.new_ones(a.shape[0], 1)], dim=1)
-    return ((z @ _Gram.apply(m)) * z).sum()
 
 
 @torch.no_grad()
@@ -126,59 +76,44 @@ class OutputRegularizer:
     def __init__(
         self, *, beta: float, targets: TargetMode = "stored", subset: Optional[int] = None, fast: bool = True
     ) -> None:
-        if beta < 0 or not math.isfinite(beta):
+        if not isinstance(beta, (int, float)) or beta < 0 or not math.isfinite(beta):
             raise ValueError(f"beta must be a finite number >= 0, got {beta}")
         if targets not in ("stored", "online"):
             raise ValueError(f"targets must be 'stored' or 'online', got {targets!r}")
-        if subset is not None and subset < 1:
-            raise ValueError(f"subset must be >= 1 or None (all earlier tasks), got {subset}")
+        if subset is not None and (not isinstance(subset, int) or subset < 1):
+            raise ValueError(f"subset must be an integer >= 1 or None (all earlier tasks), got {subset}")
         self.beta = beta
         self.fast = fast
         self.mode = targets
         self.subset = subset
         self.tasks: List[int] = []
-        self.stored: Optional[List[torch.Tensor]] = None  # hnet.forward_parts of earlier tasks
-        self.head0: Optional[tuple] = None  # fast path: head (W_0, b_0) at snapshot time
-        self.inputs0: Optional[List[torch.Tensor]] = None  # fast path: head inputs a0, (T, rows, d_k)
-        self.frozen: Optional[Hypernetwork] = None
+        self.targets: Optional[RegularizerTargets] = None
 
     @property
     def active(self) -> bool:
         return self.beta > 0 and len(self.tasks) > 0
 
+    def _target_class(self, hnet: Hypernetwork):
+        if self.mode == "online":
+            return FrozenCopy
+        return HeadSnapshot if self.fast and HeadSnapshot.applies(hnet) else StoredOutputs
+
     @torch.no_grad()
     def snapshot(self, hnet: Hypernetwork, embeddings: torch.Tensor, tasks: List[int]) -> None:
-        """Records targets for ``tasks`` (call before training a new task)."""
+        """Records targets for ``tasks`` (call before training a new task), in eval mode."""
         self.tasks = list(tasks)
-        self.stored, self.frozen, self.head0, self.inputs0 = None, None, None, None
+        self.targets = None
         if not self.tasks:
             return
-        if self.mode == "stored":
-            was_training = hnet.training
-            hnet.eval()
-            if self._fast_path(hnet):
-                head = hnet.output_head()
-                self.head0 = (head.weight.detach().clone(), head.bias.detach().clone())
-                self.inputs0 = [a.detach().reshape(len(self.tasks), -1, a.shape[-1])
-                                for a, _, _ in head_problems(hnet, embeddings.detach())]
-            else:
-                self.stored = [p.detach() for p in hnet.forward_parts(embeddings.detach())]
-            hnet.train(was_training)
-        else:
-            self.frozen = copy.deepcopy(hnet).eval()
-            for p in self.frozen.parameters():
-                p.requires_grad_(False)
+        was_training = hnet.training
+        hnet.eval()
+        self.targets = self._target_class(hnet)()
+        self.targets.snapshot(hnet, embeddings.detach())
+        hnet.train(was_training)
 
     def memory_bytes(self) -> int:
-        """Memory held for the targets (stored outputs, or the frozen copy's parameters)."""
-        if self.head0 is not None:
-            tensors = list(self.head0) + list(self.inputs0 or [])
-            return sum(t.numel() * t.element_size() for t in tensors)
-        if self.stored is not None:
-            return sum(p.numel() * p.element_size() for p in self.stored)
-        if self.frozen is not None:
-            return sum(p.numel() * p.element_size() for p in self.frozen.parameters())
-        return 0
+        """Memory held for the targets."""
+        return 0 if self.targets is None else self.targets.memory_bytes()
 
     def penalty(
         self,
@@ -191,30 +126,16 @@ class OutputRegularizer:
 
         ``embeddings`` are the earlier tasks' embeddings, in the order of ``snapshot``'s tasks.
         """
+        assert self.targets is not None, "snapshot() before penalty()"
         n = len(self.tasks)
         index: Optional[torch.Tensor] = None  # None: every earlier task (no gather needed)
         if self.subset is not None and self.subset < n:
             index = torch.randperm(n, generator=generator)[: self.subset].to(embeddings.device)
         conds = embeddings.detach() if index is None else embeddings.detach()[index]
+        targets = self.targets
 
         def sq_error(h: Hypernetwork) -> torch.Tensor:
-            if self.head0 is not None and self._fast_path(h):
-                weight0, bias0 = self.head0
-                total = 0.0
-                for i, (a, weight, bias) in enumerate(head_problems(h, conds)):
-                    a0 = self.inputs0[i] if index is None else self.inputs0[i][index]
-                    rows = weight.shape[0]
-                    total = total + snapshot_sq_error(a, weight, bias, a0.reshape(-1, a0.shape[-1]),
-                                                      weight0[:rows], bias0[:rows])
-                return total
-            outputs = h.forward_parts(conds)
-            if self.stored is not None:
-                wanted = self.stored if index is None else [w[index] for w in self.stored]
-            else:
-                assert self.frozen is not None
-                with torch.no_grad():
-                    wanted = self.frozen.forward_parts(conds)
-            return sum(nn.functional.mse_loss(o, w, reduction="sum") for o, w in zip(outputs, wanted))
+            return targets.sq_error(h, conds, index)
 
         if delta:
             params = {f"hnet.{name}": (p + delta[p]) if p in delta else p for name, p in hnet.named_parameters()}
@@ -223,28 +144,13 @@ class OutputRegularizer:
             total = sq_error(hnet)
         return self.beta / len(conds) * total
 
-    def _fast_path(self, hnet: Hypernetwork) -> bool:
-        return (
-            self.fast and self.mode == "stored" and hnet.theta0 is None
-            and isinstance(hnet, (ChunkedHypernetwork, MLPHypernetwork))
-        )
-
     def state_dict(self) -> dict:
-        return {
-            "tasks": list(self.tasks),
-            "stored": self.stored,
-            "head0": self.head0,
-            "inputs0": self.inputs0,
-            "frozen": None if self.frozen is None else self.frozen.state_dict(),
-        }
+        return {"tasks": list(self.tasks), "kind": None if self.targets is None else self.targets.kind,
+                "targets": None if self.targets is None else self.targets.state_dict()}
 
     def load_state_dict(self, state: dict, hnet: Hypernetwork) -> None:
         self.tasks = list(state["tasks"])
-        self.stored = state["stored"]
-        self.head0, self.inputs0 = state.get("head0"), state.get("inputs0")
-        self.frozen = None
-        if state["frozen"] is not None:
-            self.frozen = copy.deepcopy(hnet).eval()
-            self.frozen.load_state_dict(state["frozen"])
-            for p in self.frozen.parameters():
-                p.requires_grad_(False)
+        self.targets = None
+        if state.get("kind") is not None:
+            self.targets = TARGET_KINDS[state["kind"]]()
+            self.targets.load_state_dict(state["targets"], hnet)

@@ -17,17 +17,17 @@ def test_chunked_hypernetwork_compresses_the_target_and_reports_it():
     assert hnet.compression_ratio == pytest.approx(hnet.num_generator_params / target.num_weights)
     assert "compression ratio" in hnet.summary()
     out = hnet(torch.randn(3, 8))
-    assert [tuple(w.shape[1:]) for w in out] == [tuple(s) for s in target.param_shapes]
+    assert [tuple(w.shape[1:]) for w in out] == [tuple(s) for s in target.layout.shapes]
     assert all(w.shape[0] == 3 for w in out)
 
 
 def test_mlp_hypernetwork_has_one_head_per_target_tensor():
     target = target_mlp()
     hnet = MLPHypernetwork(target, 2, hidden=(16,))
-    sizes = [s.stop - s.start for s in hnet.head_slices]
-    assert sizes == target.param_numels
+    sizes = [s.stop - s.start for s in hnet.layout.slices]
+    assert sizes == list(target.layout.numels)
     single = hnet(torch.rand(2))
-    assert [w.shape for w in single] == target.param_shapes
+    assert [w.shape for w in single] == list(target.layout.shapes)
 
 
 def test_residual_theta0_starts_from_the_given_model():
@@ -103,7 +103,7 @@ def test_chunked_forward_fast_split_gives_the_same_values_and_gradients(batch):
     grads = []
     for fast in (True, False):
         hnet.zero_grad()
-        weights = hnet(cond) if fast else hnet.split(hnet.forward_flat(cond.reshape(-1, 4)))
+        weights = hnet(cond) if fast else hnet.layout.split(hnet.forward_flat(cond.reshape(-1, 4)))
         if not fast and batch is None:
             weights = [w[0] for w in weights]
         loss = sum((w * torch.linspace(-1, 1, w.numel()).reshape(w.shape)).sum() for w in weights[:-1])  # last unused
@@ -113,4 +113,4 @@ def test_chunked_forward_fast_split_gives_the_same_values_and_gradients(batch):
             values = [w.detach().clone() for w in weights]
         else:
             assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(values, weights))
-    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6 * float(grads[1].abs().max()))

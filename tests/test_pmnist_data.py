@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from benchmarks.pmnist import avalanche_permuted_mnist, permuted_mnist
+from benchmarks.pmnist import avalanche_permuted_mnist, load_mnist, permuted_mnist
 from cl_moo.data import DataFileError
 from cl_moo.run import main
 
@@ -30,8 +30,25 @@ def full_mnist_standin(tmp_path):
     return tmp_path
 
 
-def test_real_test_split_fallback_is_reported(data_root):
+@pytest.fixture()
+def test_split_only(tmp_path, data_root):
+    """A data root with the real MNIST test split but no training split."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (raw / name).symlink_to((data_root / "MNIST" / "raw" / name).resolve())
+    return tmp_path
+
+
+def test_full_real_training_split_is_used_and_checked(data_root):
     bench, info = permuted_mnist(2, root=data_root, train_per_task=50, test_per_task=20)
+    assert info["fallback"] is None and info["train_size"] == 50
+    _, _, _, _, full = load_mnist(data_root)
+    assert full["fallback"] is None
+
+
+def test_real_test_split_fallback_is_reported(test_split_only):
+    bench, info = permuted_mnist(2, root=test_split_only, train_per_task=50, test_per_task=20)
     assert "test split" in info["fallback"] and info["input_size"] == 1024
     x0 = bench.train_stream[0].dataset[0][0]
     x1 = bench.train_stream[1].dataset[0][0]
@@ -57,6 +74,6 @@ def test_avalanche_permuted_mnist_runs_the_strategy(full_mnist_standin, tmp_path
     assert (out / "metrics.json").exists()
 
 
-def test_avalanche_builder_without_training_split_names_the_files(data_root):
+def test_avalanche_builder_without_training_split_names_the_files(test_split_only):
     with pytest.raises(DataFileError, match="train-images-idx3-ubyte.gz.*builder=tensors"):
-        avalanche_permuted_mnist(2, root=data_root)
+        avalanche_permuted_mnist(2, root=test_split_only)

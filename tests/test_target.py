@@ -15,7 +15,7 @@ def test_shapes_and_unselected_parameters_stay_learnable():
     model = small_cnn()
     names = ["0.weight", "0.bias", "4.weight", "4.bias"]
     target = FunctionalTarget(model, names)
-    assert target.param_shapes == [torch.Size([4, 1, 3, 3]), torch.Size([4]), torch.Size([5, 144]), torch.Size([5])]
+    assert list(target.layout.shapes) == [torch.Size([4, 1, 3, 3]), torch.Size([4]), torch.Size([5, 144]), torch.Size([5])]
     assert target.num_weights == 36 + 4 + 720 + 5
     assert model[1].weight.requires_grad and model[1].bias.requires_grad
     assert not model[0].weight.requires_grad

@@ -19,12 +19,11 @@ from torch.func import vmap
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
-from benchmarks.fairness import FAIRNESS_LOSSES, hard_objectives, load_fairness, soft_objectives
+from cl_moo import evaluation_rays, hypervolume, make_adam, non_dominated, uniformity
 from strategies.phn import ParetoHypernetworkStrategy
 
-from .cl_runner import make_mlp, seed_everything
-from .optim import make_adam
-from .moo_metrics import evaluation_rays, hypervolume, non_dominated, uniformity
+from .builders import build_phn_from_config, built_description, make_target, seed_everything
+from .fairness import FAIRNESS_LOSSES, hard_objectives, load_fairness, soft_objectives
 from .reporting import config_dict, peak_memory_mb, pick_device, run_folder, write_json
 
 
@@ -75,17 +74,6 @@ def pareto_figure(losses: np.ndarray, names: List[str], path: Path):
     return fig
 
 
-def _build(cfg: DictConfig, n_features: int, device: torch.device) -> ParetoHypernetworkStrategy:
-    h = cfg.hnet
-    return ParetoHypernetworkStrategy(
-        target=make_mlp(n_features, list(cfg.target.hidden), 1, cfg.target.activation), losses=FAIRNESS_LOSSES,
-        hidden=tuple(h.hidden), chunk_size=h.chunk_size if h.chunked else None, chunk_emb_dim=h.chunk_emb_dim,
-        mip=h.mip, init=h.init, solver=cfg.strategy.solver, alpha=float(cfg.strategy.alpha),
-        rays_per_step=cfg.strategy.rays_per_step, lr=cfg.train.lr, train_epochs=cfg.train.epochs,
-        train_mb_size=cfg.train.batch_size, device=device,
-    )
-
-
 def run_moo(cfg: DictConfig) -> Dict[str, Any]:
     out_dir = run_folder(cfg)
     if (out_dir / "metrics.json").exists() and not cfg.resume:
@@ -109,13 +97,15 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
         logits = torch.stack(logits)
         params = sum(p.numel() for p in module.parameters()) * len(rays)
         epo_fallbacks = 0
+        built = {"target": built_description(None, module, cfg)["target"], "hnet": None}
     else:
-        strategy = _build(cfg, info["n_features"], device)
+        strategy = build_phn_from_config(cfg, info["n_features"], FAIRNESS_LOSSES, device)
         strategy.plugins.append(TensorBoardPlugin(writer))
         strategy.train(data["train"])
         logits = ray_logits(strategy, x, rays)
         params = strategy.hnet.num_params
         epo_fallbacks = strategy.epo_fallbacks
+        built = built_description(strategy.hnet, strategy.target.module, cfg)
     test_losses = per_ray_objectives(logits, y, s, hard_objectives)
     soft_losses = per_ray_objectives(logits, y, s, soft_objectives)  # the objectives the strategies train on
     wall = time.perf_counter() - t0
@@ -142,6 +132,7 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
         "epo_fallbacks": epo_fallbacks, "device": str(device),
         **peak_memory_mb(device), "data_note": None, "tensorboard": str(out_dir / "tensorboard"),
         "config": config_dict(cfg),
+        "built": built,
     }
     write_json(out_dir / "metrics.json", result)
     print(f"{cfg.benchmark.name} {cfg.strategy.name}: HV {hv:.4f} (ref {ref}), uniformity {unif_mean:.4f}, {wall:.1f} s")
@@ -150,7 +141,7 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
 
 def train_ls_model(cfg: DictConfig, n_features: int, train_data, ray: np.ndarray, device: torch.device) -> nn.Module:
     """PHN's "LS" baseline: a plain target network trained on ``sum_i r_i l_i`` for one ray."""
-    module = make_mlp(n_features, list(cfg.target.hidden), 1, cfg.target.activation).to(device)
+    module = make_target(cfg, n_features, 1).to(device)
     opt = make_adam(module.parameters(), lr=cfg.train.lr)
     r = torch.as_tensor(ray, dtype=torch.float32, device=device)
     for _ in range(cfg.train.epochs):

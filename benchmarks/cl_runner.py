@@ -7,11 +7,9 @@ metrics as an uninterrupted run with the same seed.
 """
 from __future__ import annotations
 
-import random
 import time
 from typing import Any, Dict, List
 
-import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metrics import accuracy_metrics, bwt_metrics, forgetting_metrics, loss_metrics
@@ -21,43 +19,17 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from benchmarks.pmnist import avalanche_permuted_mnist, permuted_mnist
-from benchmarks.regression import regression_1d
-from strategies.cl_model import TaskConditionedHypernetwork, build_cl_model
+from strategies.avalanche_metrics import mse_metrics
 from strategies.hnet_cl import HypernetworkStrategy
 
-from .avalanche_metrics import mse_metrics
+from .builders import build_cl_model_from_config, built_description, seed_everything
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .cl_metrics import cl_summary
-from .hypernets import mlp
+from .pmnist import avalanche_permuted_mnist, permuted_mnist
+from .regression import regression_1d
 from .reporting import config_dict, peak_memory_mb, pick_device, run_folder, write_json
+from cl_moo import cl_summary
 
 CHECKPOINT = "checkpoint.pt"
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def make_mlp(n_in: int, hidden: List[int], n_out: int, activation: str) -> nn.Sequential:
-    """Target MLP: the hidden layers of :func:`cl_moo.hypernets.mlp` plus a linear output layer."""
-    return nn.Sequential(*mlp(n_in, hidden, activation), nn.Linear(hidden[-1] if hidden else n_in, n_out))
-
-
-def build_cl_model_from_config(cfg: DictConfig, info: Dict[str, Any]) -> TaskConditionedHypernetwork:
-    """Target MLP (``cfg.target``) and hypernetwork (``cfg.hnet``) for a benchmark's ``info``."""
-    n_out = info.get("num_classes", info.get("output_size", 1))
-    module = make_mlp(info["input_size"], list(cfg.target.hidden), n_out, cfg.target.activation)
-    if "image_shape" in info:  # image tensors (Avalanche's PermutedMNIST): flatten first
-        module = nn.Sequential(nn.Flatten(), *module)
-    h = cfg.hnet
-    return build_cl_model(
-        module, emb_dim=h.emb_dim, chunked=h.chunked, chunk_size=h.chunk_size, chunk_emb_dim=h.chunk_emb_dim,
-        hidden=list(h.hidden), activation=h.activation, mip=h.mip, init=h.init,
-        target_gain=2.0 if cfg.target.activation in ("relu", "leaky_relu") else 1.0,
-    )
 
 
 def make_benchmark(cfg: DictConfig):
@@ -193,6 +165,7 @@ def run_cl(cfg: DictConfig) -> Dict[str, Any]:
         "data_note": info.get("fallback"),
         "tensorboard": str(tb_dir),
         "config": config_dict(cfg),
+        "built": built_description(hnet, model.target.module, cfg),
     }
     write_json(out_dir / "metrics.json", result)
     writer.close()

@@ -7,7 +7,6 @@ overrides (Hydra syntax), then fills every key that the command line did not set
 """
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence
 
@@ -23,7 +22,17 @@ CHOICES: Dict[str, Sequence] = {
     "strategy.solver": ("ls", "epo"),
     "benchmark.builder": ("tensors", "avalanche"),
 }
-BOOLEANS = ("resume", "progress", "data.download", "data.verify", "hnet.mip", "hnet.chunked", "strategy.lookahead")
+BOOLEANS = ("resume", "progress", "data.download", "data.verify", "hnet.mip", "hnet.chunked", "hnet.last_activation",
+            "strategy.lookahead")
+CONTINUAL_BENCHMARKS = ("pmnist", "regression")
+CONTINUAL_STRATEGIES = ("hnet_cl", "finetune")
+PARETO_BENCHMARKS = ("adult", "default", "bank")
+PARETO_STRATEGIES = ("phn_ls", "phn_epo", "ls_separate")
+# keys one kind of run does not read: setting them on the command line is an error, not a no-op
+NOT_READ = {
+    "pareto": ("hnet.emb_dim", "train.iterations"),
+    "continual": ("train.epochs",),
+}
 
 
 class ConfigError(ValueError):
@@ -31,8 +40,8 @@ class ConfigError(ValueError):
 
 
 def config_dir() -> Path:
-    """Folder of the shipped configs (the ``configs`` package)."""
-    return Path(str(resources.files("configs")))
+    """Folder of the shipped configs (the ``configs`` package installed beside ``cl_moo``)."""
+    return Path(__file__).resolve().parent.parent / "configs"
 
 
 def _group_options(group: str) -> List[str]:
@@ -84,6 +93,11 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
             OmegaConf.update(cfg, key, value, merge=False)
     OmegaConf.set_struct(cfg, True)
     validate(cfg)
+    kind = "pareto" if cfg.benchmark.name in PARETO_BENCHMARKS else "continual"
+    ignored = [k for k in NOT_READ[kind] if k in explicit]
+    if ignored:
+        raise ConfigError(f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not used by {kind} runs "
+                          f"(benchmark={cfg.benchmark.name}); drop the override")
     return cfg
 
 

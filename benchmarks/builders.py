@@ -1,0 +1,85 @@
+"""The composition root: a run's config -> target network, hypernetwork, strategy.
+
+Both runners and the benchmark scripts build models here and nowhere else, so every
+``target.*`` and ``hnet.*`` key reaches the model, and what a run records as built
+(``hnet.build_options``) is what it trained.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from cl_moo import mlp
+
+RELU_LIKE = ("relu", "leaky_relu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_mlp(n_in: int, hidden: List[int], n_out: int, activation: str) -> nn.Sequential:
+    """Target MLP: hidden layers (Linear + activation) and a linear output layer."""
+    return nn.Sequential(*mlp(n_in, hidden, activation), nn.Linear(hidden[-1] if hidden else n_in, n_out))
+
+
+def make_target(cfg: DictConfig, n_in: int, n_out: int) -> nn.Module:
+    """The target network of ``cfg.target`` (an MLP)."""
+    return make_mlp(n_in, list(cfg.target.hidden), n_out, cfg.target.activation)
+
+
+def hypernetwork_options(cfg: DictConfig) -> Dict[str, Any]:
+    """Keyword arguments of :func:`cl_moo.build_hypernetwork` from ``cfg.hnet`` and ``cfg.target``."""
+    h = cfg.hnet
+    return {
+        "chunk_size": h.chunk_size if h.chunked else None,
+        "chunk_emb_dim": h.chunk_emb_dim,
+        "hidden": list(h.hidden),
+        "activation": h.activation,
+        "last_activation": h.last_activation,
+        "mip": h.mip,
+        "init": h.init,
+        "target_gain": 2.0 if cfg.target.activation in RELU_LIKE else 1.0,
+    }
+
+
+def build_cl_model_from_config(cfg: DictConfig, info: Dict[str, Any]):
+    """Target MLP and task-conditioned hypernetwork for a continual benchmark's ``info``."""
+    from strategies.cl_model import build_cl_model
+
+    n_out = info.get("num_classes", info.get("output_size", 1))
+    module = make_target(cfg, info["input_size"], n_out)
+    if "image_shape" in info:  # image tensors (Avalanche's PermutedMNIST): flatten first
+        module = nn.Sequential(nn.Flatten(), *module)
+    opts = hypernetwork_options(cfg)
+    chunk_size = opts.pop("chunk_size")
+    return build_cl_model(module, emb_dim=cfg.hnet.emb_dim, chunked=chunk_size is not None,
+                          chunk_size=chunk_size or 1, **opts)
+
+
+def build_phn_from_config(cfg: DictConfig, n_features: int, losses, device: torch.device):
+    """Pareto hypernetwork strategy for a Pareto benchmark."""
+    from strategies.phn import ParetoHypernetworkStrategy
+
+    s = cfg.strategy
+    return ParetoHypernetworkStrategy(
+        target=make_target(cfg, n_features, 1), losses=losses, **hypernetwork_options(cfg),
+        solver=s.solver, alpha=float(s.alpha), rays_per_step=s.rays_per_step, lr=cfg.train.lr,
+        train_epochs=cfg.train.epochs, train_mb_size=cfg.train.batch_size, device=device,
+    )
+
+
+def built_description(hnet, target_module: nn.Module, cfg: DictConfig) -> Dict[str, Any]:
+    """What was built, for ``metrics.json``: the builder's options and the target's layers."""
+    return {"hnet": None if hnet is None else dict(hnet.build_options or {}), "target": {
+        "hidden": [m.out_features for m in target_module.modules() if isinstance(m, nn.Linear)][:-1],
+        "activation": next((type(m).__name__ for m in target_module.modules()
+                            if not isinstance(m, (nn.Linear, nn.Sequential, nn.Flatten))), None),
+    }}

@@ -1,0 +1,73 @@
+"""One builder for every strategy and runner: target -> hypernetwork, initialised.
+
+``build_hypernetwork(target, cond_dim, ...)`` picks a generator from :data:`GENERATORS`
+(``chunk_size`` given: chunked, von Oswald et al. 2020; else one head per tensor, PHN), switches
+MIP on or off (encoding + residual, Gonzalez Ortiz et al. 2024) and initialises it
+(:func:`cl_moo.init_hypernetwork`). The returned hypernetwork records what it was built with in
+``hnet.build_options``, which runs write next to their config.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .chunked_hypernetwork import ChunkedHypernetwork
+from .encoding import InputRange
+from .hypernetwork import ACTIVATIONS, Hypernetwork
+from .init import INIT_SCHEMES, init_hypernetwork
+from .mlp_hypernetwork import MLPHypernetwork
+from .target import FunctionalTarget
+
+GENERATORS: Dict[str, Callable[..., Hypernetwork]] = {"mlp": MLPHypernetwork, "chunked": ChunkedHypernetwork}
+
+
+def build_hypernetwork(
+    target: "FunctionalTarget | nn.Module",
+    cond_dim: int,
+    *,
+    chunk_size: Optional[int] = None,
+    chunk_emb_dim: int = 8,
+    hidden: Sequence[int] = (100, 100, 100),
+    activation: str = "relu",
+    last_activation: bool = True,
+    mip: bool = False,
+    input_range: InputRange = "unit",
+    init: str = "hyperfan_in",
+    target_gain: float = 2.0,
+    probe_conditions: Optional[torch.Tensor] = None,
+    residual_scale: float = 0.01,
+    param_names: Optional[Sequence[str]] = None,
+) -> Hypernetwork:
+    """Builds and initialises a hypernetwork for ``target`` (an ``nn.Module`` or a ``FunctionalTarget``).
+
+    ``mip=True``: MIP encoding of the condition and the residual ``theta_0 + Delta theta`` around
+    the target's current weights. ``input_range``: ``"unit"`` for conditions in [0, 1] (rays),
+    ``"unbounded"`` for learned embeddings (a logistic first). ``probe_conditions``: samples of
+    the conditions the hypernetwork will see, for the init (default: uniform / normal).
+    """
+    if init not in INIT_SCHEMES:
+        raise ValueError(f"unknown init scheme {init!r}; choose one of {list(INIT_SCHEMES)}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+    if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in hidden):
+        raise ValueError(f"hidden widths must be integers >= 1, got {list(hidden)}")
+    if not isinstance(target, FunctionalTarget):
+        target = FunctionalTarget(target, param_names)
+    common: Dict[str, Any] = dict(hidden=tuple(hidden), activation=activation, last_activation=last_activation,
+                                  mip_encoding=mip, residual=mip, input_range=input_range)
+    if chunk_size is None:
+        hnet: Hypernetwork = GENERATORS["mlp"](target, cond_dim, **common)
+    else:
+        hnet = GENERATORS["chunked"](target, cond_dim, chunk_size=chunk_size, chunk_emb_dim=chunk_emb_dim, **common)
+    init_hypernetwork(hnet, init, target_gain=target_gain, probe_conditions=probe_conditions,
+                      residual_scale=residual_scale)
+    hnet.build_options = {
+        "generator": "chunked" if chunk_size is not None else "mlp", "cond_dim": cond_dim,
+        "chunk_size": chunk_size, "chunk_emb_dim": chunk_emb_dim if chunk_size is not None else None,
+        "hidden": list(hidden), "activation": activation, "last_activation": last_activation, "mip": mip,
+        "input_range": input_range, "init": init, "target_gain": target_gain,
+        "residual_scale": residual_scale if mip else None, "target_layout": target.layout.describe(),
+    }
+    return hnet
