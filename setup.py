@@ -22,5 +22,5 @@ setup(
     package_data={"configs": ["*.yaml", "*/*.yaml"]},
     include_package_data=True,
     install_requires=_requirements(),
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "import-linter>=2.1"]},
 )

@@ -255,7 +255,7 @@ def init_hypernetwork(
                 f"{scheme} init of {type(hnet).__name__}: generated variance / wanted variance is "
                 + ", ".join(f"{n} {r:.2f}x" for n, r in off.items())
                 + f" (beyond {warn_ratio}x): tensors that share head rows within one chunk cannot all be "
-                "matched; a chunk size that divides the tensor sizes helps", stacklevel=2)
+                "matched; a chunk size that divides the tensor sizes helps", stacklevel=3)
     if hnet.theta0 is not None:
         _start_at_theta0(hnet, hnet.encoder(hnet.check_conditions(probe[:32])), residual_scale)
     return hnet

@@ -104,3 +104,76 @@ def test_unknown_scheme_lists_valid_ones():
     hnet = MLPHypernetwork(deep_target(False), 2, hidden=(4,))
     with pytest.raises(ValueError, match="hyperfan_in"):
         init_hypernetwork(hnet, "he")
+
+
+def _default_cl_chunked(seed=0):
+    """The default CL setup of the issue: target 784-300-100-10, chunk size 2000, ELU hnet 100-75-50."""
+    from cl_moo import build_hypernetwork
+
+    torch.manual_seed(seed)
+    target = FunctionalTarget(nn.Sequential(nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(),
+                                            nn.Linear(100, 10)))
+    return build_hypernetwork(target, 64, chunk_size=2000, chunk_emb_dim=12, hidden=(100, 75, 50), activation="elu",
+                              input_range="unbounded", probe_conditions=torch.randn(256, 64))
+
+
+def test_chunked_hyperfan_reaches_each_weight_tensor_and_reports_the_rest():
+    with pytest.warns(UserWarning, match=r"0\.bias"):
+        hnet = _default_cl_chunked()
+    # measured on fresh conditions, not the probes the init used
+    with torch.no_grad():
+        weights = hnet(torch.randn(64, 64))
+    wanted = target_variances(hnet.layout, "hyperfan_in", 2.0)
+    measured = {n: float(w.pow(2).mean()) / v for n, w, v in zip(hnet.layout.names, weights, wanted)}
+    for name in ("0.weight", "2.weight", "4.weight"):  # every weight tensor with more than 100 entries
+        assert 0.8 <= measured[name] <= 1.25, measured
+    # biases share their chunk with weights: not reachable with one shared head; reported and warned
+    assert "0.bias" in hnet.summary() and "init variance / wanted variance" in hnet.summary()
+    assert hnet.init_report["0.bias"] == pytest.approx(measured["0.bias"], rel=0.5)
+    # chunk embeddings stay distinct: only scaled up, so directions are those of the random draw
+    e = hnet.chunk_embeddings.detach()
+    unit = e / e.norm(dim=1, keepdim=True)
+    cos = (unit @ unit.T).abs()
+    off = cos[~torch.eye(len(e), dtype=torch.bool)]
+    assert float(off.mean()) < 0.4 and float(off.max()) < 0.95
+    assert float(e.norm(dim=1).min()) >= 0.9 * math.sqrt(12) * 0.5  # none shrunk towards zero
+
+
+def test_mip_residual_starts_at_the_pretrained_model(data_root):
+    """MIP (Gonzalez Ortiz et al. 2024, Eq. 5): with theta = theta_0 + Delta theta, a hypernetwork built
+    around a pretrained model starts at it: ||Delta theta|| <= 5% of ||theta_0||, same accuracy."""
+    import gzip
+
+    import numpy as np
+
+    from cl_moo import build_hypernetwork
+
+    raw = data_root / "MNIST" / "raw"
+    with gzip.open(raw / "t10k-images-idx3-ubyte.gz") as f:
+        x = torch.from_numpy(np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)[:3000].astype(np.float32) / 255)
+    with gzip.open(raw / "t10k-labels-idx1-ubyte.gz") as f:
+        y = torch.from_numpy(np.frombuffer(f.read(), np.uint8, offset=8)[:3000].astype(np.int64))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for step in range(300):
+        idx = torch.randint(0, 2000, (128,))
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+    with torch.no_grad():
+        pretrained = float((model(x[2000:]).argmax(1) == y[2000:]).float().mean())
+    assert pretrained > 0.85
+    for init in ("hyperfan_in", "kaiming"):
+        for cond_dim, rng in ((2, "unit"), (8, "unbounded")):
+            target = FunctionalTarget(model)
+            hnet = build_hypernetwork(target, cond_dim, hidden=(32, 32), mip=True, init=init, input_range=rng)
+            theta0 = hnet.theta0.detach()
+            cond = torch.rand(16, cond_dim) if rng == "unit" else torch.randn(16, cond_dim)
+            with torch.no_grad():
+                flat = hnet.forward_flat(cond)
+                rel = ((flat - theta0).norm(dim=1) / theta0.norm()).max().item()
+                acc = [float((target(w, x[2000:]).argmax(1) == y[2000:]).float().mean())
+                       for w in zip(*hnet(cond))]
+            assert rel <= 0.05, (init, rng, rel)
+            assert min(acc) >= pretrained - 0.005, (init, rng, pretrained, acc)
