@@ -8,8 +8,11 @@ Each sample is ``(x, y, s)``: features, binary label, binary sensitive attribute
   because it is the protected attribute most often used for this data set).
 
 Categorical columns are one-hot encoded; numeric columns are standardised with the mean and
-std of the training split only; a missing numeric value (e.g. the two ``nan`` ages in the
-Default file) is set to the training mean. Splits (70% / 10% / 20% train / val / test) are fixed by the seed.
+std of the training split only; a missing numeric value (empty, ``?`` or ``nan``, e.g. the two
+``nan`` ages in the Default file) is set to the training mean. Malformed files (missing columns,
+ragged rows, non-numeric cells, empty labels) and degenerate data (one group, one class, an empty
+(group, label) cell in train or test) are refused with the file, line, column and counts.
+Splits (70% / 10% / 20% train / val / test) are fixed by the seed.
 
 Objectives, with ``p = sigmoid(z)`` the predicted probability and groups ``g in {0, 1}``:
 
@@ -21,90 +24,169 @@ For evaluation the hard rates replace ``p`` by the decision ``1[z > 0]`` (:func:
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from cl_moo.data import require_file
+from cl_moo.data import CsvTable, DataFormatError, DegenerateDataError, read_csv, require_file
 
 
 @dataclass(frozen=True)
 class FairnessSpec:
+    """How a fairness CSV maps to ``(x, y, s)``; every column named here must be in the file.
+
+    ``label_values`` / ``sensitive_values`` map a cell to its class / group, and any other cell
+    (an empty one included) is refused; with ``sensitive_values=None`` the sensitive column is
+    numeric and group 1 is ``value < sensitive_below``.
+    """
+
     file: str
     delimiter: str
-    label: Callable[[Dict[str, str]], int]
-    sensitive: Callable[[Dict[str, str]], int]
+    label_column: str
+    label_values: Mapping[str, int]
+    sensitive_column: str
+    sensitive_values: Optional[Mapping[str, int]]
+    sensitive_below: Optional[float]
     categorical: Tuple[str, ...]
     drop: Tuple[str, ...]
+    groups: Tuple[str, str]  # readable names of s=0 and s=1, for messages
 
 
 SPECS: Dict[str, FairnessSpec] = {
     "adult": FairnessSpec(
-        "adult.csv", ",", lambda r: int(r["salary"].startswith(">50K")), lambda r: int(r["sex"] == "Female"),
+        "adult.csv", ",", "salary", {"<=50K": 0, "<=50K.": 0, ">50K": 1, ">50K.": 1},
+        "sex", {"Male": 0, "Female": 1}, None,
         ("workclass", "education", "marital-status", "occupation", "relationship", "race", "sex", "native-country"),
-        ("salary",),
+        ("salary",), ("sex=Male", "sex=Female"),
     ),
     "default": FairnessSpec(
-        "default_credit.csv", ",", lambda r: int(r["default.payment.next.month"] == "1"), lambda r: int(r["SEX"] == "2"),
-        ("SEX", "EDUCATION", "MARRIAGE"), ("ID", "default.payment.next.month"),
+        "default_credit.csv", ",", "default.payment.next.month", {"0": 0, "1": 1},
+        "SEX", {"1": 0, "2": 1}, None,
+        ("SEX", "EDUCATION", "MARRIAGE"), ("ID", "default.payment.next.month"), ("SEX=1 (male)", "SEX=2 (female)"),
     ),
     "bank": FairnessSpec(
-        "bank-full.csv", ";", lambda r: int(r["y"] == "yes"), lambda r: int(float(r["age"]) < 25),
+        "bank-full.csv", ";", "y", {"no": 0, "yes": 1},
+        "age", None, 25.0,
         ("job", "marital", "education", "default", "housing", "loan", "contact", "month", "poutcome"), ("y",),
+        ("age>=25", "age<25"),
     ),
 }
 
 
-def _read_rows(path: Path, delimiter: str) -> List[Dict[str, str]]:
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        return [{k.strip().strip('"'): v.strip().strip('"') for k, v in row.items()} for row in reader]
+def _sensitive(table: CsvTable, spec: FairnessSpec) -> np.ndarray:
+    """The binary sensitive attribute ``s``; an empty or unknown cell raises naming the row."""
+    if spec.sensitive_values is not None:
+        return table.codes(spec.sensitive_column, spec.sensitive_values, "the sensitive attribute")
+    values = table.numeric(spec.sensitive_column)
+    missing = np.flatnonzero(np.isnan(values))
+    if len(missing):
+        raise DataFormatError(
+            f"{table.where(int(missing[0]), spec.sensitive_column)}: the sensitive attribute is missing "
+            f"(rows without it: {len(missing)}); every row needs it to assign a group: fill in the cell or delete "
+            "the row"
+        )
+    return (values < spec.sensitive_below).astype(np.int64)
+
+
+def _check_cells(table: CsvTable, spec: FairnessSpec, y: np.ndarray, s: np.ndarray,
+                 split: Dict[str, np.ndarray], rows_note: str) -> None:
+    """Refuses data for which the FP/FN rate gaps are undefined, giving the counts."""
+    where = f"{table.path}{rows_note}"
+    groups = {spec.groups[g]: int((s == g).sum()) for g in (0, 1)}
+    labels = {f"{spec.label_column}={'positive' if c else 'negative'} (y={c})": int((y == c).sum()) for c in (0, 1)}
+    fix = "use the full published file, or a larger benchmark.max_rows"
+    if min(groups.values()) == 0:
+        raise DegenerateDataError(
+            f"{where}: fewer than two sensitive groups among {len(y)} rows ({groups}); the FP/FN rate gaps "
+            f"compare two groups: {fix}"
+        )
+    if min(labels.values()) == 0:
+        raise DegenerateDataError(
+            f"{where}: fewer than two label classes among {len(y)} rows ({labels}); the FP/FN rate gaps need "
+            f"both classes: {fix}"
+        )
+    for part in ("train", "test"):
+        idx = split[part]
+        counts = {(g, c): int(((s[idx] == g) & (y[idx] == c)).sum()) for g in (0, 1) for c in (0, 1)}
+        empty = [k for k, v in counts.items() if v == 0]
+        if empty:
+            g, c = empty[0]
+            table_txt = ", ".join(f"(s={a},y={b}): {v}" for (a, b), v in counts.items())
+            raise DegenerateDataError(
+                f"{where}: the {part} split ({len(idx)} of {len(y)} rows) has no sample in cell (s={g}, y={c}) "
+                f"[{spec.groups[g]}, y={c}], so the {'FP' if c == 0 else 'FN'}-rate gap is undefined; {part} cell "
+                f"counts {table_txt}; {fix}"
+            )
 
 
 def load_fairness(
     name: str, root: Union[str, Path, None] = None, *, seed: int = 0, max_rows: Optional[int] = None,
     verify: bool = True,
 ) -> Tuple[Dict[str, TensorDataset], Dict[str, object]]:
-    """``({"train", "val", "test"} -> TensorDataset(x, y, s), info)`` for a fairness data set."""
+    """``({"train", "val", "test"} -> TensorDataset(x, y, s), info)`` for a fairness data set.
+
+    A malformed file raises :class:`~cl_moo.data.DataFormatError` naming file, line, column and
+    value; data on which the objectives are undefined (one group, one class, an empty
+    (group, label) cell in train or test, a numeric column with no training value) raise
+    :class:`~cl_moo.data.DegenerateDataError` with the counts.
+    """
     if name not in SPECS:
         raise ValueError(f"unknown fairness data set {name!r}; choose one of {sorted(SPECS)}")
+    if max_rows is not None and max_rows < 0:
+        raise ValueError(f"max_rows must be a number of rows >= 0 or None, got {max_rows}")
     spec = SPECS[name]
-    rows = _read_rows(require_file(spec.file, root, verify=verify), spec.delimiter)
-    if max_rows is not None:
-        rows = rows[:max_rows]
-    y = np.array([spec.label(r) for r in rows], dtype=np.float32)
-    s = np.array([spec.sensitive(r) for r in rows], dtype=np.float32)
-    columns = [c for c in rows[0] if c not in spec.drop]
-    order = np.random.RandomState(seed).permutation(len(rows))
-    n_train, n_val = int(0.7 * len(rows)), int(0.1 * len(rows))
+    table = read_csv(require_file(spec.file, root, verify=verify), spec.delimiter)
+    table.require([spec.label_column], "(the label column)")
+    table.require([spec.sensitive_column], "(the sensitive-attribute column)")
+    table.require(spec.categorical + spec.drop, "(listed as categorical or dropped for this data set)")
+    rows_note = ""
+    if max_rows is not None and max_rows < len(table):
+        table, rows_note = table.head(max_rows), f" (first {max_rows} rows, benchmark.max_rows={max_rows})"
+    y = table.codes(spec.label_column, spec.label_values, "the label")
+    s = _sensitive(table, spec)
+    columns = [c for c in table.header if c not in spec.drop]
+    raw = {c: table.column(c) if c in spec.categorical else table.numeric(c) for c in columns}
+    n = len(table)
+    order = np.random.RandomState(seed).permutation(n)
+    n_train, n_val = int(0.7 * n), int(0.1 * n)
     split = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    _check_cells(table, spec, y, s, split, rows_note)
     blocks, names = [], []
     for col in columns:
-        values = [r[col] for r in rows]
+        values = raw[col]
         if col in spec.categorical:
             cats = sorted(set(values))
             index = {c: i for i, c in enumerate(cats)}
-            onehot = np.zeros((len(rows), len(cats)), dtype=np.float32)
-            onehot[np.arange(len(rows)), [index[v] for v in values]] = 1.0
+            onehot = np.zeros((n, len(cats)), dtype=np.float32)
+            onehot[np.arange(n), [index[v] for v in values]] = 1.0
             blocks.append(onehot)
             names += [f"{col}={c}" for c in cats]
         else:
-            num = np.array([float(v) if v not in ("", "?") else np.nan for v in values], dtype=np.float64)[:, None]
-            mean, std = np.nanmean(num[split["train"]]), np.nanstd(num[split["train"]])
+            num = values[:, None]
+            train = num[split["train"]]
+            if np.isnan(train).all():
+                known = int((~np.isnan(num)).sum())
+                cls = DegenerateDataError if known else DataFormatError
+                raise cls(
+                    f"{table.path}{rows_note}, column '{col}': no value in any of the {len(train)} training rows "
+                    f"(all empty, '?' or nan; {known} values in the whole column), so it cannot be standardised or "
+                    "imputed; fill in the column, or delete it from the file"
+                )
+            mean, std = np.nanmean(train), np.nanstd(train)
             scaled = (num - mean) / (std if std > 0 else 1.0)
             blocks.append(np.nan_to_num(scaled, nan=0.0).astype(np.float32))  # missing -> train mean
             names.append(col)
     x = np.concatenate(blocks, axis=1)
+    y, s = y.astype(np.float32), s.astype(np.float32)
     data = {
         k: TensorDataset(torch.from_numpy(x[idx]), torch.from_numpy(y[idx]), torch.from_numpy(s[idx]))
         for k, idx in split.items()
     }
-    info = {"name": name, "n_features": x.shape[1], "n_rows": len(rows), "positive_rate": float(y.mean()),
+    info = {"name": name, "n_features": x.shape[1], "n_rows": n, "positive_rate": float(y.mean()),
             "sensitive_rate": float(s.mean()), "feature_names": names}
     return data, info
 

@@ -13,14 +13,14 @@ streams (``benchmark_from_datasets`` + ``with_task_labels``).
 """
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-from cl_moo.data import DataFileError, data_root, require_file
+from cl_moo.data import DataFileError, DataFormatError, DegenerateDataError, data_root, read_gzip, require_file
+from cl_moo.data import read_idx as read_idx_file
 
 from .avalanche_streams import task_benchmark
 
@@ -29,37 +29,64 @@ TEST_FILES = ("MNIST/raw/t10k-images-idx3-ubyte.gz", "MNIST/raw/t10k-labels-idx1
 
 
 def read_idx(images: Path, labels: Path) -> Tuple[np.ndarray, np.ndarray]:
-    """Reads an MNIST idx image/label pair into uint8 arrays (N, 28, 28) and (N,)."""
-    with gzip.open(images) as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    with gzip.open(labels) as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8)
+    """Reads an MNIST idx image/label pair into uint8 arrays (N, 28, 28) and (N,), checking both.
+
+    The gzip stream, the magic numbers (2051 images, 2049 labels), the 28x28 size, the payload
+    lengths, the image/label counts and the label range 0..9 are checked whatever ``verify`` says;
+    a fault raises :class:`~cl_moo.data.DataFormatError` naming the file.
+    """
+    x = read_idx_file(images, magic=2051, item_shape=(28, 28))
+    y = read_idx_file(labels, magic=2049, item_shape=())
     if len(x) != len(y):
-        raise DataFileError(f"{images} has {len(x)} images but {labels} has {len(y)} labels")
+        raise DataFormatError(
+            f"{images} has {len(x)} images but {labels} has {len(y)} labels: the two files do not belong together "
+            "(different splits, or one is cut short); replace them with a matching pair"
+        )
+    if len(x) == 0:
+        raise DegenerateDataError(f"{images} and {labels} hold no images; replace them with the published files")
+    bad = np.flatnonzero(y > 9)
+    if len(bad):
+        raise DataFormatError(
+            f"{labels}: label {int(y[bad[0]])} at index {int(bad[0])} (labels outside 0..9: {len(bad)}); MNIST "
+            "labels are digits 0..9: replace the file with the published one"
+        )
     return x, y
 
 
 def load_mnist(
     root: Union[str, Path, None] = None, *, download: bool = False, verify: bool = True, fallback_train: int = 8000
 ):
-    """Returns ``(x_train, y_train, x_test, y_test, info)`` as uint8/int64 arrays."""
+    """Returns ``(x_train, y_train, x_test, y_test, info)`` as uint8/int64 arrays.
+
+    Without the training split (a file of it absent) the test split is divided into
+    ``fallback_train`` training images and the rest as test images, and ``info["fallback"]`` says so.
+    Training files that are present but faulty raise; they are never silently replaced by the fallback.
+    """
     base = data_root(root)
-    have_train = all((base / f).is_file() for f in TRAIN_FILES)
+    present = [f for f in TRAIN_FILES if (base / f).is_file()]
+    have_train = len(present) == len(TRAIN_FILES)
     if have_train or download:
         try:
             xtr, ytr = read_idx(*(require_file(f, root, download=download, verify=verify) for f in TRAIN_FILES))
             xte, yte = read_idx(*(require_file(f, root, download=download, verify=verify) for f in TEST_FILES))
             return xtr, ytr.astype(np.int64), xte, yte.astype(np.int64), {"fallback": None}
         except DataFileError:
-            if have_train:
+            if have_train or all((base / f).is_file() for f in TRAIN_FILES):  # e.g. a faulty download
                 raise
     x, y = read_idx(*(require_file(f, root, verify=verify) for f in TEST_FILES))
+    if len(x) <= fallback_train:
+        raise DegenerateDataError(
+            f"MNIST training split not found in {base}, and the test split ({base / TEST_FILES[0]}) has only "
+            f"{len(x)} images, too few to divide into {fallback_train} train images and a test part; put the "
+            f"training files ({', '.join(TRAIN_FILES)}) there, or replace the test files with the published ones"
+        )
     rng = np.random.RandomState(1234)
     order = rng.permutation(len(x))
     tr, te = order[:fallback_train], order[fallback_train:]
+    absent = [f for f in TRAIN_FILES if f not in present]
     note = (
-        f"MNIST training split not found in {base} ({', '.join(TRAIN_FILES)}); using the "
-        f"10,000-image test split divided into {len(tr)} train / {len(te)} test images per task"
+        f"MNIST training split not found in {base} ({', '.join(absent)} missing); using the "
+        f"{len(x):,}-image test split divided into {len(tr)} train / {len(te)} test images per task"
     )
     return x[tr], y[tr].astype(np.int64), x[te], y[te].astype(np.int64), {"fallback": note}
 
@@ -125,11 +152,12 @@ def avalanche_permuted_mnist(
     cache = Path.home() / ".cache" / "cl_moo" / "avalanche_mnist"
     raw = cache / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for f in TRAIN_FILES + TEST_FILES:
+    paths = [require_file(f, root, verify=verify) for f in TRAIN_FILES + TEST_FILES]
+    read_idx(*paths[:2])  # checks gzip streams, headers and counts before torchvision sees them
+    read_idx(*paths[2:])
+    for f, src in zip(TRAIN_FILES + TEST_FILES, paths):
         # torchvision reads the uncompressed idx files; they go to a cache, never into the data root
-        src = require_file(f, root, verify=verify)
-        with gzip.open(src) as fin:
-            (raw / Path(f).name[: -len(".gz")]).write_bytes(fin.read())
+        (raw / Path(f).name[: -len(".gz")]).write_bytes(read_gzip(src))
     bench = PermutedMNIST(n_tasks, return_task_id=True, seed=seed, dataset_root=str(cache))
     return bench, {"input_size": 784, "num_classes": 10, "n_tasks": n_tasks, "fallback": None, "builder": "avalanche",
                    "image_shape": (1, 28, 28)}

@@ -9,7 +9,7 @@ scipy and pymoo only; the strategies (``strategies``) and the benchmarks and run
 from .builder import GENERATORS, build_hypernetwork
 from .chunked_hypernetwork import ChunkedHypernetwork
 from .cl_metrics import cl_summary
-from .data import DataFileError, data_root, require_file
+from .data import CsvTable, DataFileError, DataFormatError, DegenerateDataError, data_root, read_csv, read_idx, require_file
 from .encoding import IdentityEncoding, MIPEncoding, minmax_scale
 from .hypernetwork import ACTIVATIONS, HeadPiece, Hypernetwork, make_activation, mlp
 from .init import INIT_SCHEMES, init_hypernetwork, target_variances, variance_report
@@ -17,12 +17,15 @@ from .layout import WeightLayout
 from .mlp_hypernetwork import MLPHypernetwork
 from .moo_metrics import RayError, check_rays, evaluation_rays, hypervolume, non_dominated, uniformity
 from .optim import make_adam
-from .target import FunctionalTarget, make_functional_target
+from .target import FunctionalTarget, TargetCallError, TargetFallbackWarning, make_functional_target
 
 __all__ = [
     "ACTIVATIONS",
     "ChunkedHypernetwork",
+    "CsvTable",
     "DataFileError",
+    "DataFormatError",
+    "DegenerateDataError",
     "FunctionalTarget",
     "GENERATORS",
     "HeadPiece",
@@ -32,6 +35,8 @@ __all__ = [
     "MIPEncoding",
     "MLPHypernetwork",
     "RayError",
+    "TargetCallError",
+    "TargetFallbackWarning",
     "WeightLayout",
     "build_hypernetwork",
     "check_rays",
@@ -46,6 +51,8 @@ __all__ = [
     "minmax_scale",
     "mlp",
     "non_dominated",
+    "read_csv",
+    "read_idx",
     "require_file",
     "target_variances",
     "uniformity",

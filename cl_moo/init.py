@@ -129,7 +129,7 @@ def _fit_log_variances(hnet: Hypernetwork, apps: "_Applications", wanted: List[f
 
     Sums over outputs run over segments (one application within one tensor) with cumulative
     sums of the row variances, so a step costs O(applications + tensors), not O(outputs)."""
-    m = apps.sq_norms().detach()
+    m = apps.sq_norms().detach().double()  # float64: the fit's tiny Adam moments would be float32 denormals (slow)
     device = m.device
     seg_t, seg_r0, seg_r1, seg_a = _segments(hnet, apps, device)
     numels = torch.tensor(hnet.layout.numels, device=device, dtype=m.dtype)
@@ -137,24 +137,27 @@ def _fit_log_variances(hnet: Hypernetwork, apps: "_Applications", wanted: List[f
     live = want_t > 0
     rows = hnet.output_head().out_features
     # start: each row gets the mean of wanted / E||a||^2 over its outputs
-    start, hits = torch.zeros(rows, device=device), torch.zeros(rows, device=device)
+    start = torch.zeros(rows, device=device, dtype=torch.float64)
+    hits = torch.zeros(rows, device=device, dtype=torch.float64)
     for t, r0, r1, a in zip(seg_t.tolist(), seg_r0.tolist(), seg_r1.tolist(), seg_a.tolist()):
         start[r0:r1] += wanted[t] / float(m[a])
         hits[r0:r1] += 1
+    if not free_gain and float(hits.max()) <= 1:  # no row serves two outputs: the start is exact
+        return start.float(), torch.ones_like(m).float()
     log_row = (start / hits.clamp_min(1)).clamp_min(1e-30).log().clone().requires_grad_(True)
-    raw_gain = torch.full((len(m),), -4.0, device=device, requires_grad=free_gain)  # gain = exp(softplus(raw)) >= 1
+    raw_gain = torch.full((len(m),), -4.0, device=device, dtype=torch.float64, requires_grad=free_gain)  # gain = exp(softplus(raw)) >= 1
     opt = torch.optim.Adam([log_row] + ([raw_gain] if free_gain else []), lr=0.05)
     with torch.enable_grad():
         for _ in range(steps):
             gain = nn.functional.softplus(raw_gain).exp() if free_gain else torch.ones_like(m)
             csum = torch.cat([log_row.new_zeros(1), log_row.exp().cumsum(0)])
             per_seg = (csum[seg_r1] - csum[seg_r0]) * (m * gain)[seg_a]
-            got = torch.zeros(len(numels), device=device).index_add(0, seg_t, per_seg) / numels
+            got = torch.zeros(len(numels), device=device, dtype=m.dtype).index_add(0, seg_t, per_seg) / numels
             loss = (numels[live] * (got[live].log() - want_t[live].log()).pow(2)).sum() / numels[live].sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return log_row.detach().exp(), nn.functional.softplus(raw_gain.detach()).exp()
+    return log_row.detach().exp().float(), nn.functional.softplus(raw_gain.detach()).exp().float()
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ otherwise the default implementation is used.
 """
 from __future__ import annotations
 
-from typing import Iterable, Tuple
+from typing import Any, Dict, Iterable, List, Tuple, Union
 
 import torch
 from torch import nn
@@ -22,7 +22,12 @@ def fused_supported(params: Iterable[torch.Tensor]) -> bool:
     return bool(params) and all(p.is_floating_point() and p.device.type in _FUSED_DEVICES for p in params)
 
 
-def make_adam(params: Iterable[nn.Parameter], *, lr: float, betas: Tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
-    """``torch.optim.Adam`` over ``params``, with ``fused=True`` when :func:`fused_supported`."""
+ParamsOrGroups = Union[Iterable[nn.Parameter], List[Dict[str, Any]]]
+
+
+def make_adam(params: ParamsOrGroups, *, lr: float, betas: Tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+    """``torch.optim.Adam`` over ``params`` (tensors, or parameter-group dicts), with ``fused=True``
+    when :func:`fused_supported` holds for every tensor."""
     params = list(params)
-    return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused_supported(params) or None)
+    tensors = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused_supported(tensors) or None)

@@ -1,59 +1,113 @@
 """Task-conditioned hypernetwork model (von Oswald et al. 2020, Eq. 1): ``theta_t = h(e_t)``.
 
-Holds the functional target network, the hypernetwork and one learned embedding per task.
-Each task's generated weights include its own output layer, so every task has its own head
-(the multi-head, task-incremental setting "CL1"). Task inference by the lowest predictive
-entropy over all learned embeddings ("CL3", HNET+ENT in the paper) is :meth:`infer_task`.
+An Avalanche ``MultiTaskModule``: ``forward(x, task_labels)`` runs every sample with the weights
+of its own task (one batched hypernetwork call for all tasks in the mini-batch), so Avalanche
+routes replayed or mixed-task mini-batches correctly and plugins that call
+``forward_single_task`` / ``forward_all_tasks`` (EWC, LwF) work. Each task's generated weights
+include its own output layer (multi-head, "CL1"). Task inference by the lowest predictive
+entropy over the trained embeddings ("CL3", HNET+ENT) is :meth:`infer_task`.
+
+Task embeddings are created by :meth:`adaptation` when a training experience brings a new task
+label: from the previous task's embedding (``emb_init="previous"``, the hypercl reference code's
+option; a new task starts from the last task's network) or from ``N(0, emb_std^2)`` drawn from
+the model's own generator (``emb_init="random"``). Evaluation creates nothing and draws no
+random numbers: a task without an embedding is run with the all-zero embedding.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
+from avalanche.models import MultiTaskModule
 from torch import nn
 
 from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork
 
+EMB_INITS = ("previous", "random")
 
-class TaskConditionedHypernetwork(nn.Module):
-    """``forward(x, task_labels)`` runs every sample with the weights of its task."""
 
-    def __init__(self, target: FunctionalTarget, hnet: Hypernetwork, *, emb_std: float = 1.0) -> None:
+class TaskConditionedHypernetwork(MultiTaskModule):
+    """Target network + hypernetwork + one learned embedding per task, as a ``MultiTaskModule``."""
+
+    def __init__(self, target: FunctionalTarget, hnet: Hypernetwork, *, emb_std: float = 1.0,
+                 emb_init: str = "previous", seed: int = 0) -> None:
         super().__init__()
+        if emb_init not in EMB_INITS:
+            raise ValueError(f"emb_init must be one of {list(EMB_INITS)}, got {emb_init!r}")
         self.target = target
         self.hnet = hnet
         self.emb_dim = hnet.cond_dim
         self.emb_std = emb_std
+        self.emb_init = emb_init
+        self.seed = seed
         self.task_embeddings = nn.ParameterList()
 
+    # ------------------------------------------------------------------ embeddings
     @property
     def num_tasks(self) -> int:
         return len(self.task_embeddings)
 
-    def ensure_tasks(self, n: int) -> None:
-        """Adds embeddings (N(0, emb_std^2)) until there are ``n``."""
+    def shared_parameters(self) -> List[nn.Parameter]:
+        """Hypernetwork parameters plus the target's own learnable (non-generated) ones."""
+        return list(self.hnet.parameters()) + [p for p in self.target.parameters() if p.requires_grad]
+
+    def _new_embedding(self, task: int) -> torch.Tensor:
         device = self.hnet.output_head().weight.device
+        if self.emb_init == "previous" and task > 0:
+            return self.task_embeddings[task - 1].detach().clone()
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + task)
+        return (torch.randn(self.emb_dim, generator=gen) * self.emb_std).to(device)
+
+    def ensure_tasks(self, n: int) -> None:
+        """Adds embeddings until there are ``n`` (tasks are numbered 0, 1, ...)."""
         while len(self.task_embeddings) < n:
-            self.task_embeddings.append(nn.Parameter(torch.randn(self.emb_dim, device=device) * self.emb_std))
+            self.task_embeddings.append(nn.Parameter(self._new_embedding(len(self.task_embeddings))))
+
+    def adaptation(self, experience) -> None:
+        """Avalanche's model adaptation: embeddings for a training experience's task labels."""
+        labels = [int(t) for t in getattr(experience, "task_labels", [])]
+        if self.training and labels:
+            self.ensure_tasks(max(labels) + 1)
+            self.known_train_tasks_labels = self.known_train_tasks_labels.union(labels)
 
     def embeddings(self, tasks: Sequence[int]) -> torch.Tensor:
-        """Embeddings of ``tasks`` stacked, ``(len(tasks), emb_dim)``."""
+        """Embeddings of ``tasks`` stacked, ``(len(tasks), emb_dim)``; a task without one gets zeros."""
+        zero = None
+        rows = []
         for t in tasks:
-            if not 0 <= t < self.num_tasks:
-                raise KeyError(f"no embedding for task {t}; the model knows tasks 0..{self.num_tasks - 1}")
-        return torch.stack([self.task_embeddings[t] for t in tasks])
+            if not 0 <= t:
+                raise KeyError(f"task labels must be >= 0, got {t}")
+            if t < self.num_tasks:
+                rows.append(self.task_embeddings[t])
+            else:
+                if zero is None:
+                    zero = self.hnet.output_head().weight.new_zeros(self.emb_dim)
+                rows.append(zero)
+        return torch.stack(rows)
 
     def weights(self, task: int) -> List[torch.Tensor]:
         """Generated weight set of one task (unbatched tensors)."""
         return self.hnet(self.embeddings([task])[0])
 
-    def forward(self, x: torch.Tensor, task_labels: torch.Tensor) -> torch.Tensor:
-        if torch.is_tensor(task_labels) and task_labels.dim() > 0:
-            tasks = task_labels.unique().tolist()
-        else:
-            tasks = [int(task_labels)]
+    # ------------------------------------------------------------------ forward
+    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+        return self.target(self.weights(int(task_label)), x)
+
+    def forward_all_tasks(self, x: torch.Tensor) -> Dict[int, torch.Tensor]:
+        tasks = sorted(self.known_train_tasks_labels)
+        if not tasks:
+            return {}
+        return dict(zip(tasks, self.all_task_outputs(x, tasks)))
+
+    def forward(self, x: torch.Tensor, task_labels: Optional[torch.Tensor]) -> torch.Tensor:
+        """Each sample through its own task's weights (one hypernetwork call for all tasks)."""
+        if task_labels is None:
+            return self.forward_all_tasks(x)
+        if isinstance(task_labels, int) or (torch.is_tensor(task_labels) and task_labels.dim() == 0):
+            return self.forward_single_task(x, int(task_labels))
+        tasks = task_labels.unique().tolist()
         if len(tasks) == 1:
-            return self.target(self.weights(int(tasks[0])), x)
+            return self.forward_single_task(x, int(tasks[0]))
         weight_sets = self.hnet(self.embeddings([int(t) for t in tasks]))
         out: Optional[torch.Tensor] = None
         for i, t in enumerate(tasks):
@@ -67,8 +121,7 @@ class TaskConditionedHypernetwork(nn.Module):
 
     def all_task_outputs(self, x: torch.Tensor, tasks: Sequence[int]) -> torch.Tensor:
         """Outputs of every task's network on ``x``: ``(len(tasks), N, ...)``, one batched call."""
-        weights = self.hnet(self.embeddings(list(tasks)))
-        return self.target.forward_shared(weights, x)
+        return self.target.forward_shared(self.hnet(self.embeddings(list(tasks))), x)
 
     def infer_task(self, x: torch.Tensor, tasks: Sequence[int]) -> tuple:
         """HNET+ENT: per sample, the task whose softmax output has the lowest entropy.
@@ -98,6 +151,8 @@ def build_cl_model(
     target_gain: float = 2.0,
     param_names: Optional[Sequence[str]] = None,
     emb_std: float = 1.0,
+    emb_init: str = "previous",
+    seed: int = 0,
 ) -> TaskConditionedHypernetwork:
     """Target, hypernetwork (:func:`cl_moo.build_hypernetwork`: chunked or one head per tensor,
     MIP on/off, initialised on probe embeddings ``N(0, emb_std^2)``) and the task embeddings.
@@ -111,4 +166,4 @@ def build_cl_model(
         activation=activation, last_activation=last_activation, mip=mip, input_range="unbounded", init=init,
         target_gain=target_gain, probe_conditions=torch.randn(256, emb_dim) * emb_std,
     )
-    return TaskConditionedHypernetwork(target, hnet, emb_std=emb_std)
+    return TaskConditionedHypernetwork(target, hnet, emb_std=emb_std, emb_init=emb_init, seed=seed)

@@ -11,7 +11,8 @@ For losses ``l`` (m,), preference ray ``r`` and per-objective gradients ``G`` (m
   ``C alpha >= 0``.
 
 The weights are ``m * alpha``. Each LP is solved with ``scipy.optimize.linprog`` (HiGHS); when it
-fails the weights fall back to linear scalarization ``r / sum r`` and the failure is counted.
+fails the weights fall back to linear scalarization on the same scale, ``m * r / sum r`` (``alpha =
+r / sum r``, as the reference EPO code does), with ``mode == "fallback"`` so a caller can count it.
 """
 from __future__ import annotations
 
@@ -64,8 +65,10 @@ def _epo_lp(losses: np.ndarray, ray: np.ndarray, gram: np.ndarray, eps: float) -
 
 
 def _fallback(ray: np.ndarray, lp: Optional[dict] = None) -> EPOResult:
+    """LS weights ``m * r / sum r``: the same scale (summing to m) as a solved step's ``m * alpha``."""
     r = np.asarray(ray, dtype=np.float64)
-    return EPOResult(r / r.sum(), r / r.sum(), "fallback", lp or {})
+    alpha = r / r.sum()
+    return EPOResult(len(r) * alpha, alpha, "fallback", lp or {})
 
 
 def _solve(lp: dict, ray: np.ndarray) -> EPOResult:

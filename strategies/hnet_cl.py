@@ -1,16 +1,24 @@
 """Continual learning with hypernetworks (von Oswald et al. 2020) as an Avalanche strategy.
 
-Per training iteration on task T (paper Sec. 3 and App. C):
+Per training iteration on task T (paper Sec. 3 and App. C), inside Avalanche's own loop
+(``SGDUpdate.training_epoch``):
 
-1. ``theta_T = h(e_T)``; task loss ``L_task(theta_T)`` on the mini-batch; backward.
-2. If earlier tasks exist: optional look-ahead ``Delta Theta_h`` (the step the optimizer is about
-   to take), then the output regularizer (Eq. 2) over earlier tasks in one batched call; backward.
-3. Step two Adam optimizers: one for the hypernetwork (and any target parameters it does not
-   generate), one for the current task embedding. Earlier embeddings are frozen.
+1. forward: ``theta_T = h(e_T)`` and the target network on the mini-batch; every sample runs
+   with its own task's weights (the model is a ``MultiTaskModule``), so replay works.
+2. ``strategy.loss`` = task loss, plus every plugin's penalty, plus the output regularizer
+   (Eq. 2; :class:`OutputRegularizerPlugin`, with optional look-ahead); one backward.
+3. one optimizer step. The optimizer has two parameter groups: ``shared`` (hypernetwork and
+   any target parameters it does not generate) and ``task_embedding`` (the current task's
+   embedding only). Earlier embeddings are frozen. The optimizer object persists across
+   experiences (so ``LRSchedulerPlugin`` and user schedulers act on it); its state is reset at
+   each new experience (``reset_optimizer_state``), as the reference code starts every task with
+   fresh Adam moments.
 
-Avalanche re-adds every model parameter to the optimizer at each experience
-(``make_optimizer``); this strategy rebuilds its two optimizers instead, so earlier task
-embeddings never receive updates.
+The iteration budget (``train_iterations``) uses Avalanche's ``stop_training``. A training
+experience must bring a task label not trained before (``allow_task_revisit=True`` to continue a
+task on purpose): a stream whose experiences all carry task label 0 (e.g. Avalanche's
+``PermutedMNIST`` with its default ``return_task_id=False``) is refused instead of silently
+becoming fine-tuning.
 """
 from __future__ import annotations
 
@@ -23,14 +31,21 @@ from avalanche.training.plugins.evaluation import EvaluationPlugin, default_eval
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
-from cl_moo.optim import make_adam
+from cl_moo import make_adam
 
 from .cl_model import TaskConditionedHypernetwork
-from .regularizer import OutputRegularizer, TargetMode, lookahead_delta
+from .regularizer import OutputRegularizer, TargetMode
+from .regularizer_plugin import OutputRegularizerPlugin
+
+SHARED, EMBEDDING = 0, 1  # parameter-group indices
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class TaskLabelError(ValueError):
+    """A training experience's task labels cannot be used (missing, several, or already trained)."""
 
 
 class HypernetworkStrategy(SupervisedTemplate):
@@ -38,14 +53,18 @@ class HypernetworkStrategy(SupervisedTemplate):
 
     Use it like any Avalanche strategy: ``strategy.train(experience)``,
     ``strategy.eval(test_stream)``, with Avalanche plugins, evaluators and loggers. Experiences
-    must carry task labels (e.g. ``with_task_labels`` benchmarks); each training experience
-    belongs to one task.
+    must carry task labels; each training experience belongs to one task.
+
+    ``optimizer``: by default Adam (fused where available) with the two groups above. A user
+    optimizer must hold exactly ``model.shared_parameters()`` in its first group; the strategy
+    adds the ``task_embedding`` group (learning rate ``emb_lr``) if it is missing.
     """
 
     def __init__(
         self,
         *,
         model: TaskConditionedHypernetwork,
+        optimizer: Optional[torch.optim.Optimizer] = None,
         lr: float = 1e-3,
         emb_lr: Optional[float] = None,
         adam_betas: Sequence[float] = (0.9, 0.999),
@@ -55,6 +74,8 @@ class HypernetworkStrategy(SupervisedTemplate):
         lookahead: bool = False,
         task_inference: str = "given",
         train_iterations: Optional[int] = None,
+        allow_task_revisit: bool = False,
+        reset_optimizer_state: bool = True,
         criterion: Callable = nn.CrossEntropyLoss(),
         train_mb_size: int = 32,
         train_epochs: int = 1,
@@ -72,76 +93,94 @@ class HypernetworkStrategy(SupervisedTemplate):
             )
         if task_inference not in ("given", "entropy"):
             raise ValueError(f"task_inference must be 'given' or 'entropy', got {task_inference!r}")
-        if train_iterations is not None and train_iterations < 1:
-            raise ValueError(f"train_iterations must be >= 1 or None, got {train_iterations}")
+        if train_iterations is not None and (not isinstance(train_iterations, int) or train_iterations < 1):
+            raise ValueError(f"train_iterations must be an integer >= 1 or None, got {train_iterations!r}")
+        for name, value in (("lr", lr), ("emb_lr", emb_lr if emb_lr is not None else lr)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
         self.lr = lr
         self.emb_lr = lr if emb_lr is None else emb_lr
-        self.adam_betas = tuple(adam_betas)
         self.regularizer = OutputRegularizer(beta=beta, targets=reg_targets, subset=reg_subset)
+        self.regularizer_plugin = OutputRegularizerPlugin(self.regularizer, lookahead=lookahead)
         self.lookahead = lookahead
         self.task_inference = task_inference
         self.train_iterations = train_iterations
+        self.allow_task_revisit = allow_task_revisit
+        self.reset_optimizer_state = reset_optimizer_state
         self.trained_tasks: List[int] = []
         self.current_task: Optional[int] = None
-        self.emb_optimizer: Optional[torch.optim.Optimizer] = None
         self.last_task_loss = float("nan")
         self.last_reg_loss = 0.0
         self.total_iterations = 0
         self._iter_in_exp = 0
-        optimizer = make_adam(self._shared_parameters(model), lr=lr, betas=self.adam_betas)
+        optimizer = self._checked_optimizer(model, optimizer, tuple(adam_betas))
         super().__init__(
-            model=model,
-            optimizer=optimizer,
-            criterion=criterion,
-            train_mb_size=train_mb_size,
-            train_epochs=train_epochs,
-            eval_mb_size=eval_mb_size,
-            device=device,
-            plugins=plugins,
-            evaluator=evaluator,
-            eval_every=eval_every,
+            model=model, optimizer=optimizer, criterion=criterion, train_mb_size=train_mb_size,
+            train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device,
+            plugins=[self.regularizer_plugin, *(plugins or [])], evaluator=evaluator, eval_every=eval_every,
             **kwargs,
         )
 
-    # ------------------------------------------------------------------ optimizers
-    @staticmethod
-    def _shared_parameters(model: TaskConditionedHypernetwork) -> List[nn.Parameter]:
-        """Hypernetwork parameters plus the target's own learnable (non-generated) ones."""
-        params = list(model.hnet.parameters())
-        params += [p for p in model.target.parameters() if p.requires_grad]
-        return params
+    # ------------------------------------------------------------------ optimizer
+    def _checked_optimizer(self, model: TaskConditionedHypernetwork, optimizer: Optional[torch.optim.Optimizer],
+                           betas: tuple) -> torch.optim.Optimizer:
+        shared = model.shared_parameters()
+        if optimizer is None:
+            return make_adam([{"params": shared, "name": "shared"},
+                              {"params": [], "lr": self.emb_lr, "name": "task_embedding"}], lr=self.lr, betas=betas)
+        first = optimizer.param_groups[0]["params"]
+        if {id(p) for p in first} != {id(p) for p in shared} or len(first) != len(shared):
+            raise ValueError(
+                "the optimizer's first parameter group must hold exactly model.shared_parameters() (the "
+                "hypernetwork and the target's non-generated parameters); build it as "
+                "torch.optim.Adam(model.shared_parameters(), lr=...); the strategy adds the task-embedding group"
+            )
+        if len(optimizer.param_groups) == 1:
+            optimizer.add_param_group({"params": [], "lr": self.emb_lr, "name": "task_embedding"})
+        elif len(optimizer.param_groups) != 2 or optimizer.param_groups[EMBEDDING]["params"]:
+            raise ValueError("the optimizer may hold one group (shared parameters) or two (shared, and an empty "
+                             "group for the task embedding); it has " f"{len(optimizer.param_groups)}")
+        return optimizer
 
     def make_optimizer(self, **kwargs: Any) -> None:
-        """Fresh Adam for the hypernetwork and one for the current task embedding only."""
+        """Points the ``task_embedding`` group at the current task's embedding (earlier ones frozen);
+        resets the optimizer state at a new experience unless ``reset_optimizer_state=False``."""
         model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
-        self.optimizer = make_adam(self._shared_parameters(model), lr=self.lr, betas=self.adam_betas)
-        if self.current_task is not None:
-            for i, emb in enumerate(model.task_embeddings):
-                emb.requires_grad_(i == self.current_task)
-            self.emb_optimizer = make_adam(
-                [model.task_embeddings[self.current_task]], lr=self.emb_lr, betas=self.adam_betas
-            )
+        assert self.current_task is not None
+        for i, emb in enumerate(model.task_embeddings):
+            emb.requires_grad_(i == self.current_task)
+        group = self.optimizer.param_groups[EMBEDDING]
+        for p in group["params"]:
+            self.optimizer.state.pop(p, None)
+        group["params"] = [model.task_embeddings[self.current_task]]
+        if self.reset_optimizer_state:
+            self.optimizer.state.clear()
 
     def check_model_and_optimizer(self, **kwargs: Any) -> None:
+        self._check_task_labels()
         self.model = self.model_adaptation()
         self.make_optimizer(**kwargs)
 
-    def model_adaptation(self, model: Optional[nn.Module] = None) -> nn.Module:
-        """Adds task embeddings for the experience's task labels (one new task per experience)."""
-        model = self.model if model is None else model
+    def _check_task_labels(self) -> None:
         assert self.experience is not None
-        labels = getattr(self.experience, "task_labels", None)
+        labels = [int(t) for t in (getattr(self.experience, "task_labels", None) or [])]
         if not labels:
-            raise ValueError(
-                "HypernetworkStrategy needs experiences with task labels; build the benchmark "
-                "with task labels (e.g. avalanche.benchmarks.scenarios.with_task_labels)"
+            raise TaskLabelError(
+                "HypernetworkStrategy needs experiences with task labels; build the benchmark with task "
+                "labels (avalanche.benchmarks.scenarios.with_task_labels, or return_task_id=True)"
             )
-        model.ensure_tasks(max(labels) + 1)
-        if self.is_training:
-            if len(labels) != 1:
-                raise ValueError(f"a training experience must hold one task, got task labels {labels}")
-            self.current_task = int(labels[0])
-        return model.to(self.device)
+        if len(labels) != 1:
+            raise TaskLabelError(f"a training experience must hold one task, got task labels {labels}")
+        task = labels[0]
+        if task in self.trained_tasks and not self.allow_task_revisit:
+            raise TaskLabelError(
+                f"task label {task} was already trained (trained tasks {self.trained_tasks}); continuing it would "
+                "overwrite what the regularizer protects. If every experience of your stream carries task label "
+                f"{task}, the benchmark has no task labels: build it with return_task_id=True (e.g. "
+                "PermutedMNIST(n, return_task_id=True)) or with_task_labels(...). To continue training a task on "
+                "purpose, pass allow_task_revisit=True"
+            )
+        self.current_task = task
 
     # ------------------------------------------------------------------ training
     def snapshot_earlier_tasks(self) -> None:
@@ -153,70 +192,35 @@ class HypernetworkStrategy(SupervisedTemplate):
 
     def _before_training_exp(self, **kwargs: Any) -> None:
         super()._before_training_exp(**kwargs)
-        self.snapshot_earlier_tasks()
         self._iter_in_exp = 0
+        self._stop_training = False
         if self.train_iterations is not None:
             self.train_epochs = max(1, math.ceil(self.train_iterations / max(1, len(self.dataloader))))
+
+    def _after_training_iteration(self, **kwargs: Any) -> None:
+        self._iter_in_exp += 1
+        self.total_iterations += 1
+        self.last_reg_loss = self.regularizer_plugin.last_value
+        self.last_task_loss = float(self.loss.detach()) - self.last_reg_loss
+        super()._after_training_iteration(**kwargs)
+        if self.train_iterations is not None and self._iter_in_exp >= self.train_iterations:
+            self.stop_training()
 
     def _after_training_exp(self, **kwargs: Any) -> None:
         if self.current_task is not None and self.current_task not in self.trained_tasks:
             self.trained_tasks.append(self.current_task)
         super()._after_training_exp(**kwargs)
 
-    def training_epoch(self, **kwargs: Any) -> None:
-        assert self.current_task is not None and self.emb_optimizer is not None
-        for self.mbatch in self.dataloader:
-            if self._stop_training or (
-                self.train_iterations is not None and self._iter_in_exp >= self.train_iterations
-            ):
-                break
-            self._unpack_minibatch()
-            self._before_training_iteration(**kwargs)
-            self.training_iteration(**kwargs)
-            self._after_training_iteration(**kwargs)
+    def backward(self) -> None:
+        self.check_finite(self.loss, "training loss")
+        super().backward()
 
-    def training_iteration(self, **kwargs: Any) -> None:
-        """One step on ``self.mbatch``: task loss, regularizer (with look-ahead), two optimizers."""
-        model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
-        assert self.current_task is not None and self.emb_optimizer is not None
-        self.optimizer.zero_grad(set_to_none=True)
-        self.emb_optimizer.zero_grad(set_to_none=True)
-        self.loss = self._make_empty_loss()
-
-        self._before_forward(**kwargs)
-        self.mb_output = model.target(model.weights(self.current_task), self.mb_x)
-        self._after_forward(**kwargs)
-        task_loss = self.criterion()
-        self._check_finite(task_loss, "task loss")
-
-        self._before_backward(**kwargs)
-        task_loss.backward()
-        reg_value = 0.0
-        if self.regularizer.active:
-            delta = lookahead_delta(self.optimizer) if self.lookahead else None
-            earlier = model.embeddings(self.regularizer.tasks)
-            reg = self.regularizer.penalty(model.hnet, earlier, delta)
-            self._check_finite(reg, "regularizer")
-            reg.backward()
-            reg_value = float(reg.detach())
-        self.loss = task_loss.detach() + reg_value
-        self._after_backward(**kwargs)
-
-        self._before_update(**kwargs)
-        self.optimizer.step()
-        self.emb_optimizer.step()
-        self._after_update(**kwargs)
-        self.last_task_loss = float(task_loss.detach())
-        self.last_reg_loss = reg_value
-        self._iter_in_exp += 1
-        self.total_iterations += 1
-
-    def _check_finite(self, value: torch.Tensor, what: str) -> None:
+    def check_finite(self, value: torch.Tensor, what: str) -> None:
         if not torch.isfinite(value.detach()).all():
             raise NonFiniteLossError(
                 f"{what} became {float(value.detach())} at iteration {self._iter_in_exp} of task "
-                f"{self.current_task}: lower the learning rate (lr={self.lr}) or beta "
-                f"(beta={self.regularizer.beta}), or check the inputs for NaN"
+                f"{self.current_task}: lower the learning rate (lr={self.optimizer.param_groups[SHARED]['lr']}) "
+                f"or beta (beta={self.regularizer.beta}), or check the inputs for NaN"
             )
 
     # ------------------------------------------------------------------ evaluation
@@ -233,8 +237,10 @@ class HypernetworkStrategy(SupervisedTemplate):
         return {
             "model": self.model.state_dict(),
             "num_tasks": self.model.num_tasks,  # type: ignore[union-attr]
+            "known_tasks": sorted(self.model.known_train_tasks_labels),  # type: ignore[union-attr]
             "trained_tasks": list(self.trained_tasks),
             "total_iterations": self.total_iterations,
+            "optimizer_lrs": [g["lr"] for g in self.optimizer.param_groups],
             "regularizer": self.regularizer.state_dict(),
         }
 
@@ -242,6 +248,9 @@ class HypernetworkStrategy(SupervisedTemplate):
         model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
         model.ensure_tasks(state["num_tasks"])
         model.load_state_dict(state["model"])
+        model.known_train_tasks_labels = set(state.get("known_tasks", state["trained_tasks"]))
         self.trained_tasks = list(state["trained_tasks"])
         self.total_iterations = int(state["total_iterations"])
+        for group, lr in zip(self.optimizer.param_groups, state.get("optimizer_lrs", [])):
+            group["lr"] = lr
         self.regularizer.load_state_dict(state["regularizer"], model.hnet)

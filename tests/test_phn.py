@@ -137,5 +137,11 @@ def test_epo_falls_back_to_ls_weights_and_logs_it(caplog):
     flat = phn.hnet.forward_flat(rays)
     values = torch.stack([flat.pow(2).sum(1) * torch.tensor([float("nan"), 1.0]), flat.pow(2).sum(1) + 1.0], dim=1)
     with caplog.at_level("WARNING"):
-        phn._scalarization(rays, values, flat)
-    assert phn.epo_fallbacks >= 1 and "used the LS weights" in caplog.text
+        phn.solver(values, rays, flat)
+    assert phn.epo_fallbacks >= 1 and "used the LS weights m * r / sum(r)" in caplog.text
+    # the fallback is on the scale of a solved step (weights m * alpha sum to m), not r / sum(r)
+    r = np.array([0.2, 0.8])
+    res = epo_weights(np.array([np.nan, 1.0]), r, np.eye(2))
+    assert res.mode == "fallback"
+    np.testing.assert_allclose(res.weights, 2 * r / r.sum())
+    np.testing.assert_allclose(res.alpha, r / r.sum())
