@@ -11,6 +11,16 @@ def _requirements() -> list:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
+# Hydra plugins for sweeps: local processes (joblib), a Ray cluster, SLURM (submitit) and Optuna search.
+# Versions that work with hydra-core 1.3.8 on Python 3.11 (``pip install -e ".[sweep]"``).
+SWEEP = [
+    "hydra-joblib-launcher==1.2.0",
+    "hydra-ray-launcher==1.2.2",
+    "hydra-submitit-launcher==1.2.0",
+    "hydra-optuna-sweeper==1.3.0",
+    "sqlalchemy<2",  # the sweeper's optuna 2.10 stores studies in a database only with SQLAlchemy 1.x
+]
+
 setup(
     name="cl_moo",
     version="0.1.0",
@@ -19,8 +29,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=["cl_moo", "strategies", "benchmarks", "configs"],
-    package_data={"configs": ["*.yaml", "*/*.yaml"]},
+    package_data={"configs": ["*.yaml", "*/*.yaml", "hydra/*/*.yaml"]},
     include_package_data=True,
     install_requires=_requirements(),
-    extras_require={"test": ["pytest>=8", "import-linter>=2.1"]},
+    extras_require={"sweep": SWEEP, "test": ["pytest>=8", "import-linter>=2.1", *SWEEP]},
 )

@@ -2,14 +2,52 @@
 
 Writes into the run folder (default ``runs/<benchmark>-<strategy>-<preset>-seed<seed>``):
 TensorBoard event files, ``log.txt``, ``checkpoint.pt`` and ``metrics.json``.
+
+Sweeps (Hydra multirun): ``python -m cl_moo.run -m seed=0,1,2 hnet.mip=true,false`` runs every
+combination, each in its own folder ``multirun/<date>/<time>/<job number>`` (``hydra.sweep.dir=``
+sets the sweep folder). Every combination is checked before any job starts; each job reports its
+objective (accuracy, minus the MSE, or the hypervolume: higher is better). Launchers and the
+Optuna search (``hydra/launcher=cl_moo_joblib|cl_moo_ray|cl_moo_submitit_local|cl_moo_slurm``,
+``hydra/sweeper=cl_moo_optuna``) need ``pip install -e ".[sweep]"``. Collect the results with
+``python -m cl_moo.report <sweep folder>``.
 """
 from __future__ import annotations
 
 import sys
 import warnings
-from typing import Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
+
+from omegaconf import DictConfig
 
 from .config import CONTINUAL_BENCHMARKS, CONTINUAL_STRATEGIES, PARETO_BENCHMARKS, PARETO_STRATEGIES, ConfigError, load_config
+
+Runner = Callable[[DictConfig], Dict[str, Any]]
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def check_applies(cfg: DictConfig) -> str:
+    """``"continual"`` or ``"pareto"``; raises :class:`ConfigError` when the strategy does not fit the benchmark."""
+    if cfg.strategy.name in CONTINUAL_STRATEGIES and cfg.benchmark.name in CONTINUAL_BENCHMARKS:
+        return "continual"
+    if cfg.strategy.name in PARETO_STRATEGIES and cfg.benchmark.name in PARETO_BENCHMARKS:
+        return "pareto"
+    raise ConfigError(
+        f"strategy={cfg.strategy.name} does not apply to benchmark={cfg.benchmark.name}; "
+        "continual: benchmark=pmnist|regression with strategy=hnet_cl|finetune; "
+        "Pareto: benchmark=adult|default|bank with strategy=phn_ls|phn_epo|ls_separate"
+    )
+
+
+def runner_for(cfg: DictConfig) -> Runner:
+    """The runner of a checked configuration (imported only when needed: Avalanche loads slowly)."""
+    warnings.filterwarnings("ignore", message="No loggers specified")
+    if check_applies(cfg) == "continual":
+        from .cl_runner import run_cl
+
+        return run_cl
+    from .moo_runner import run_moo
+
+    return run_moo
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -17,23 +55,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
+    if any(a in MULTIRUN_FLAGS for a in argv):
+        return _multirun(argv)
     try:
         cfg = load_config(argv)
+        runner = runner_for(cfg)
     except ConfigError as exc:
         print(f"cl_moo.run: {exc}", file=sys.stderr)
-        return 2
-    warnings.filterwarnings("ignore", message="No loggers specified")
-    if cfg.strategy.name in CONTINUAL_STRATEGIES and cfg.benchmark.name in CONTINUAL_BENCHMARKS:
-        from .cl_runner import run_cl as runner
-    elif cfg.strategy.name in PARETO_STRATEGIES and cfg.benchmark.name in PARETO_BENCHMARKS:
-        from .moo_runner import run_moo as runner
-    else:
-        print(
-            f"cl_moo.run: strategy={cfg.strategy.name} does not apply to benchmark={cfg.benchmark.name}; "
-            "continual: benchmark=pmnist|regression with strategy=hnet_cl|finetune; "
-            "Pareto: benchmark=adult|default|bank with strategy=phn_ls|phn_epo|ls_separate",
-            file=sys.stderr,
-        )
         return 2
     try:
         result = runner(cfg)
@@ -44,6 +72,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"NOTE: {result['data_note']}")
     print(f"metrics: {result['tensorboard'].rsplit('/', 1)[0]}/metrics.json")
     print(f"TensorBoard logs: {result['tensorboard']}  (tensorboard --logdir {result['tensorboard']})")
+    return 0
+
+
+def _multirun(argv: Sequence[str]) -> int:
+    """``-m``: checks every combination, then runs the sweep through Hydra (see :mod:`benchmarks.sweep`)."""
+    from hydra.errors import HydraException
+
+    from .sweep import SweepJobError, launch_sweep, prepare_sweep
+
+    try:
+        sweep = prepare_sweep(argv)
+    except ConfigError as exc:
+        print(f"cl_moo.run: {exc}", file=sys.stderr)
+        return 2
+    print(f"sweep: {sweep.combinations} combinations checked; jobs write to {sweep.sweep_dir}/<job number>")
+    try:
+        outcome = launch_sweep(sweep)
+    except (SweepJobError, HydraException) as exc:
+        print(f"cl_moo.run: {exc}\nFinished jobs are in {sweep.sweep_dir}", file=sys.stderr)
+        return 1
+    for job in outcome.jobs:
+        print(f"job {job.num} [{' '.join(job.swept)}]: objective {job.objective:.6g}  {job.folder}")
+    if outcome.best is not None:
+        print(f"best: {outcome.best.get('best_value')} with {outcome.best.get('best_params')} "
+              f"({sweep.sweep_dir / 'optimization_results.yaml'})")
+    print(f"sweep folder: {sweep.sweep_dir}  (report: python -m cl_moo.report {sweep.sweep_dir})")
     return 0
 
 

@@ -224,6 +224,19 @@ class HypernetworkStrategy(SupervisedTemplate):
             )
 
     # ------------------------------------------------------------------ evaluation
+    def eval(self, exp_list: Any, **kwargs: Any):
+        """Avalanche's ``eval``, leaving the random-number generators as they were: evaluating
+        (e.g. the whole test stream after each experience) never changes later training
+        (PyTorch's data loaders draw a seed from the global generator even without shuffling)."""
+        cpu = torch.get_rng_state()
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        try:
+            return super().eval(exp_list, **kwargs)
+        finally:
+            torch.set_rng_state(cpu)
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
+
     def forward(self) -> torch.Tensor:
         model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
         if self.is_eval and self.task_inference == "entropy" and self.trained_tasks:

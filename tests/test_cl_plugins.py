@@ -1,0 +1,189 @@
+"""The continual strategy composes with Avalanche: plugins' penalties, schedulers, EWC, LwF, replay."""
+import warnings
+
+import pytest
+import torch
+from avalanche.benchmarks.scenarios import benchmark_from_datasets, with_task_labels
+from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import EWCPlugin, LRSchedulerPlugin, LwFPlugin, ReplayPlugin
+from torch import nn
+
+from benchmarks.avalanche_streams import task_dataset
+from benchmarks.pmnist import permuted_mnist
+from strategies import HypernetworkStrategy, TaskLabelError, build_cl_model
+
+warnings.filterwarnings("ignore", message="No loggers specified")
+
+
+@pytest.fixture(scope="module")
+def tiny_pmnist(data_root):
+    bench, _ = permuted_mnist(3, root=data_root, train_per_task=256, test_per_task=128, pad_to=28)
+    return bench
+
+
+def make_strategy(iterations=6, plugins=(), optimizer=None, model=None, **kwargs):
+    torch.manual_seed(0)
+    model = model or build_cl_model(nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)), emb_dim=8,
+                                    chunk_size=3000, hidden=(16,))
+    return HypernetworkStrategy(model=model, lr=1e-3, beta=0.05, train_iterations=iterations, train_mb_size=32,
+                                evaluator=None, plugins=list(plugins), optimizer=optimizer, **kwargs)
+
+
+def hnet_params(strategy):
+    return torch.cat([p.detach().reshape(-1) for p in strategy.model.hnet.parameters()])
+
+
+class L2Penalty(SupervisedPlugin):
+    """A plugin that adds a penalty to strategy.loss in before_backward (the EWC/LwF/SI pattern)."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight, self.calls = weight, 0
+
+    def before_backward(self, strategy, **kwargs):
+        self.calls += 1
+        strategy.loss = strategy.loss + self.weight * sum(p.pow(2).sum() for p in strategy.model.hnet.parameters())
+
+
+def test_a_plugins_penalty_reaches_the_gradient(tiny_pmnist):
+    plain = make_strategy()
+    plain.train(tiny_pmnist.train_stream[0])
+    penalty = L2Penalty(10.0)
+    penalised = make_strategy(plugins=[penalty])
+    penalised.train(tiny_pmnist.train_stream[0])
+    assert penalty.calls == 6
+    assert not torch.allclose(hnet_params(plain), hnet_params(penalised))
+    # the penalty shrinks the parameters it acts on
+    assert hnet_params(penalised).norm() < hnet_params(plain).norm()
+
+
+class LrSeen(SupervisedPlugin):
+    def __init__(self):
+        super().__init__()
+        self.lrs = []
+
+    def before_update(self, strategy, **kwargs):
+        self.lrs.append(strategy.optimizer.param_groups[0]["lr"])
+
+
+def test_lr_scheduler_plugin_changes_the_learning_rate_used(tiny_pmnist):
+    model = build_cl_model(nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)), emb_dim=8,
+                           chunk_size=3000, hidden=(16,))
+    optimizer = torch.optim.Adam(model.shared_parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    seen = LrSeen()
+    strategy = make_strategy(iterations=4, model=model, optimizer=optimizer,
+                             plugins=[LRSchedulerPlugin(scheduler, step_granularity="iteration", reset_lr=False,
+                                                        reset_scheduler=False), seen])
+    strategy.train(tiny_pmnist.train_stream[0])
+    assert seen.lrs == pytest.approx([1e-3, 5e-4, 2.5e-4, 1.25e-4])
+    assert strategy.optimizer is optimizer and len(optimizer.param_groups) == 2  # the embedding group was added
+    # the optimizer persists across experiences, so the schedule continues
+    strategy.train(tiny_pmnist.train_stream[1])
+    assert seen.lrs[4] == pytest.approx(1e-3 * 0.5 ** 4)
+
+
+def test_an_optimizer_over_other_parameters_is_refused():
+    model = build_cl_model(nn.Sequential(nn.Linear(784, 10)), emb_dim=4, chunk_size=3000, hidden=(8,))
+    with pytest.raises(ValueError, match="shared_parameters"):
+        make_strategy(model=model, optimizer=torch.optim.Adam(model.hnet.head.parameters()))
+
+
+@pytest.mark.parametrize("plugin", [lambda: EWCPlugin(ewc_lambda=100.0), lambda: LwFPlugin(alpha=1.0)])
+def test_ewc_and_lwf_run_three_experiences_and_act(tiny_pmnist, plugin):
+    finals = []
+    for with_plugin in (False, True):
+        strategy = make_strategy(plugins=[plugin()] if with_plugin else [])
+        for exp in tiny_pmnist.train_stream:
+            strategy.train(exp)
+        finals.append(hnet_params(strategy))
+        res = strategy.eval(tiny_pmnist.test_stream)
+        assert strategy.trained_tasks == [0, 1, 2] and isinstance(res, dict)
+    assert not torch.allclose(finals[0], finals[1])  # the plugin's penalty changed training
+
+
+class MixedBatchCheck(SupervisedPlugin):
+    """Checks every mixed-task mini-batch against per-task calls of the model."""
+
+    def __init__(self):
+        super().__init__()
+        self.mixed = 0
+
+    @torch.no_grad()
+    def after_forward(self, strategy, **kwargs):
+        tasks = strategy.mb_task_id.unique().tolist()
+        if len(tasks) < 2:
+            return
+        self.mixed += 1
+        for t in tasks:
+            mask = strategy.mb_task_id == t
+            expected = strategy.model.forward_single_task(strategy.mb_x[mask], t)
+            assert torch.allclose(strategy.mb_output[mask], expected, atol=1e-5)
+
+
+def test_replay_sends_each_sample_through_its_own_tasks_weights(tiny_pmnist):
+    check = MixedBatchCheck()
+    strategy = make_strategy(iterations=8, plugins=[ReplayPlugin(mem_size=64), check])
+    strategy.train(tiny_pmnist.train_stream[0])
+    strategy.train(tiny_pmnist.train_stream[1])
+    assert check.mixed > 0
+
+
+def test_a_stream_without_task_labels_is_refused_instead_of_fine_tuning():
+    x, y = torch.randn(64, 784), torch.randint(0, 10, (64,))
+    bench = with_task_labels(benchmark_from_datasets(
+        train=[task_dataset(x, y, 0), task_dataset(x[:, torch.randperm(784)], y, 0)]))
+    strategy = make_strategy(iterations=2)
+    strategy.train(bench.train_stream[0])
+    with pytest.raises(TaskLabelError, match=r"task label 0 was already trained.*return_task_id=True"):
+        strategy.train(bench.train_stream[1])
+    revisit = make_strategy(iterations=2, allow_task_revisit=True)
+    revisit.train(bench.train_stream[0])
+    revisit.train(bench.train_stream[1])
+    assert revisit.trained_tasks == [0]
+
+
+def test_avalanche_permuted_mnist_without_task_ids_is_refused(data_root, tmp_path):
+    from avalanche.benchmarks.classic import PermutedMNIST
+
+    from benchmarks.pmnist import avalanche_permuted_mnist
+
+    avalanche_permuted_mnist(2, root=data_root)  # places the idx files where torchvision reads them
+    from pathlib import Path
+
+    cache = Path.home() / ".cache" / "cl_moo" / "avalanche_mnist"
+    bench = PermutedMNIST(2, return_task_id=False, seed=0, dataset_root=str(cache))
+    model = build_cl_model(nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10)), emb_dim=4,
+                           chunk_size=3000, hidden=(8,))
+    strategy = make_strategy(iterations=1, model=model)
+    strategy.train(bench.train_stream[0])
+    with pytest.raises(TaskLabelError, match="return_task_id=True"):
+        strategy.train(bench.train_stream[1])
+
+
+def test_evaluating_untrained_tasks_creates_nothing_and_draws_no_random_numbers(tiny_pmnist):
+    runs = []
+    for evaluate_early in (False, True):
+        strategy = make_strategy(iterations=5)
+        strategy.train(tiny_pmnist.train_stream[0])
+        if evaluate_early:
+            state = torch.get_rng_state()
+            strategy.eval(tiny_pmnist.test_stream)  # tasks 1 and 2 are not trained yet
+            assert strategy.model.num_tasks == 1
+            assert torch.equal(torch.get_rng_state(), state)
+        strategy.train(tiny_pmnist.train_stream[1])
+        runs.append(hnet_params(strategy))
+    assert torch.equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("emb_init", ["previous", "random"])
+def test_new_task_embedding_initialisation(tiny_pmnist, emb_init):
+    model = build_cl_model(nn.Sequential(nn.Linear(784, 10)), emb_dim=4, chunk_size=3000, hidden=(8,),
+                           emb_init=emb_init)
+    strategy = make_strategy(iterations=3, model=model)
+    strategy.train(tiny_pmnist.train_stream[0])
+    e0 = model.task_embeddings[0].detach().clone()
+    model.train()
+    model.adaptation(tiny_pmnist.train_stream[1])
+    e1 = model.task_embeddings[1].detach()
+    assert torch.equal(e1, e0) == (emb_init == "previous")
