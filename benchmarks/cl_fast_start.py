@@ -97,7 +97,8 @@ def iterations_to(curve: List[tuple], fraction: float) -> int:
 def make_strategy(name: str, seed: int, plugins: list):
     seed_everything(seed)
     evaluator = EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
-    common = dict(train_mb_size=BATCH, train_epochs=1, eval_mb_size=1000, evaluator=evaluator, plugins=plugins)
+    common = dict(train_mb_size=BATCH, train_epochs=1, eval_mb_size=1000, evaluator=evaluator, plugins=plugins,
+                  criterion=nn.CrossEntropyLoss())
     if name.startswith("hnet"):
         target = nn.Sequential(nn.Linear(784, HIDDEN[0]), nn.ReLU(), nn.Linear(HIDDEN[0], HIDDEN[1]), nn.ReLU(),
                                nn.Linear(HIDDEN[1], 2))

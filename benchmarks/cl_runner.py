@@ -3,12 +3,15 @@
 After every experience: evaluation on all test experiences (one row of the result matrix),
 TensorBoard scalars (per-task score, average, forgetting, BWT), and a checkpoint; with
 ``resume=true`` a run continues after its last finished experience and ends with the same
-metrics as an uninterrupted run with the same seed.
+metrics as an uninterrupted run with the same seed, and refuses a changed configuration (see
+:data:`benchmarks.config.RESUME_SAFE_KEYS`). The run folder is locked while the run lives
+(:mod:`benchmarks.run_dir`); a finished run's ``metrics.json`` is never rewritten. A task whose
+training loss ends far above where it began is flagged (``"diverged"``, ``"warnings"``).
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -23,13 +26,16 @@ from strategies.avalanche_metrics import mse_metrics
 from strategies.hnet_cl import HypernetworkStrategy
 
 from .builders import build_cl_model_from_config, built_description, seed_everything
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
 from .pmnist import avalanche_permuted_mnist, permuted_mnist
 from .regression import regression_1d
-from .reporting import config_dict, peak_memory_mb, pick_device, run_folder, write_json
+from .reporting import LossMonitor, config_dict, peak_memory_mb, pick_device, write_json
+from .run_dir import RunFolder, open_run
 from cl_moo import cl_summary
 
-CHECKPOINT = "checkpoint.pt"
+KIND = "continual"
+REQUIRED = ("strategy", "matrix", "next_experience", "elapsed", "rng")
+CE_BOUND = 100.0  # a cross-entropy this large means confidently wrong predictions: training diverged
 
 
 def make_benchmark(cfg: DictConfig):
@@ -76,6 +82,17 @@ class IterationLogger(SupervisedPlugin):
             self.bar = None
 
 
+class LossRecorder(SupervisedPlugin):
+    """Feeds every iteration's task loss to a :class:`LossMonitor`, one segment per task."""
+
+    def __init__(self, monitor: LossMonitor) -> None:
+        super().__init__()
+        self.monitor = monitor
+
+    def after_training_iteration(self, strategy, **kwargs):
+        self.monitor.record(f"task {strategy.current_task}", strategy.last_task_loss)
+
+
 def _scores(results: Dict[str, float], key: str, n_tasks: int) -> List[float]:
     """Per-experience scores from an Avalanche results dict (``<key>/eval_phase/test_stream/TaskXXX/ExpYYY``)."""
     out = [float("nan")] * n_tasks
@@ -86,74 +103,115 @@ def _scores(results: Dict[str, float], key: str, n_tasks: int) -> List[float]:
 
 
 def run_cl(cfg: DictConfig) -> Dict[str, Any]:
-    """Trains and evaluates; returns (and writes) the metrics dict."""
-    out_dir = run_folder(cfg)
-    ckpt_path = out_dir / CHECKPOINT
-    if ckpt_path.exists() and not cfg.resume:
-        raise FileExistsError(
-            f"{out_dir} already holds a run ({CHECKPOINT}); pass resume=true to continue it, "
-            "or run_dir=<new folder> to start another"
-        )
-    if cfg.resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"resume=true but {ckpt_path} does not exist; drop resume=true to start a new run")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device)
-    seed_everything(cfg.seed)
-    benchmark, info = make_benchmark(cfg)
-    classification = cfg.benchmark.name != "regression"
-    model = build_cl_model_from_config(cfg, info)
-    tb_dir = out_dir / "tensorboard"
-    writer = SummaryWriter(str(tb_dir))
+    """Trains and evaluates in a locked run folder; returns (and writes) the metrics dict. With
+    ``resume=true``: continues an interrupted run, or returns a finished run's metrics untouched."""
+    with open_run(cfg, KIND) as run:
+        config = config_dict(cfg)
+        if run.finished:
+            return run.finished_metrics(config)
+        state = run.resume_state(config, REQUIRED) if run.resume else None
+        return _train_and_report(cfg, run, config, state)
+
+
+def _make_strategy(cfg: DictConfig, model, device: torch.device, run: RunFolder, writer: SummaryWriter,
+                   monitor: LossMonitor, classification: bool) -> HypernetworkStrategy:
     metrics = (
         [accuracy_metrics(experience=True, stream=True), forgetting_metrics(experience=True, stream=True),
          bwt_metrics(experience=True, stream=True), loss_metrics(experience=True)]
         if classification else [mse_metrics()]
     )
     evaluator = EvaluationPlugin(
-        *metrics,
-        loggers=[TensorboardLogger(str(tb_dir / "avalanche")), TextLogger(open(out_dir / "log.txt", "a"))],
+        *metrics, loggers=[TensorboardLogger(str(run.path / "tensorboard" / "avalanche")), TextLogger(run.log.file)],
     )
     s = cfg.strategy
-    strategy = HypernetworkStrategy(
+    return HypernetworkStrategy(
         model=model, lr=cfg.train.lr, beta=s.beta, reg_targets=s.reg_targets, reg_subset=s.reg_subset,
         lookahead=s.lookahead, task_inference=s.task_inference, train_iterations=cfg.train.iterations,
         criterion=nn.CrossEntropyLoss() if classification else nn.MSELoss(),
         train_mb_size=cfg.train.batch_size, eval_mb_size=cfg.train.eval_batch_size, device=device,
-        evaluator=evaluator, plugins=[IterationLogger(writer, cfg.progress)],
+        evaluator=evaluator, plugins=[IterationLogger(writer, cfg.progress), LossRecorder(monitor)],
     )
-    n_tasks = len(benchmark.train_stream)
-    matrix: List[List[float]] = []
-    start, elapsed = 0, 0.0
-    if cfg.resume:
-        state = load_checkpoint(ckpt_path)
-        strategy.load_cl_state_dict(state["strategy"])
-        matrix, start, elapsed = state["matrix"], state["next_experience"], state["elapsed"]
-        set_rng_state(state["rng"])
-        print(f"resuming {out_dir} after experience {start - 1}")
-    key = "Top1_Acc_Exp" if classification else "MSE_Exp"
-    for i in range(start, n_tasks):
-        t0 = time.perf_counter()
-        strategy.train(benchmark.train_stream[i])
-        results = strategy.eval(benchmark.test_stream)
-        elapsed += time.perf_counter() - t0
-        row = _scores(results, key, n_tasks)
-        matrix.append(row)
-        summary = cl_summary(matrix, higher_is_better=classification)
-        name = "accuracy" if classification else "mse"
-        for j in range(i + 1):
-            writer.add_scalar(f"{name}/task{j}", row[j], i)
-        writer.add_scalar(f"{name}/average", summary["average_final"], i)
-        writer.add_scalar("forgetting/average", summary["average_forgetting"], i)
-        writer.add_scalar("bwt", summary["bwt"], i)
-        writer.flush()
-        save_checkpoint(ckpt_path, {
-            "strategy": strategy.cl_state_dict(), "matrix": matrix, "next_experience": i + 1,
-            "elapsed": elapsed, "rng": rng_state(),
-        })
-        print(f"after task {i}: {name} per task {[round(v, 4) for v in row[: i + 1]]}, average {summary['average_final']:.4f}")
+
+
+def _restore(state: Dict[str, Any], strategy: HypernetworkStrategy, monitor: LossMonitor, built: Dict[str, Any],
+             run: RunFolder) -> Dict[str, Any]:
+    """Loads a checkpoint into the strategy, the loss record and the global RNGs; returns the progress."""
+    check_same_build(state.get("built"), built, run.path)
+    strategy.load_cl_state_dict(state["strategy"])
+    if "losses" in state:
+        monitor.load_state_dict(state["losses"])
+    set_rng_state(state["rng"])
+    run.log.say(f"resuming {run.path} after experience {state['next_experience'] - 1}")
+    return {"matrix": state["matrix"], "next_experience": state["next_experience"], "elapsed": state["elapsed"]}
+
+
+def _log_scalars(writer: SummaryWriter, name: str, row: List[float], summary: Dict[str, float], i: int) -> None:
+    for j in range(i + 1):
+        writer.add_scalar(f"{name}/task{j}", row[j], i)
+    writer.add_scalar(f"{name}/average", summary["average_final"], i)
+    writer.add_scalar("forgetting/average", summary["average_forgetting"], i)
+    writer.add_scalar("bwt", summary["bwt"], i)
+    writer.flush()
+
+
+def _train_experience(strategy: HypernetworkStrategy, benchmark, i: int, key: str) -> Tuple[List[float], float]:
+    """Trains experience ``i``, evaluates on every test experience: (row of scores, seconds taken)."""
+    t0 = time.perf_counter()
+    strategy.train(benchmark.train_stream[i])
+    results = strategy.eval(benchmark.test_stream)
+    n_tasks = len(benchmark.test_stream)
+    return _scores(results, key, n_tasks), time.perf_counter() - t0
+
+
+def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
+                      state: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Builds everything, trains the remaining experiences (checkpoint after each), writes metrics.json."""
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    benchmark, info = make_benchmark(cfg)
+    classification = cfg.benchmark.name != "regression"
+    model = build_cl_model_from_config(cfg, info)
+    built = built_description(model.hnet, model.target.module, cfg)
+    writer = SummaryWriter(str(run.path / "tensorboard"))
+    monitor = LossMonitor(bound=CE_BOUND if classification else None)
+    try:
+        strategy = _make_strategy(cfg, model, device, run, writer, monitor, classification)
+        progress = {"matrix": [], "next_experience": 0, "elapsed": 0.0}
+        if state is not None:
+            progress = _restore(state, strategy, monitor, built, run)
+        matrix, elapsed = progress["matrix"], progress["elapsed"]
+        n_tasks = len(benchmark.train_stream)
+        key, name = ("Top1_Acc_Exp", "accuracy") if classification else ("MSE_Exp", "mse")
+        for i in range(progress["next_experience"], n_tasks):
+            row, seconds = _train_experience(strategy, benchmark, i, key)
+            elapsed += seconds
+            matrix.append(row)
+            summary = cl_summary(matrix, higher_is_better=classification)
+            _log_scalars(writer, name, row, summary, i)
+            run.log.say(f"after task {i}: {name} per task {[round(v, 4) for v in row[: i + 1]]}, "
+                        f"average {summary['average_final']:.4f}")
+            save_checkpoint(run.checkpoint, {
+                "kind": KIND, "config": config, "built": built, "strategy": strategy.cl_state_dict(),
+                "matrix": matrix, "next_experience": i + 1, "elapsed": elapsed, "rng": rng_state(),
+                "losses": monitor.state_dict(),
+            })
+        warnings = monitor.warnings(f"lower train.lr (now {cfg.train.lr}) and run again in a new run_dir")
+        for w in warnings:
+            run.log.warn(w)
+        result = _result(cfg, run, model, matrix, classification, elapsed, device, info, config, built)
+        result.update({"diverged": bool(warnings), "warnings": warnings})
+        write_json(run.metrics, result, overwrite=False)
+        return result
+    finally:
+        writer.close()
+
+
+def _result(cfg: DictConfig, run: RunFolder, model, matrix: List[List[float]], classification: bool, elapsed: float,
+            device: torch.device, info: Dict[str, Any], config: Dict[str, Any], built: Dict[str, Any]) -> Dict[str, Any]:
+    """The metrics dict of a finished run."""
     summary = cl_summary(matrix, higher_is_better=classification)
     hnet = model.hnet
-    result = {
+    return {
         "benchmark": cfg.benchmark.name, "strategy": cfg.strategy.name, "preset": cfg.preset, "seed": cfg.seed,
         "score": "accuracy" if classification else "mse",
         "matrix": matrix, **summary,
@@ -163,10 +221,7 @@ def run_cl(cfg: DictConfig) -> Dict[str, Any]:
                    "compression_ratio": hnet.compression_ratio},
         **peak_memory_mb(device),
         "data_note": info.get("fallback"),
-        "tensorboard": str(tb_dir),
-        "config": config_dict(cfg),
-        "built": built_description(hnet, model.target.module, cfg),
+        "tensorboard": str(run.path / "tensorboard"),
+        "config": config,
+        "built": built,
     }
-    write_json(out_dir / "metrics.json", result)
-    writer.close()
-    return result

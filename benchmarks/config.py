@@ -7,8 +7,9 @@ overrides (Hydra syntax), then fills every key that the command line did not set
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,6 +29,25 @@ CONTINUAL_BENCHMARKS = ("pmnist", "regression")
 CONTINUAL_STRATEGIES = ("hnet_cl", "finetune")
 PARETO_BENCHMARKS = ("adult", "default", "bank")
 PARETO_STRATEGIES = ("phn_ls", "phn_epo", "ls_separate")
+# counts: integers >= 1 (bool is not an integer here); the OPTIONAL ones may also be null
+POSITIVE_INTS = ("train.iterations", "train.epochs", "train.batch_size", "train.eval_batch_size", "hnet.chunk_size",
+                 "hnet.chunk_emb_dim", "hnet.emb_dim", "benchmark.n_tasks", "benchmark.n_eval_rays",
+                 "benchmark.n_train", "benchmark.n_test", "strategy.rays_per_step")
+OPTIONAL_POSITIVE_INTS = ("benchmark.max_rows", "benchmark.train_per_task", "benchmark.test_per_task",
+                          "strategy.reg_subset")
+POSITIVE_NUMBERS = ("train.lr", "strategy.alpha")            # finite and > 0
+NON_NEGATIVE_NUMBERS = ("strategy.beta", "benchmark.noise_std")  # finite and >= 0
+WIDTH_LISTS = ("hnet.hidden", "target.hidden")              # lists of integers >= 1 (may be empty)
+MNIST_SIDE = 28
+MAX_SEED = 2**32 - 1                                        # numpy's legacy seeding accepts 0 .. 2**32 - 1
+OBJECTIVES = {"adult": 3, "default": 3, "bank": 3}           # BCE, FP-rate gap, FN-rate gap
+# The ONE list of keys that ``resume=true`` may change: they decide where and how a run reads and
+# shows things, never what it computes (device: a run may move to another machine; data.verify only
+# turns the sha256 check of the same files on or off). Every other key alters results, so a
+# resumed run with any other changed key is refused. Preset definitions are compared through the
+# values they set, not as text.
+RESUME_SAFE_KEYS = ("resume", "progress", "run_dir", "data.root", "data.download", "data.verify", "device")
+RESUME_IGNORED_PREFIXES = ("benchmark.presets.",)
 # keys one kind of run does not read: setting them on the command line is an error, not a no-op
 NOT_READ = {
     "pareto": ("hnet.emb_dim", "train.iterations"),
@@ -118,8 +138,76 @@ def _explain(message: str, overrides: Sequence[str]) -> str:
     return f"invalid configuration ({first}); overrides were {list(overrides)}"
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _bad(key: str, value: Any, rule: str) -> ConfigError:
+    return ConfigError(f"{key}={value!r} is not valid: {rule}; pass {key}=<a value in that range>")
+
+
+_ABSENT = object()
+
+
+def _present(cfg: DictConfig, keys: Sequence[str]) -> Iterable[Tuple[str, Any]]:
+    """``(key, value)`` for the keys this config has (a benchmark or strategy may lack some)."""
+    for key in keys:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is not _ABSENT:
+            yield key, value
+
+
+def _check_counts(cfg: DictConfig) -> None:
+    for key, value in _present(cfg, POSITIVE_INTS + OPTIONAL_POSITIVE_INTS):
+        optional = key in OPTIONAL_POSITIVE_INTS
+        if (value is None and optional) or (_is_int(value) and value >= 1):
+            continue
+        raise _bad(key, value, "must be an integer >= 1" + (" (or null)" if optional else ""))
+
+
+def _check_numbers(cfg: DictConfig) -> None:
+    for key, value in _present(cfg, POSITIVE_NUMBERS + NON_NEGATIVE_NUMBERS):
+        positive = key in POSITIVE_NUMBERS
+        if _is_number(value) and math.isfinite(value) and (value > 0 if positive else value >= 0):
+            continue
+        raise _bad(key, value, f"must be a finite number {'> 0' if positive else '>= 0'}")
+
+
+def _check_widths(cfg: DictConfig) -> None:
+    for key in WIDTH_LISTS:
+        value = OmegaConf.select(cfg, key)
+        items = OmegaConf.to_container(value) if OmegaConf.is_list(value) else None
+        if items is None or not all(_is_int(v) and v >= 1 for v in items):
+            shown = items if items is not None else value
+            raise _bad(key, shown, "must be a list of integers >= 1, e.g. [100, 100]")
+
+
+def _check_seed_and_shapes(cfg: DictConfig) -> None:
+    seed = OmegaConf.select(cfg, "seed")
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise _bad("seed", seed, f"must be an integer from 0 to {MAX_SEED}")
+    pad_to = OmegaConf.select(cfg, "benchmark.pad_to")
+    if pad_to is not None and (not _is_int(pad_to) or pad_to < MNIST_SIDE):
+        raise _bad("benchmark.pad_to", pad_to, f"must be an integer >= {MNIST_SIDE} (the MNIST image side)")
+    name = OmegaConf.select(cfg, "benchmark.name")
+    if name in OBJECTIVES:
+        _check_ref_point(OmegaConf.select(cfg, "benchmark.ref_point"), OBJECTIVES[name], name)
+
+
+def _check_ref_point(value: Any, m: int, benchmark: str) -> None:
+    items = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
+    rule = f"must be a list of {m} finite numbers, one per objective of benchmark={benchmark} (BCE, FP gap, FN gap)"
+    if not (isinstance(items, list) and len(items) == m and all(_is_number(v) and math.isfinite(v) for v in items)):
+        raise _bad("benchmark.ref_point", items, rule)
+
+
 def validate(cfg: DictConfig) -> None:
-    """Checks every value with a fixed set of choices, and numeric ranges."""
+    """Checks every value with a fixed set of choices, and numeric ranges; raises :class:`ConfigError`
+    naming the key, the value and the valid range. Needs no data and no file system."""
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value is not None and value not in allowed:
@@ -128,13 +216,21 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and not isinstance(value, bool):
             raise ConfigError(f"{key}={value!r} must be true or false")
-    for key in ("train.iterations", "train.batch_size", "hnet.chunk_size", "hnet.emb_dim"):
-        value = OmegaConf.select(cfg, key)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{key}={value!r} must be a positive integer")
-    lr = OmegaConf.select(cfg, "train.lr")
-    if not isinstance(lr, (int, float)) or lr <= 0:
-        raise ConfigError(f"train.lr={lr!r} must be a positive number")
-    beta = OmegaConf.select(cfg, "strategy.beta")
-    if beta is not None and (not isinstance(beta, (int, float)) or beta < 0):
-        raise ConfigError(f"strategy.beta={beta!r} must be a number >= 0")
+    _check_counts(cfg)
+    _check_numbers(cfg)
+    _check_widths(cfg)
+    _check_seed_and_shapes(cfg)
+
+
+def resume_changes(old: Dict[str, Any], new: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
+    """``(key, old value, new value)`` for every result-altering key that differs between two resolved
+    configs (nested dicts); keys in :data:`RESUME_SAFE_KEYS` are allowed to differ."""
+    a, b = _flatten(old), _flatten(new)
+    changes = []
+    for key in sorted(set(a) | set(b)):
+        if key in RESUME_SAFE_KEYS or key.startswith(RESUME_IGNORED_PREFIXES):
+            continue
+        before, after = a.get(key, "<absent>"), b.get(key, "<absent>")
+        if before != after:
+            changes.append((key, before, after))
+    return changes

@@ -1,11 +1,12 @@
-"""Run folders, device choice, peak memory, and JSON results."""
+"""Run folders, device choice, peak memory, JSON results, and the training-divergence check."""
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -35,14 +36,79 @@ def peak_memory_mb(device: torch.device) -> Dict[str, float]:
     return out
 
 
-def write_json(path: Path, data: Dict[str, Any]) -> None:
-    """Writes ``data`` as JSON atomically, creating the parent folder."""
+def write_json(path: Path, data: Dict[str, Any], *, overwrite: bool = True) -> None:
+    """Writes ``data`` as JSON atomically (through this process's ``<name>.<pid>.tmp``), creating the
+    parent folder. ``overwrite=False``: an existing ``path`` is never replaced (:class:`FileExistsError`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float))
-    tmp.replace(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=2, default=float))
+            f.flush()
+            os.fsync(f.fileno())
+        _publish(tmp, path, overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Renames ``tmp`` to ``path``; without ``overwrite`` by a hard link, which fails if ``path`` exists."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists and is never overwritten; use run_dir=<new folder>") from None
+    except OSError:  # a file system without hard links: check, then rename
+        if path.exists():
+            raise FileExistsError(f"{path} already exists and is never overwritten; use run_dir=<new folder>") from None
+        os.replace(tmp, path)
 
 
 def config_dict(cfg: DictConfig) -> Dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+class LossMonitor:
+    """Training losses per segment (a task, the Pareto training, one LS model) and a divergence verdict.
+
+    A segment diverged when the mean of its last few losses is more than ``RATIO`` times its start
+    (its first loss, or the mean of its first few if lower: a loss that explodes at the first step
+    must not set the baseline) and above ``FLOOR``, or, with ``bound`` (classification losses), above
+    ``bound``. NaN/inf losses never get here: the strategies raise on them.
+    """
+
+    RATIO, FLOOR, WINDOW = 10.0, 1e-2, 10
+
+    def __init__(self, bound: Optional[float] = None) -> None:
+        self.bound = bound
+        self.losses: Dict[str, List[float]] = {}
+
+    def record(self, segment: str, loss: float) -> None:
+        self.losses.setdefault(segment, []).append(float(loss))
+
+    def verdict(self, segment: str) -> Optional[str]:
+        """Why ``segment`` diverged, or None."""
+        values = self.losses.get(segment, [])
+        if len(values) < 2:
+            return None
+        w = max(1, min(self.WINDOW, len(values) // 4))
+        start, last = min(values[0], sum(values[:w]) / w), sum(values[-w:]) / w
+        rose = last > self.RATIO * max(start, self.FLOOR)
+        too_big = self.bound is not None and last > self.bound
+        if not (rose or too_big):
+            return None
+        return (f"training diverged ({segment}): the loss went from {start:.4g} at the start to {last:.4g} "
+                f"(mean of the last {w} iterations)")
+
+    def warnings(self, fix: str) -> List[str]:
+        """One warning per diverged segment, each ending with ``fix``."""
+        return [f"{v}; its results are not meaningful: {fix}" for v in map(self.verdict, self.losses) if v]
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"losses": {k: list(v) for k, v in self.losses.items()}}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.losses = {k: list(v) for k, v in state["losses"].items()}

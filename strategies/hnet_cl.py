@@ -39,6 +39,30 @@ from .regularizer_plugin import OutputRegularizerPlugin
 
 SHARED, EMBEDDING = 0, 1  # parameter-group indices
 
+# Avalanche plugins that cannot work with a generated-weights model, and why (checked at construction).
+UNSUPPORTED_PLUGINS = {
+    "LFLPlugin": "it distils the model's feature extractor (model.get_features), which a hypernetwork target "
+                 "does not have",
+    "CWRStarPlugin": "it consolidates the weights of a named classifier layer of the model; here every weight is "
+                     "generated per task",
+    "RWalkPlugin": "it tracks a fixed set of parameters, but every new task adds a task-embedding parameter",
+}
+
+
+def check_plugins(plugins: Sequence[Any], device: torch.device) -> None:
+    """Refuses plugins that would fail or silently do nothing with this strategy."""
+    for plugin in plugins:
+        name = type(plugin).__name__
+        if name in UNSUPPORTED_PLUGINS:
+            raise ValueError(f"{name} does not work with HypernetworkStrategy: {UNSUPPORTED_PLUGINS[name]}. The "
+                             "output regularizer already protects earlier tasks; see the README's plugin table")
+        if name == "SynapticIntelligencePlugin" and device.type == "cpu":
+            raise ValueError(
+                "SynapticIntelligencePlugin does nothing on the CPU in avalanche-lib 0.6: it records the weights "
+                "before and after each step as views of the same tensor (param.detach().cpu() is no copy on the "
+                "CPU), so its importances stay 0. Run on a GPU, or use EWCPlugin / MASPlugin instead"
+            )
+
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
@@ -113,6 +137,7 @@ class HypernetworkStrategy(SupervisedTemplate):
         self.last_reg_loss = 0.0
         self.total_iterations = 0
         self._iter_in_exp = 0
+        check_plugins(list(plugins or []), torch.device(device))
         optimizer = self._checked_optimizer(model, optimizer, tuple(adam_betas))
         super().__init__(
             model=model, optimizer=optimizer, criterion=criterion, train_mb_size=train_mb_size,
@@ -147,6 +172,11 @@ class HypernetworkStrategy(SupervisedTemplate):
         resets the optimizer state at a new experience unless ``reset_optimizer_state=False``."""
         model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
         assert self.current_task is not None
+        shared = model.shared_parameters()
+        if [id(p) for p in self.optimizer.param_groups[SHARED]["params"]] != [id(p) for p in shared]:
+            # a plugin replaced the model (e.g. GDumb restarts from a copy): optimise the new parameters
+            self.optimizer.param_groups[SHARED]["params"] = shared
+            self.optimizer.state.clear()
         for i, emb in enumerate(model.task_embeddings):
             emb.requires_grad_(i == self.current_task)
         group = self.optimizer.param_groups[EMBEDDING]

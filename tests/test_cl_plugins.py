@@ -187,3 +187,29 @@ def test_new_task_embedding_initialisation(tiny_pmnist, emb_init):
     model.adaptation(tiny_pmnist.train_stream[1])
     e1 = model.task_embeddings[1].detach()
     assert torch.equal(e1, e0) == (emb_init == "previous")
+
+
+@pytest.mark.parametrize("plugin,reason", [
+    (lambda: __import__("avalanche.training.plugins", fromlist=["LFLPlugin"]).LFLPlugin(lambda_e=0.1), "feature"),
+    (lambda: __import__("avalanche.training.plugins", fromlist=["RWalkPlugin"]).RWalkPlugin(), "task-embedding"),
+    (lambda: __import__("avalanche.training.plugins", fromlist=["SynapticIntelligencePlugin"])
+     .SynapticIntelligencePlugin(si_lambda=1.0), "importances stay 0"),
+])
+def test_plugins_that_cannot_work_are_refused_with_the_reason(plugin, reason):
+    with pytest.raises(ValueError, match=reason):
+        make_strategy(plugins=[plugin()])
+
+
+def test_mas_gem_agem_and_gdumb_change_training(tiny_pmnist):
+    from avalanche.training.plugins import AGEMPlugin, GDumbPlugin, GEMPlugin, MASPlugin
+
+    def final(plugins):
+        strategy = make_strategy(iterations=4, plugins=plugins)
+        for exp in tiny_pmnist.train_stream:
+            strategy.train(exp)
+        return hnet_params(strategy)
+
+    plain = final([])
+    for plugin in (MASPlugin(lambda_reg=1.0), GEMPlugin(patterns_per_experience=16, memory_strength=0.5),
+                   AGEMPlugin(patterns_per_experience=16, sample_size=16), GDumbPlugin(mem_size=64)):
+        assert not torch.allclose(plain, final([plugin])), type(plugin).__name__
