@@ -11,8 +11,10 @@ training loss ends far above where it began is flagged (``"diverged"``, ``"warni
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metrics import accuracy_metrics, bwt_metrics, forgetting_metrics, loss_metrics
@@ -26,6 +28,7 @@ from strategies.avalanche_metrics import mse_metrics
 from strategies.hnet_cl import HypernetworkStrategy
 
 from .builders import build_cl_model_from_config, built_description, seed_everything
+from .cl_figures import forgetting_figure, matrix_figure
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
 from .pmnist import avalanche_permuted_mnist, permuted_mnist
 from .regression import regression_1d
@@ -198,12 +201,22 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
         warnings = monitor.warnings(f"lower train.lr (now {cfg.train.lr}) and run again in a new run_dir")
         for w in warnings:
             run.log.warn(w)
+        _figures(writer, run.path, matrix, name)
         result = _result(cfg, run, model, matrix, classification, elapsed, device, info, config, built)
         result.update({"diverged": bool(warnings), "warnings": warnings})
         write_json(run.metrics, result, overwrite=False)
         return result
     finally:
         writer.close()
+
+
+def _figures(writer: SummaryWriter, folder: Path, matrix: List[List[float]], score: str) -> None:
+    """Accuracy (or MSE) matrix heatmap and per-task score over time, as PNG and TensorBoard images."""
+    data = np.array(matrix, dtype=float)
+    for tag, make in (("matrix", matrix_figure), ("over_time", forgetting_figure)):
+        fig = make(data, score, f"{score}: {folder.name}")
+        fig.savefig(folder / f"{score}_{tag}.png", dpi=100)
+        writer.add_figure(f"{score}/{tag}", fig, len(matrix) - 1)  # closes the figure
 
 
 def _result(cfg: DictConfig, run: RunFolder, model, matrix: List[List[float]], classification: bool, elapsed: float,

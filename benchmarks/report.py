@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .cl_figures import forgetting_figure, matrix_figure, pyplot as _pyplot, save_figure
 from .published import Published, published_for
 
 METRICS_FILE = "metrics.json"
@@ -237,15 +238,6 @@ def _csv_number(value: float) -> str:
 # ---------------------------------------------------------------- figures
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def mean_matrix(group: Group) -> Optional[np.ndarray]:
     """Mean accuracy (or MSE) matrix over seeds, ignoring NaN entries; None when the shapes differ."""
     matrices = [np.array(r.metrics["matrix"], dtype=float) for r in group.runs]
@@ -258,55 +250,12 @@ def mean_matrix(group: Group) -> Optional[np.ndarray]:
 
 def plot_matrix(matrix: np.ndarray, score: str, title: str, path: Path) -> None:
     """Heatmap: row i = after training task i, column j = evaluated on task j."""
-    plt = _pyplot()
-    n_rows, n_cols = matrix.shape
-    size = min(12.0, 3.0 + 0.45 * n_cols)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    image = ax.imshow(matrix, cmap="viridis" if score != "mse" else "viridis_r", aspect="auto")
-    fig.colorbar(image, ax=ax, label=f"{score} (mean over seeds)")
-    if n_cols <= 12:
-        for i in range(n_rows):
-            for j in range(n_cols):
-                if math.isfinite(matrix[i, j]):
-                    r, g, b, _ = image.cmap(image.norm(matrix[i, j]))
-                    ink = "k" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "w"
-                    ax.text(j, i, f"{matrix[i, j]:.3g}", ha="center", va="center", fontsize=7, color=ink)
-    if n_cols <= 20:
-        ax.set_xticks(range(n_cols))
-        ax.set_yticks(range(n_rows))
-    ax.set_xlabel("evaluated on task j")
-    ax.set_ylabel("after training task i")
-    ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(matrix_figure(matrix, score, title), path)
 
 
 def plot_forgetting(matrix: np.ndarray, score: str, title: str, path: Path) -> None:
-    """Left: each task's score over the tasks trained since; right: just after training it vs at the end."""
-    plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
-
-    k = min(matrix.shape)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for j in range(k):
-        left.plot(range(j, k), matrix[j:k, j], marker="o", ms=3, label=f"task {j}")
-    left.set_xlabel("after training task i")
-    left.set_ylabel(f"{score} on task j")
-    if k <= 10:
-        left.legend(fontsize=7)
-    tasks = np.arange(k)
-    right.plot(tasks, np.diag(matrix)[:k], marker="o", label="just after training it")
-    right.plot(tasks, matrix[k - 1, :k], marker="s", label="after the last task")
-    right.set_xlabel("task j")
-    for ax in (left, right):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    right.set_ylabel(score)
-    right.legend(fontsize=7)
-    fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    """Each task's score over the tasks trained since; just after training it vs at the end."""
+    save_figure(forgetting_figure(matrix, score, title), path)
 
 
 def _losses(run: Run) -> Optional[np.ndarray]:

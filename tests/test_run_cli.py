@@ -81,3 +81,17 @@ def test_missing_data_file_names_the_file(tmp_path, capsys):
     assert main(TINY + [f"run_dir={tmp_path / 'r'}", f"data.root={tmp_path}"]) == 1
     err = capsys.readouterr().err
     assert "t10k-images-idx3-ubyte.gz" in err and str(tmp_path) in err and "CL_MOO_DATA" in err
+
+
+def test_run_writes_the_accuracy_figures_as_png_and_tensorboard_images(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("CL_MOO_DATA", str(data_root))
+    run_dir = tmp_path / "run"
+    assert main(TINY + [f"run_dir={run_dir}"]) == 0
+    for name in ("accuracy_matrix.png", "accuracy_over_time.png"):
+        png = run_dir / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert {"accuracy/matrix", "accuracy/over_time"} <= set(events.Tags()["images"])
