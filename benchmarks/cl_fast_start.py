@@ -4,8 +4,8 @@
 Split MNIST, one epoch per task, on ONE stream for every method:
 
 * the hypernetwork (von Oswald et al. 2020) with a new task's embedding drawn at random
-  (``emb_init=random``, the previous default) and copied from the previous task's
-  (``emb_init=previous``, the hypercl reference code's option, the new default);
+  (``emb_init=random``, the default) and copied from the previous task's
+  (``emb_init=previous``, the hypercl reference code's option);
 * Avalanche's ``Naive``, ``EWC`` and ``LwF`` on a multi-head MLP of the same width.
 
 Reported per method (mean over seeds): average final accuracy, average forgetting, and for the

@@ -68,6 +68,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (FileExistsError, FileNotFoundError, RuntimeError) as exc:
         print(f"cl_moo.run: {exc}", file=sys.stderr)
         return 1
+    except (OSError, ValueError, TypeError) as exc:  # e.g. a full disk, a strategy refusing its input
+        print(f"cl_moo.run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     if result.get("data_note"):
         print(f"NOTE: {result['data_note']}")
     print(f"metrics: {result['tensorboard'].rsplit('/', 1)[0]}/metrics.json")

@@ -13,14 +13,18 @@ from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
+from cl_moo import ACTIVATIONS, INIT_SCHEMES
+from strategies.solvers import SOLVERS
+
+# choices come from the registries, so a registered solver, activation or init scheme is accepted
 CHOICES: Dict[str, Sequence] = {
     "device": ("auto", "cpu", "cuda"),
-    "hnet.init": ("hyperfan_in", "hyperfan_out", "kaiming", "xavier"),
-    "hnet.activation": ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "linear"),
-    "target.activation": ("relu", "leaky_relu", "elu", "sigmoid", "tanh"),
+    "hnet.init": tuple(INIT_SCHEMES),
+    "hnet.activation": tuple(ACTIVATIONS),
+    "target.activation": tuple(a for a in ACTIVATIONS if a != "linear"),
     "strategy.reg_targets": ("stored", "online"),
     "strategy.task_inference": ("given", "entropy"),
-    "strategy.solver": ("ls", "epo"),
+    "strategy.solver": tuple(SOLVERS),
     "benchmark.builder": ("tensors", "avalanche"),
 }
 BOOLEANS = ("resume", "progress", "data.download", "data.verify", "hnet.mip", "hnet.chunked", "hnet.last_activation",

@@ -39,6 +39,7 @@ def build_hypernetwork(
     probe_conditions: Optional[torch.Tensor] = None,
     residual_scale: float = 0.01,
     param_names: Optional[Sequence[str]] = None,
+    generator: Optional[str] = None,
 ) -> Hypernetwork:
     """Builds and initialises a hypernetwork for ``target`` (an ``nn.Module`` or a ``FunctionalTarget``).
 
@@ -46,6 +47,8 @@ def build_hypernetwork(
     the target's current weights. ``input_range``: ``"unit"`` for conditions in [0, 1] (rays),
     ``"unbounded"`` for learned embeddings (a logistic first). ``probe_conditions``: samples of
     the conditions the hypernetwork will see, for the init (default: uniform / normal).
+    ``generator``: a name in :data:`GENERATORS` (default: ``"chunked"`` when ``chunk_size`` is
+    given, else ``"mlp"``); a registered generator gets the common keyword arguments.
     """
     if init not in INIT_SCHEMES:
         raise ValueError(f"unknown init scheme {init!r}; choose one of {list(INIT_SCHEMES)}")
@@ -55,16 +58,25 @@ def build_hypernetwork(
         raise ValueError(f"hidden widths must be integers >= 1, got {list(hidden)}")
     if not isinstance(target, FunctionalTarget):
         target = FunctionalTarget(target, param_names)
+    elif param_names is not None and list(param_names) != target.param_names:
+        raise ValueError("param_names applies when target is an nn.Module; this FunctionalTarget already selects "
+                         f"{target.param_names}")
     common: Dict[str, Any] = dict(hidden=tuple(hidden), activation=activation, last_activation=last_activation,
                                   mip_encoding=mip, residual=mip, input_range=input_range)
-    if chunk_size is None:
-        hnet: Hypernetwork = GENERATORS["mlp"](target, cond_dim, **common)
-    else:
-        hnet = GENERATORS["chunked"](target, cond_dim, chunk_size=chunk_size, chunk_emb_dim=chunk_emb_dim, **common)
+    generator = generator or ("mlp" if chunk_size is None else "chunked")
+    if generator not in GENERATORS:
+        raise ValueError(f"unknown generator {generator!r}; choose one of {sorted(GENERATORS)}")
+    if generator == "chunked":
+        if chunk_size is None:
+            raise ValueError("the chunked generator needs chunk_size=<entries per chunk>")
+        common.update(chunk_size=chunk_size, chunk_emb_dim=chunk_emb_dim)
+    elif chunk_size is not None and generator == "mlp":
+        raise ValueError(f"chunk_size={chunk_size} applies to the chunked generator, not {generator!r}")
+    hnet: Hypernetwork = GENERATORS[generator](target, cond_dim, **common)
     init_hypernetwork(hnet, init, target_gain=target_gain, probe_conditions=probe_conditions,
                       residual_scale=residual_scale)
     hnet.build_options = {
-        "generator": "chunked" if chunk_size is not None else "mlp", "cond_dim": cond_dim,
+        "generator": generator, "cond_dim": cond_dim,
         "chunk_size": chunk_size, "chunk_emb_dim": chunk_emb_dim if chunk_size is not None else None,
         "hidden": list(hidden), "activation": activation, "last_activation": last_activation, "mip": mip,
         "input_range": input_range, "init": init, "target_gain": target_gain,

@@ -8,8 +8,8 @@ weights have the variance a well-initialised target layer would have:
 * hyperfan-in:  ``Var(W) = c / (c_b fan_in)``,  ``Var(b) = 1 / 2`` when biases are generated
 * hyperfan-out: ``Var(W) = c / fan_out``,       ``Var(b) = max(0, 1 - fan_in / fan_out)``
 
-with ``c = 2`` for ReLU target layers and ``1`` for linear ones, ``c_b = 2`` when biases are
-generated too, and conv fans including the receptive field. ``E||a||^2`` is measured on probe
+with ``c = 2`` for ReLU target layers and ``1`` for linear ones, ``c_b = 2`` when the layer's bias
+is generated too (per layer), and conv fans including the receptive field. ``E||a||^2`` is measured on probe
 conditions from the distribution the hypernetwork will see, so it holds for any activation.
 
 Everything is read from the head contract (:meth:`Hypernetwork.head_pieces`): each head row
@@ -54,11 +54,13 @@ def target_variances(
     if isinstance(layout, Hypernetwork):
         layout = layout.layout
     by_name = dict(zip(layout.names, layout.shapes))
-    has_bias = any(len(s) == 1 for s in layout.shapes)
-    c, c_b = target_gain, (2.0 if has_bias else 1.0)
+    c = target_gain
     out: List[float] = []
     for name, shape in zip(layout.names, layout.shapes):
         if len(shape) >= 2:
+            # c_b = 2 when this layer's bias is generated too (half the output variance comes from it)
+            bias = name.rsplit(".", 1)[0] + ".bias" if name.endswith(".weight") else None
+            c_b = 2.0 if bias in by_name else 1.0
             fan_in, fan_out = _fans(shape)
             out.append(c / (c_b * fan_in) if scheme == "hyperfan_in" else c / fan_out)
             continue
@@ -261,4 +263,5 @@ def init_hypernetwork(
                 "matched; a chunk size that divides the tensor sizes helps", stacklevel=3)
     if hnet.theta0 is not None:
         _start_at_theta0(hnet, hnet.encoder(hnet.check_conditions(probe[:32])), residual_scale)
+        hnet.init_report = None  # the residual starts at theta_0: Delta theta is residual_scale of it, by design
     return hnet

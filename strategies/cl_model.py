@@ -53,12 +53,19 @@ class TaskConditionedHypernetwork(MultiTaskModule):
         """Hypernetwork parameters plus the target's own learnable (non-generated) ones."""
         return list(self.hnet.parameters()) + [p for p in self.target.parameters() if p.requires_grad]
 
+    def param_groups(self, *, lr: float, emb_lr: Optional[float] = None) -> List[Dict[str, object]]:
+        """The two optimizer groups the strategy needs: ``shared`` and (empty until a task starts)
+        ``task_embedding``; e.g. ``torch.optim.Adam(model.param_groups(lr=1e-4))``."""
+        return [{"params": self.shared_parameters(), "lr": lr, "name": "shared"},
+                {"params": [], "lr": lr if emb_lr is None else emb_lr, "name": "task_embedding"}]
+
     def _new_embedding(self, task: int) -> torch.Tensor:
         device = self.hnet.output_head().weight.device
         if self.emb_init == "previous" and task > 0:
             return self.task_embeddings[task - 1].detach().clone()
         gen = torch.Generator().manual_seed(self.seed * 100_003 + task)
-        return (torch.randn(self.emb_dim, generator=gen) * self.emb_std).to(device)
+        dtype = self.hnet.output_head().weight.dtype
+        return (torch.randn(self.emb_dim, generator=gen) * self.emb_std).to(device, dtype)
 
     def ensure_tasks(self, n: int) -> None:
         """Adds embeddings until there are ``n`` (tasks are numbered 0, 1, ...)."""

@@ -34,7 +34,7 @@ from torch import nn
 from cl_moo import make_adam
 
 from .cl_model import TaskConditionedHypernetwork
-from .regularizer import OutputRegularizer, TargetMode
+from .regularizer import OutputRegularizer, TargetMode, check_lookahead_optimizer
 from .regularizer_plugin import OutputRegularizerPlugin
 
 SHARED, EMBEDDING = 0, 1  # parameter-group indices
@@ -46,6 +46,8 @@ UNSUPPORTED_PLUGINS = {
     "CWRStarPlugin": "it consolidates the weights of a named classifier layer of the model; here every weight is "
                      "generated per task",
     "RWalkPlugin": "it tracks a fixed set of parameters, but every new task adds a task-embedding parameter",
+    "GDumbPlugin": "it restarts from a fresh copy of the model at every experience, while the output regularizer "
+                   "anchors earlier tasks to the outputs of the model it replaced",
 }
 
 
@@ -80,8 +82,8 @@ class HypernetworkStrategy(SupervisedTemplate):
     must carry task labels; each training experience belongs to one task.
 
     ``optimizer``: by default Adam (fused where available) with the two groups above. A user
-    optimizer must hold exactly ``model.shared_parameters()`` in its first group; the strategy
-    adds the ``task_embedding`` group (learning rate ``emb_lr``) if it is missing.
+    optimizer must have the same two groups, built with ``model.param_groups(lr=..., emb_lr=...)``
+    before any scheduler, so schedules act on both.
     """
 
     def __init__(
@@ -149,22 +151,23 @@ class HypernetworkStrategy(SupervisedTemplate):
     # ------------------------------------------------------------------ optimizer
     def _checked_optimizer(self, model: TaskConditionedHypernetwork, optimizer: Optional[torch.optim.Optimizer],
                            betas: tuple) -> torch.optim.Optimizer:
-        shared = model.shared_parameters()
         if optimizer is None:
-            return make_adam([{"params": shared, "name": "shared"},
-                              {"params": [], "lr": self.emb_lr, "name": "task_embedding"}], lr=self.lr, betas=betas)
+            optimizer = make_adam(model.param_groups(lr=self.lr, emb_lr=self.emb_lr), lr=self.lr, betas=betas)
+        shared = model.shared_parameters()
         first = optimizer.param_groups[0]["params"]
         if {id(p) for p in first} != {id(p) for p in shared} or len(first) != len(shared):
             raise ValueError(
                 "the optimizer's first parameter group must hold exactly model.shared_parameters() (the "
-                "hypernetwork and the target's non-generated parameters); build it as "
-                "torch.optim.Adam(model.shared_parameters(), lr=...); the strategy adds the task-embedding group"
+                "hypernetwork and the target's non-generated parameters); build the optimizer as "
+                "torch.optim.Adam(model.param_groups(lr=..., emb_lr=...))"
             )
-        if len(optimizer.param_groups) == 1:
-            optimizer.add_param_group({"params": [], "lr": self.emb_lr, "name": "task_embedding"})
-        elif len(optimizer.param_groups) != 2 or optimizer.param_groups[EMBEDDING]["params"]:
-            raise ValueError("the optimizer may hold one group (shared parameters) or two (shared, and an empty "
-                             "group for the task embedding); it has " f"{len(optimizer.param_groups)}")
+        if len(optimizer.param_groups) != 2 or optimizer.param_groups[EMBEDDING]["params"]:
+            raise ValueError(
+                f"the optimizer has {len(optimizer.param_groups)} parameter group(s); it needs two, the shared "
+                "parameters and an empty group for the current task's embedding, both present before any "
+                "scheduler is built: torch.optim.Adam(model.param_groups(lr=..., emb_lr=...))")
+        if self.lookahead:
+            check_lookahead_optimizer(optimizer)
         return optimizer
 
     def make_optimizer(self, **kwargs: Any) -> None:
@@ -284,7 +287,6 @@ class HypernetworkStrategy(SupervisedTemplate):
             "trained_tasks": list(self.trained_tasks),
             "total_iterations": self.total_iterations,
             "optimizer_lrs": [g["lr"] for g in self.optimizer.param_groups],
-            "regularizer": self.regularizer.state_dict(),
         }
 
     def load_cl_state_dict(self, state: dict) -> None:
@@ -296,4 +298,4 @@ class HypernetworkStrategy(SupervisedTemplate):
         self.total_iterations = int(state["total_iterations"])
         for group, lr in zip(self.optimizer.param_groups, state.get("optimizer_lrs", [])):
             group["lr"] = lr
-        self.regularizer.load_state_dict(state["regularizer"], model.hnet)
+        # the regularizer's targets are recorded anew at the next experience (before_training_exp)

@@ -193,9 +193,9 @@ class ParetoHypernetworkStrategy:
         self.target.to(self.device)
         params = list(self.hnet.parameters()) + [p for p in self.target.parameters() if p.requires_grad]
         self.optimizer = make_adam(params, lr=lr)
-        self.train_epochs = train_epochs
-        self.train_mb_size = train_mb_size
-        self.eval_mb_size = eval_mb_size
+        self.train_epochs = _positive_int(train_epochs, "train_epochs", " (passes over the data)")
+        self.train_mb_size = _positive_int(train_mb_size, "train_mb_size", "")
+        self.eval_mb_size = _positive_int(eval_mb_size, "eval_mb_size", "")
         self.plugins = list(plugins)
         self.iteration = 0
         self.last_loss = float("nan")

@@ -39,6 +39,20 @@ class _Apply(nn.Module):
         return self.fn(self.hnet)
 
 
+def check_lookahead_optimizer(optimizer: torch.optim.Optimizer) -> None:
+    """Refuses optimizers whose step :func:`lookahead_delta` cannot predict exactly."""
+    kind = type(optimizer)
+    if kind not in (torch.optim.Adam, torch.optim.SGD):
+        raise TypeError(f"look-ahead predicts the step of torch.optim.Adam and plain torch.optim.SGD only, not "
+                        f"{kind.__name__}; turn lookahead off or use one of those")
+    for group in optimizer.param_groups:
+        bad = {k: group.get(k) for k in ("weight_decay", "amsgrad", "maximize", "momentum", "nesterov", "dampening")
+               if group.get(k)}
+        if bad:
+            raise TypeError(f"look-ahead cannot predict a {kind.__name__} step with {bad}; turn lookahead off or "
+                            "drop those options")
+
+
 @torch.no_grad()
 def lookahead_delta(optimizer: torch.optim.Optimizer) -> Dict[nn.Parameter, torch.Tensor]:
     """The update ``optimizer.step()`` would make now, without touching its state.
@@ -51,7 +65,7 @@ def lookahead_delta(optimizer: torch.optim.Optimizer) -> Dict[nn.Parameter, torc
             if p.grad is None:
                 continue
             g = p.grad
-            if isinstance(optimizer, torch.optim.Adam):
+            if type(optimizer) is torch.optim.Adam:
                 beta1, beta2 = group["betas"]
                 state = optimizer.state.get(p, {})
                 step = float(state.get("step", 0)) + 1
@@ -60,7 +74,7 @@ def lookahead_delta(optimizer: torch.optim.Optimizer) -> Dict[nn.Parameter, torc
                 m_hat = m / (1 - beta1**step)
                 v_hat = v / (1 - beta2**step)
                 delta[p] = -group["lr"] * m_hat / (v_hat.sqrt() + group["eps"])
-            elif isinstance(optimizer, torch.optim.SGD) and not group.get("momentum"):
+            elif type(optimizer) is torch.optim.SGD and not group.get("momentum"):
                 delta[p] = -group["lr"] * g
             else:
                 raise TypeError(

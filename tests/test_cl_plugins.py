@@ -63,24 +63,52 @@ class LrSeen(SupervisedPlugin):
         self.lrs = []
 
     def before_update(self, strategy, **kwargs):
-        self.lrs.append(strategy.optimizer.param_groups[0]["lr"])
+        self.lrs.append([g["lr"] for g in strategy.optimizer.param_groups])
 
 
 def test_lr_scheduler_plugin_changes_the_learning_rate_used(tiny_pmnist):
     model = build_cl_model(nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)), emb_dim=8,
                            chunk_size=3000, hidden=(16,))
-    optimizer = torch.optim.Adam(model.shared_parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.param_groups(lr=1e-3, emb_lr=2e-3))
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     seen = LrSeen()
     strategy = make_strategy(iterations=4, model=model, optimizer=optimizer,
-                             plugins=[LRSchedulerPlugin(scheduler, step_granularity="iteration", reset_lr=False,
-                                                        reset_scheduler=False), seen])
+                             plugins=[LRSchedulerPlugin(scheduler, step_granularity="iteration"), seen])
     strategy.train(tiny_pmnist.train_stream[0])
-    assert seen.lrs == pytest.approx([1e-3, 5e-4, 2.5e-4, 1.25e-4])
-    assert strategy.optimizer is optimizer and len(optimizer.param_groups) == 2  # the embedding group was added
-    # the optimizer persists across experiences, so the schedule continues
+    assert [lrs[0] for lrs in seen.lrs] == pytest.approx([1e-3, 5e-4, 2.5e-4, 1.25e-4])
+    assert [lrs[1] for lrs in seen.lrs] == pytest.approx([2e-3, 1e-3, 5e-4, 2.5e-4])  # the embedding group too
+    assert strategy.optimizer is optimizer
+    # the optimizer persists across experiences; the plugin's default resets both groups' rates per experience
     strategy.train(tiny_pmnist.train_stream[1])
-    assert seen.lrs[4] == pytest.approx(1e-3 * 0.5 ** 4)
+    assert seen.lrs[4] == pytest.approx([1e-3, 2e-3])
+
+
+def test_a_one_group_optimizer_is_refused_before_a_scheduler_could_miss_the_embedding():
+    model = build_cl_model(nn.Sequential(nn.Linear(784, 10)), emb_dim=4, chunk_size=3000, hidden=(8,))
+    with pytest.raises(ValueError, match=r"needs two.*model.param_groups"):
+        make_strategy(model=model, optimizer=torch.optim.Adam(model.shared_parameters(), lr=1e-3))
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda m: torch.optim.AdamW(m.param_groups(lr=1e-3)),
+    lambda m: torch.optim.Adam(m.param_groups(lr=1e-3), weight_decay=1e-4),
+    lambda m: torch.optim.SGD(m.param_groups(lr=1e-3), momentum=0.9),
+])
+def test_lookahead_refuses_optimizers_whose_step_it_cannot_predict(optimizer):
+    model = build_cl_model(nn.Sequential(nn.Linear(784, 10)), emb_dim=4, chunk_size=3000, hidden=(8,))
+    with pytest.raises(TypeError, match="look-ahead"):
+        make_strategy(model=model, optimizer=optimizer(model), lookahead=True)
+
+
+def test_lookahead_training_adds_the_regularizer_after_the_plugins_penalties(tiny_pmnist):
+    runs = []
+    for lookahead in (False, True):
+        strategy = make_strategy(iterations=5, lookahead=lookahead)
+        strategy.train(tiny_pmnist.train_stream[0])
+        strategy.train(tiny_pmnist.train_stream[1])
+        assert strategy.last_reg_loss > 0
+        runs.append(hnet_params(strategy))
+    assert not torch.allclose(runs[0], runs[1])
 
 
 def test_an_optimizer_over_other_parameters_is_refused():
@@ -192,6 +220,9 @@ def test_new_task_embedding_initialisation(tiny_pmnist, emb_init):
 @pytest.mark.parametrize("plugin,reason", [
     (lambda: __import__("avalanche.training.plugins", fromlist=["LFLPlugin"]).LFLPlugin(lambda_e=0.1), "feature"),
     (lambda: __import__("avalanche.training.plugins", fromlist=["RWalkPlugin"]).RWalkPlugin(), "task-embedding"),
+    (lambda: __import__("avalanche.training.plugins", fromlist=["GDumbPlugin"]).GDumbPlugin(mem_size=64), "fresh copy"),
+    (lambda: (lambda cls: cls.__new__(cls))(__import__("avalanche.training.plugins", fromlist=["CWRStarPlugin"])
+                                           .CWRStarPlugin), "classifier"),
     (lambda: __import__("avalanche.training.plugins", fromlist=["SynapticIntelligencePlugin"])
      .SynapticIntelligencePlugin(si_lambda=1.0), "importances stay 0"),
 ])
@@ -200,8 +231,8 @@ def test_plugins_that_cannot_work_are_refused_with_the_reason(plugin, reason):
         make_strategy(plugins=[plugin()])
 
 
-def test_mas_gem_agem_and_gdumb_change_training(tiny_pmnist):
-    from avalanche.training.plugins import AGEMPlugin, GDumbPlugin, GEMPlugin, MASPlugin
+def test_mas_gem_and_agem_change_training(tiny_pmnist):
+    from avalanche.training.plugins import AGEMPlugin, GEMPlugin, MASPlugin
 
     def final(plugins):
         strategy = make_strategy(iterations=4, plugins=plugins)
@@ -211,5 +242,5 @@ def test_mas_gem_agem_and_gdumb_change_training(tiny_pmnist):
 
     plain = final([])
     for plugin in (MASPlugin(lambda_reg=1.0), GEMPlugin(patterns_per_experience=16, memory_strength=0.5),
-                   AGEMPlugin(patterns_per_experience=16, sample_size=16), GDumbPlugin(mem_size=64)):
+                   AGEMPlugin(patterns_per_experience=16, sample_size=16)):
         assert not torch.allclose(plain, final([plugin])), type(plugin).__name__

@@ -7,28 +7,8 @@ from torch.utils.data import TensorDataset
 from cl_moo.moo_metrics import RayError, evaluation_rays, hypervolume, non_dominated, uniformity
 from strategies import ParetoHypernetworkStrategy, epo_weights
 
-A = torch.tensor([1.0, 0.0, 0.5])
-B = torch.tensor([0.0, 1.0, -0.5])
-D = float((A - B).pow(2).sum())
+from two_quadratics import D, Point, quad_a, quad_b
 
-
-class Point(nn.Module):
-    """Target 'network' whose output is its own parameter vector theta."""
-
-    def __init__(self):
-        super().__init__()
-        self.theta = nn.Parameter(torch.zeros(3))
-
-    def forward(self, x):
-        return self.theta.expand(x.shape[0], -1)
-
-
-def quad_a(out):
-    return (out - A).pow(2).sum(-1).mean()
-
-
-def quad_b(out):
-    return (out - B).pow(2).sum(-1).mean()
 
 
 def exact_losses(rays):

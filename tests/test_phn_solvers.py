@@ -15,29 +15,10 @@ from cl_moo.moo_metrics import RayError, evaluation_rays
 from strategies.epo import epo_weights
 from strategies.phn import ParetoHypernetworkStrategy
 from strategies.solvers import EPO, SOLVERS, LinearScalarization, Solver
+from two_quadratics import A, B, Point, quad_a, quad_b
 
 ROOT = Path(__file__).resolve().parents[1]
-A = torch.tensor([1.0, 0.0, 0.5])
-B = torch.tensor([0.0, 1.0, -0.5])
 
-
-class Point(nn.Module):
-    """Target whose output is its own parameter vector theta (one row per input sample)."""
-
-    def __init__(self):
-        super().__init__()
-        self.theta = nn.Parameter(torch.zeros(3))
-
-    def forward(self, x):
-        return self.theta.expand(x.shape[0], -1)
-
-
-def quad_a(out):
-    return (out - A).pow(2).sum(-1).mean()
-
-
-def quad_b(out):
-    return (out - B).pow(2).sum(-1).mean()
 
 
 def per_sample_loss(out):
