@@ -85,6 +85,11 @@ class EPO(Solver):
         self.steps = 0
 
     def get_weighted_loss(self, losses: torch.Tensor, rays: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        low = float(losses.detach().min())
+        if low < 0:
+            raise ValueError(
+                f"EPO needs non-negative losses (it balances the shares r_i l_i / sum_j r_j l_j), got a loss of "
+                f"{low:.4g}; shift the objective by a constant lower bound, or use solver='ls'")
         G = self.per_objective_gradients(losses, weights)
         grams = torch.bmm(G, G.transpose(1, 2)).detach().cpu().double().numpy()
         results = epo_weights_batch(losses.detach().cpu().double().numpy(), rays.detach().cpu().double().numpy(),

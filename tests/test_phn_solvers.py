@@ -95,11 +95,11 @@ def test_epo_fallback_weights_sum_to_m_like_solved_steps(caplog):
     assert solved.mode != "fallback" and fallback.mode == "fallback"
     assert solved.weights.sum() == pytest.approx(3) and fallback.weights.sum() == pytest.approx(3)
     np.testing.assert_allclose(fallback.weights, 3 * r / r.sum())
-    # through the solver: r * l <= 0 has no EPO LP, so every ray uses m * r / sum(r) and is counted
+    # through the solver: r * l = 0 has no EPO LP, so every ray uses m * r / sum(r) and is counted
     phn = make(solver="epo", rays_per_step=2)
     rays = torch.tensor([[0.25, 0.75], [0.6, 0.4]])
     flat = phn.hnet.forward_flat(rays)
-    values = torch.stack([-flat.pow(2).sum(1) - 1.0, -flat.pow(2).sum(1) - 2.0], dim=1)
+    values = torch.stack([0.0 * flat.pow(2).sum(1), 0.0 * flat.sum(1)], dim=1)
     with caplog.at_level("WARNING"):
         loss = phn.solver(values, rays, flat)
     expected = (2 * rays * values).sum(1).mean()
@@ -309,3 +309,11 @@ def test_phn_and_solvers_import_without_avalanche():
             "bad = [m for m in sys.modules if m.startswith('avalanche')]; assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_epo_refuses_negative_losses_instead_of_a_distorted_lp():
+    solver = EPO()
+    weights = torch.randn(2, 3, requires_grad=True)
+    losses = torch.stack([weights.sum(1), -(weights.pow(2).sum(1)) - 1.0], dim=1)
+    with pytest.raises(ValueError, match="non-negative losses.*solver='ls'"):
+        solver(losses, torch.tensor([[0.5, 0.5], [0.2, 0.8]]), weights)
