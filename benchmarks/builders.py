@@ -79,7 +79,7 @@ def build_phn_from_config(cfg: DictConfig, n_features: int, losses, device: torc
     )
 
 
-def built_description(hnet, target_module: nn.Module, cfg: DictConfig) -> Dict[str, Any]:
+def built_description(hnet, target_module: nn.Module) -> Dict[str, Any]:
     """What was built, for ``metrics.json``: the builder's options and the target's layers."""
     return {"hnet": None if hnet is None else dict(hnet.build_options or {}), "target": {
         "hidden": [m.out_features for m in target_module.modules() if isinstance(m, nn.Linear)][:-1],

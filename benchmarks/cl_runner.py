@@ -174,7 +174,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
     benchmark, info = make_benchmark(cfg)
     classification = cfg.benchmark.name != "regression"
     model = build_cl_model_from_config(cfg, info)
-    built = built_description(model.hnet, model.target.module, cfg)
+    built = built_description(model.hnet, model.target.module)
     writer = SummaryWriter(str(run.path / "tensorboard"))
     monitor = LossMonitor(bound=CE_BOUND if classification else None)
     try:

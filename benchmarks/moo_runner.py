@@ -209,7 +209,7 @@ def _train_phn(job: _Job, train_data, info: Dict[str, Any], rays: np.ndarray, x:
     """PHN-LS / PHN-EPO: trains the epochs not yet done (checkpoint after each); test logits of every ray."""
     cfg, run, monitor = job.cfg, job.run, job.monitor
     strategy = build_phn_from_config(cfg, info["n_features"], FAIRNESS_LOSSES, job.device)
-    built = built_description(strategy.hnet, strategy.target.module, cfg)
+    built = built_description(strategy.hnet, strategy.target.module)
     done = 0
     if state is not None:
         check_same_build(state.get("built"), built, run.path)
@@ -252,7 +252,7 @@ def _train_separate(job: _Job, train_data, info: Dict[str, Any], rays: np.ndarra
     """PHN's LS row: one plain target network per ray (checkpoint after each); their test logits."""
     cfg, run, monitor = job.cfg, job.run, job.monitor
     probe = make_target(cfg, info["n_features"], 1)  # shape only: every model below reseeds the RNGs
-    built = {"target": built_description(None, probe, cfg)["target"], "hnet": None}
+    built = {"target": built_description(None, probe)["target"], "hnet": None}
     logits: List[torch.Tensor] = []
     if state is not None:
         check_same_build(state.get("built"), built, run.path)

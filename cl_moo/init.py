@@ -14,10 +14,10 @@ conditions from the distribution the hypernetwork will see, so it holds for any 
 
 Everything is read from the head contract (:meth:`Hypernetwork.head_pieces`): each head row
 gets the mean of ``Var(w) / E||a||^2`` over the outputs it makes. When one row serves several
-applications (chunking), the generator's per-application scale (chunk embeddings) is first
-scaled UP until ``E||a_i||^2`` is proportional to each application's wanted variance (scaling
-up keeps the chunk embeddings distinct), then a few rounds of proportional fitting match each
-tensor's mean variance. The result (measured / wanted variance per tensor) is stored in
+applications (chunking), a least-squares fit in log space, weighted by tensor size, chooses
+per-row head variances and per-application gains (>= 1) so that each tensor's mean variance
+matches; the gains are realised by scaling the generator's per-application inputs (chunk
+embeddings) UP, which keeps them distinct, and the rows are then fitted again. The result (measured / wanted variance per tensor) is stored in
 ``hnet.init_report`` and shown by ``hnet.summary()``; a tensor off by more than ``warn_ratio``
 gives a warning.
 
