@@ -10,6 +10,7 @@ training loss ends far above where it began is flagged (``"diverged"``, ``"warni
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -145,7 +146,7 @@ def _restore(state: Dict[str, Any], strategy: HypernetworkStrategy, monitor: Los
         monitor.load_state_dict(state["losses"])
     set_rng_state(state["rng"])
     run.log.say(f"resuming {run.path} after experience {state['next_experience'] - 1}")
-    return {"matrix": state["matrix"], "next_experience": state["next_experience"], "elapsed": state["elapsed"]}
+    return {key: state[key] for key in ("matrix", "next_experience", "elapsed", "train_s", "eval_s") if key in state}
 
 
 def _log_scalars(writer: SummaryWriter, name: str, row: List[float], summary: Dict[str, float], i: int) -> None:
@@ -157,13 +158,28 @@ def _log_scalars(writer: SummaryWriter, name: str, row: List[float], summary: Di
     writer.flush()
 
 
-def _train_experience(strategy: HypernetworkStrategy, benchmark, i: int, key: str) -> Tuple[List[float], float]:
-    """Trains experience ``i``, evaluates on every test experience: (row of scores, seconds taken)."""
+def _train_experience(strategy: HypernetworkStrategy, benchmark, i: int, key: str,
+                      eval_tasks: str) -> Tuple[List[float], float, float]:
+    """Trains experience ``i``, then evaluates every test experience (``eval_tasks="all"``) or only
+    experience ``i`` (``"current"``; every one after the last): (row of scores, NaN where not
+    evaluated; training seconds; evaluation seconds)."""
+    n_tasks = len(benchmark.test_stream)
     t0 = time.perf_counter()
     strategy.train(benchmark.train_stream[i])
-    results = strategy.eval(benchmark.test_stream)
-    n_tasks = len(benchmark.test_stream)
-    return _scores(results, key, n_tasks), time.perf_counter() - t0
+    _synchronize(strategy.device)
+    t1 = time.perf_counter()
+    stream = benchmark.test_stream if eval_tasks == "all" or i == n_tasks - 1 else benchmark.test_stream[i:i + 1]
+    results = strategy.eval(stream)
+    row = _scores(results, key, n_tasks)
+    evaluated = {exp.current_experience for exp in stream}  # Avalanche's results also hold earlier evaluations
+    row = [v if j in evaluated else math.nan for j, v in enumerate(row)]
+    return row, t1 - t0, time.perf_counter() - t1
+
+
+def _synchronize(device: torch.device) -> None:
+    """Waits for queued GPU work, so that a timing covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
@@ -183,26 +199,33 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
         if state is not None:
             progress = _restore(state, strategy, monitor, built, run)
         matrix, elapsed = progress["matrix"], progress["elapsed"]
+        times = {"train_s": list(progress.get("train_s", [])), "eval_s": list(progress.get("eval_s", []))}
         n_tasks = len(benchmark.train_stream)
         key, name = ("Top1_Acc_Exp", "accuracy") if classification else ("MSE_Exp", "mse")
         for i in range(progress["next_experience"], n_tasks):
-            row, seconds = _train_experience(strategy, benchmark, i, key)
-            elapsed += seconds
+            row, train_s, eval_s = _train_experience(strategy, benchmark, i, key, cfg.train.eval_tasks)
+            elapsed += train_s + eval_s
+            times["train_s"].append(train_s)
+            times["eval_s"].append(eval_s)
             matrix.append(row)
             summary = cl_summary(matrix, higher_is_better=classification)
             _log_scalars(writer, name, row, summary, i)
+            writer.add_scalar("time/train_s_per_task", train_s, i)
+            memory = peak_memory_mb(device)
             run.log.say(f"after task {i}: {name} per task {[round(v, 4) for v in row[: i + 1]]}, "
-                        f"average {summary['average_final']:.4f}")
+                        f"average {summary['average_final']:.4f}; train {train_s:.2f} s, eval {eval_s:.2f} s, "
+                        + ", ".join(f"{k} {v:.0f}" for k, v in memory.items()))
             save_checkpoint(run.checkpoint, {
                 "kind": KIND, "config": config, "built": built, "strategy": strategy.cl_state_dict(),
                 "matrix": matrix, "next_experience": i + 1, "elapsed": elapsed, "rng": rng_state(),
-                "losses": monitor.state_dict(),
+                "losses": monitor.state_dict(), **times,
             })
         warnings = monitor.warnings(f"lower train.lr (now {cfg.train.lr}) and run again in a new run_dir")
         for w in warnings:
             run.log.warn(w)
         _figures(writer, run.path, matrix, name)
         result = _result(cfg, run, model, matrix, classification, elapsed, device, info, config, built)
+        result.update({"task_train_s": times["train_s"], "task_eval_s": times["eval_s"]})
         result.update({"diverged": bool(warnings), "warnings": warnings})
         write_json(run.metrics, result, overwrite=False)
         return result
@@ -227,7 +250,7 @@ def _result(cfg: DictConfig, run: RunFolder, model, matrix: List[List[float]], c
     return {
         "benchmark": cfg.benchmark.name, "strategy": cfg.strategy.name, "preset": cfg.preset, "seed": cfg.seed,
         "score": "accuracy" if classification else "mse",
-        "matrix": matrix, **summary,
+        "matrix": [[None if math.isnan(v) else v for v in row] for row in matrix], **summary,
         "wall_time_s": elapsed, "device": str(device),
         "params": {"hnet_generator": hnet.num_generator_params, "hnet_theta0": hnet.num_params - hnet.num_generator_params,
                    "task_embeddings": model.num_tasks * model.emb_dim, "target_weights": hnet.num_weights,

@@ -26,6 +26,7 @@ CHOICES: Dict[str, Sequence] = {
     "strategy.task_inference": ("given", "entropy"),
     "strategy.solver": tuple(SOLVERS),
     "benchmark.builder": ("tensors", "avalanche"),
+    "train.eval_tasks": ("all", "current"),
 }
 BOOLEANS = ("resume", "progress", "data.download", "data.verify", "hnet.mip", "hnet.chunked", "hnet.last_activation",
             "strategy.lookahead")
@@ -54,7 +55,7 @@ RESUME_SAFE_KEYS = ("resume", "progress", "run_dir", "data.root", "data.download
 RESUME_IGNORED_PREFIXES = ("benchmark.presets.",)
 # keys one kind of run does not read: setting them on the command line is an error, not a no-op
 NOT_READ = {
-    "pareto": ("hnet.emb_dim", "train.iterations"),
+    "pareto": ("hnet.emb_dim", "train.iterations", "train.eval_tasks"),
     "continual": ("train.epochs",),
 }
 

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -18,23 +19,30 @@ def cl_summary(matrix: Sequence[Sequence[float]], *, higher_is_better: bool = Tr
     """Average final score, per-task and average forgetting, BWT of a (partial) result matrix.
 
     ``matrix`` may hold only the first k rows (k tasks trained so far); entries for tasks not
-    yet trained are ignored.
+    yet trained are ignored. Entries not evaluated (NaN or None, e.g. a run that evaluates only the
+    task just trained) are skipped: the average is over the evaluated tasks of the last row, and
+    forgetting uses the evaluated earlier scores of each task that the last row evaluated.
     """
-    rows = [list(map(float, r)) for r in matrix]
+    rows = [[math.nan if v is None else float(v) for v in r] for r in matrix]
     k = len(rows)
     if k == 0:
         raise ValueError("empty result matrix")
     final = np.array(rows[-1][:k])
+    if np.isnan(final).all():
+        raise ValueError(f"the last row of the result matrix evaluates none of the {k} trained tasks")
     sign = 1.0 if higher_is_better else -1.0
     forgetting: List[float] = []
     bwt: List[float] = []
     for j in range(k - 1):
-        earlier = [rows[i][j] for i in range(j, k - 1)]
+        earlier = [rows[i][j] for i in range(j, k - 1) if not math.isnan(rows[i][j])]
+        if math.isnan(rows[-1][j]) or not earlier:
+            continue
         best = max(earlier) if higher_is_better else min(earlier)
         forgetting.append(sign * (best - rows[-1][j]))
-        bwt.append(sign * (rows[-1][j] - rows[j][j]))
+        if not math.isnan(rows[j][j]):
+            bwt.append(sign * (rows[-1][j] - rows[j][j]))
     return {
-        "average_final": float(final.mean()),
+        "average_final": float(np.nanmean(final)),
         "forgetting_per_task": forgetting,
         "average_forgetting": float(np.mean(forgetting)) if forgetting else 0.0,
         "bwt": float(np.mean(bwt)) if bwt else 0.0,

@@ -15,3 +15,14 @@ def test_summary_for_errors_counts_increase_as_forgetting():
     s = cl_summary([[0.01, 9.0], [2.0, 0.02]], higher_is_better=False)
     assert s["average_forgetting"] == pytest.approx(1.99)
     assert s["bwt"] == pytest.approx(-1.99)
+
+
+def test_summary_skips_entries_that_were_not_evaluated():
+    nan = float("nan")
+    m = [[0.9, nan, nan], [nan, 0.95, nan], [0.7, 0.9, 0.99]]
+    s = cl_summary(m)
+    assert s["average_final"] == pytest.approx((0.7 + 0.9 + 0.99) / 3)
+    assert s["forgetting_per_task"] == pytest.approx([0.2, 0.05])  # from the diagonal alone
+    assert s["bwt"] == pytest.approx(((0.7 - 0.9) + (0.9 - 0.95)) / 2)
+    with pytest.raises(ValueError, match="evaluates none"):
+        cl_summary([[nan]])

@@ -1,3 +1,4 @@
+import torch
 import gzip
 import struct
 
@@ -77,3 +78,17 @@ def test_avalanche_permuted_mnist_runs_the_strategy(full_mnist_standin, tmp_path
 def test_avalanche_builder_without_training_split_names_the_files(test_split_only):
     with pytest.raises(DataFileError, match="train-images-idx3-ubyte.gz.*builder=tensors"):
         avalanche_permuted_mnist(2, root=test_split_only)
+
+
+def test_tasks_beyond_the_copy_budget_permute_one_shared_copy_and_give_the_same_samples(data_root):
+    copied, _ = permuted_mnist(3, root=data_root, train_per_task=40, test_per_task=20)
+    shared, _ = permuted_mnist(3, root=data_root, train_per_task=40, test_per_task=20, max_copy_bytes=0)
+    assert type(shared.train_stream[2].dataset._datasets[0]).__name__ == "PermutedRows"
+    for stream in ("train_stream", "test_stream"):
+        for a, b in zip(getattr(copied, stream), getattr(shared, stream)):
+            for i in (0, 7, len(a.dataset) - 1):
+                xa, ya, ta = a.dataset[i]
+                xb, yb, tb = b.dataset[i]
+                assert torch.equal(xa, xb) and int(ya) == int(yb) and int(ta) == int(tb)
+    x0 = copied.train_stream[0].dataset[0][0]
+    assert not torch.equal(x0, copied.train_stream[1].dataset[0][0])  # tasks really differ

@@ -50,6 +50,18 @@ def test_run_writes_metrics_and_tensorboard(tmp_path, data_root, monkeypatch):
     assert main(TINY + [f"run_dir={run_dir}"]) == 1
 
 
+def test_eval_tasks_current_evaluates_the_task_just_trained_and_all_at_the_end(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("CL_MOO_DATA", str(data_root))
+    run_dir = tmp_path / "run"
+    assert main(TINY + ["train.eval_tasks=current", f"run_dir={run_dir}"]) == 0
+    m = json.loads((run_dir / "metrics.json").read_text())
+    evaluated = [[v is not None for v in row] for row in m["matrix"]]
+    assert evaluated == [[True, False, False], [False, True, False], [True, True, True]]
+    assert len(m["task_train_s"]) == len(m["task_eval_s"]) == 3 and min(m["task_train_s"]) > 0
+    assert m["average_final"] == pytest.approx(sum(m["matrix"][-1]) / 3)
+    assert "train " in (run_dir / "log.txt").read_text()  # per-task times in the log of an unfinished run too
+
+
 def test_resume_after_interruption_gives_identical_metrics(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("CL_MOO_DATA", str(data_root))
     full = tmp_path / "full"
