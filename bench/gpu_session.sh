@@ -11,12 +11,12 @@
 set -u
 # Sizes (a CPU dry run: DEVICE=cpu PY=.venv/bin/python WHEELS=0 TESTS=0 IT10=3 IT100=2 NT100=3 FAIR=0 SPEED=0 bash bench/gpu_session.sh)
 DEVICE=${DEVICE:-cuda} IT10=${IT10:-5000} IT100=${IT100:-300} NT100=${NT100:-100} FAIR=${FAIR:-1} SPEED=${SPEED:-1}
-BUDGET=${BUDGET:-500}
+BUDGET=${BUDGET:-480}
 OUT=${OUT:-/tmp/cl_moo_gpu}
 mkdir -p "$OUT"
 ROOT=$PWD
 if [ -d .whl ] && [ "${WHEELS:-1}" = 1 ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || { echo "wheel install failed"; exit 1; }
   export PYTHONPATH=/tmp/site:$ROOT/.gpu/stubs:$ROOT
 fi
@@ -29,8 +29,9 @@ stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
 
 PY=${PY:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
-$PY -c "import torch, avalanche, pymoo, hydra, cl_moo, strategies, benchmarks.cl_runner, benchmarks.moo_runner; \
-print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tail -3 | tee -a "$OUT/gpu.txt"
+$PY -c "import torch, avalanche, pymoo.indicators.hv, hydra, cl_moo, strategies, benchmarks.cl_runner, benchmarks.moo_runner; \
+print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" >> "$OUT/gpu.txt" 2>&1 || { tail -5 "$OUT/gpu.txt"; exit 1; }
+tail -1 "$OUT/gpu.txt"
 
 stamp "tests (background)"
 [ "${TESTS:-1}" = 1 ] && timeout 300 $PY -m pytest -q -p no:cacheprovider tests/test_device_placement.py tests/test_cl_strategy.py \

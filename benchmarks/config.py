@@ -53,6 +53,9 @@ OBJECTIVES = {"adult": 3, "default": 3, "bank": 3}           # BCE, FP-rate gap,
 # values they set, not as text.
 RESUME_SAFE_KEYS = ("resume", "progress", "run_dir", "data.root", "data.download", "data.verify", "device")
 RESUME_IGNORED_PREFIXES = ("benchmark.presets.",)
+# keys added to the config after runs were recorded: absent from an older run's config means the
+# behaviour it had then, which is this value (so resume and result tables accept those runs)
+ADDED_KEYS = {"train.eval_tasks": "all"}
 # keys one kind of run does not read: setting them on the command line is an error, not a no-op
 NOT_READ = {
     "pareto": ("hnet.emb_dim", "train.iterations", "train.eval_tasks"),
@@ -235,7 +238,7 @@ def resume_changes(old: Dict[str, Any], new: Dict[str, Any]) -> List[Tuple[str, 
     for key in sorted(set(a) | set(b)):
         if key in RESUME_SAFE_KEYS or key.startswith(RESUME_IGNORED_PREFIXES):
             continue
-        before, after = a.get(key, "<absent>"), b.get(key, "<absent>")
+        before, after = (d.get(key, ADDED_KEYS.get(key, "<absent>")) for d in (a, b))
         if before != after:
             changes.append((key, before, after))
     return changes

@@ -63,6 +63,28 @@ KNOWN_FILES: Dict[str, Dict[str, Optional[str]]] = {
         "source": "MNIST training labels",
         "url": "https://ossci-datasets.s3.amazonaws.com/mnist/train-labels-idx1-ubyte.gz",
     },
+    # Fashion-MNIST as in Debian's dataset-fashion-mnist: its .gz headers differ from Zalando's upload
+    # (same idx content), so these sha256 would not match a download from upstream: no url.
+    "FashionMNIST/raw/train-images-idx3-ubyte.gz": {
+        "sha256": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+        "source": "Fashion-MNIST training images (Xiao et al. 2017)",
+        "url": None,
+    },
+    "FashionMNIST/raw/train-labels-idx1-ubyte.gz": {
+        "sha256": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+        "source": "Fashion-MNIST training labels (Xiao et al. 2017)",
+        "url": None,
+    },
+    "FashionMNIST/raw/t10k-images-idx3-ubyte.gz": {
+        "sha256": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+        "source": "Fashion-MNIST test images (Xiao et al. 2017)",
+        "url": None,
+    },
+    "FashionMNIST/raw/t10k-labels-idx1-ubyte.gz": {
+        "sha256": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+        "source": "Fashion-MNIST test labels (Xiao et al. 2017)",
+        "url": None,
+    },
 }
 
 

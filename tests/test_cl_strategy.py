@@ -72,7 +72,7 @@ def test_online_targets_and_subset_match_stored_targets_at_the_start():
     for reg in (stored, online, fast):
         reg.snapshot(model.hnet, embs, [0, 1, 2, 3])
     assert stored.penalty(model.hnet, embs).item() == 0.0
-    assert online.penalty(model.hnet, embs).item() == 0.0
+    assert abs(online.penalty(model.hnet, embs).item()) < 1e-9  # the frozen copy may take other kernels: rounding only
     assert abs(fast.penalty(model.hnet, embs).item()) < 1e-4  # float32 cancellation only
     with torch.no_grad():
         model.hnet.head.bias.add_(0.1)

@@ -70,10 +70,10 @@ def test_a_user_solver_instance_is_the_one_that_trains():
 
 
 def test_solver_names_instances_and_misuse():
-    assert set(SOLVERS) == {"ls", "epo"}
+    assert set(SOLVERS) == {"ls", "epo", "tch", "stch", "hvi"}
     assert isinstance(make(solver="ls").solver, LinearScalarization)
     assert isinstance(make(solver="epo").solver, EPO)
-    with pytest.raises(ValueError, match=r"unknown solver 'pgd'.*\['epo', 'ls'\]"):
+    with pytest.raises(ValueError, match=r"unknown solver 'pgd'.*\['epo', 'hvi', 'ls', 'stch', 'tch'\]"):
         make(solver="pgd")
     with pytest.raises(TypeError, match=r"pass an instance: solver=OnlyFirst\(\)"):
         make(solver=OnlyFirst)

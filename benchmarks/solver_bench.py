@@ -1,0 +1,57 @@
+"""Every PHN solver (ls, epo, tch, stch, hvi) on the fairness benchmarks, through the run runner.
+
+``python -m benchmarks.solver_bench [--seeds 0 1 2] [--benchmarks adult default bank] [--preset small]
+[--solvers ls epo tch stch hvi]`` runs ``strategy=phn_ls strategy.solver=<name>`` for every solver,
+benchmark and seed (one process, one after the other), and writes ``bench/results/solvers.json``
+with per-run HV, uniformity (hard evaluation objectives and soft trained ones) and wall time, and
+their mean and std over seeds. Each solver runs with its defaults (the config names it only).
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+from typing import Dict, List
+
+from benchmarks.fairness_bench import _run, _stats
+from benchmarks.reporting import write_json
+from strategies.solvers import SOLVERS
+
+SOLVER_NAMES = ("ls", "epo", "tch", "stch", "hvi")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--benchmarks", nargs="+", default=["adult", "default", "bank"])
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--solvers", nargs="+", default=list(SOLVER_NAMES), choices=sorted(SOLVERS))
+    parser.add_argument("--out", default="bench/results/solvers.json")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    report: Dict = {"preset": args.preset, "seeds": args.seeds, "strategy": "phn_ls with strategy.solver=<name>",
+                    "benchmarks": {}}
+    for bench in args.benchmarks:
+        rows: Dict[str, Dict[str, List[float]]] = {
+            s: {"hv": [], "uniformity": [], "uniformity_trained": [], "wall_s": []} for s in args.solvers}
+        for seed in args.seeds:
+            for solver in args.solvers:
+                m = _run([f"benchmark={bench}", "strategy=phn_ls", f"strategy.solver={solver}",
+                          f"preset={args.preset}", f"seed={seed}"])
+                rows[solver]["hv"].append(m["hypervolume"])
+                rows[solver]["uniformity"].append(m["uniformity_mean"])
+                rows[solver]["uniformity_trained"].append(m["uniformity_trained_objectives_mean"])
+                rows[solver]["wall_s"].append(m["wall_time_s"])
+        summary = {s: {k: _stats(v) for k, v in r.items()} for s, r in rows.items()}
+        report["benchmarks"][bench] = summary
+        print(f"== {bench}")
+        for s in args.solvers:
+            r = summary[s]
+            print(f"  {s:5s} HV {r['hv']['mean']:.4f} ± {r['hv']['std']:.4f}  uniformity {r['uniformity']['mean']:.4f} ± "
+                  f"{r['uniformity']['std']:.4f}  (trained objectives {r['uniformity_trained']['mean']:.4f})  "
+                  f"wall {r['wall_s']['mean']:.1f} s")
+    write_json(args.out, report)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
