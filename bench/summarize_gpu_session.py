@@ -35,7 +35,7 @@ def parse_log(path: Path) -> dict:
         "tasks_done": len(tasks),
         "finished": (path.parent / "metrics.json").exists(),
         "accuracy_just_trained": [t["just_trained"] for t in tasks],
-        "average_after_last_done_task": tasks[-1]["average"],
+        "mean_accuracy_just_trained": statistics.mean(t["just_trained"] for t in tasks),
         "train_s_per_task": train,
         "train_s_task0_no_regularizer": train[0],
         "train_s_tasks_1_on": {"median": statistics.median(later), "min": min(later), "max": max(later),

@@ -10,7 +10,6 @@ training loss ends far above where it began is flagged (``"diverged"``, ``"warni
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -151,17 +150,19 @@ def _restore(state: Dict[str, Any], strategy: HypernetworkStrategy, monitor: Los
 
 def _log_scalars(writer: SummaryWriter, name: str, row: List[float], summary: Dict[str, float], i: int) -> None:
     for j in range(i + 1):
-        writer.add_scalar(f"{name}/task{j}", row[j], i)
+        if row[j] is not None:  # None: not evaluated after this task (train.eval_tasks=current)
+            writer.add_scalar(f"{name}/task{j}", row[j], i)
     writer.add_scalar(f"{name}/average", summary["average_final"], i)
-    writer.add_scalar("forgetting/average", summary["average_forgetting"], i)
-    writer.add_scalar("bwt", summary["bwt"], i)
+    if summary["forgetting_measured"]:
+        writer.add_scalar("forgetting/average", summary["average_forgetting"], i)
+        writer.add_scalar("bwt", summary["bwt"], i)
     writer.flush()
 
 
 def _train_experience(strategy: HypernetworkStrategy, benchmark, i: int, key: str,
                       eval_tasks: str) -> Tuple[List[float], float, float]:
     """Trains experience ``i``, then evaluates every test experience (``eval_tasks="all"``) or only
-    experience ``i`` (``"current"``; every one after the last): (row of scores, NaN where not
+    experience ``i`` (``"current"``; every one after the last): (row of scores, None where not
     evaluated; training seconds; evaluation seconds)."""
     n_tasks = len(benchmark.test_stream)
     t0 = time.perf_counter()
@@ -172,7 +173,7 @@ def _train_experience(strategy: HypernetworkStrategy, benchmark, i: int, key: st
     results = strategy.eval(stream)
     row = _scores(results, key, n_tasks)
     evaluated = {exp.current_experience for exp in stream}  # Avalanche's results also hold earlier evaluations
-    row = [v if j in evaluated else math.nan for j, v in enumerate(row)]
+    row = [v if j in evaluated else None for j, v in enumerate(row)]
     return row, t1 - t0, time.perf_counter() - t1
 
 
@@ -199,7 +200,8 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
         if state is not None:
             progress = _restore(state, strategy, monitor, built, run)
         matrix, elapsed = progress["matrix"], progress["elapsed"]
-        times = {"train_s": list(progress.get("train_s", [])), "eval_s": list(progress.get("eval_s", []))}
+        done = progress["next_experience"]  # a checkpoint from before per-task times were kept: None for those tasks
+        times = {k: list(progress.get(k, [None] * done)) for k in ("train_s", "eval_s")}
         n_tasks = len(benchmark.train_stream)
         key, name = ("Top1_Acc_Exp", "accuracy") if classification else ("MSE_Exp", "mse")
         for i in range(progress["next_experience"], n_tasks):
@@ -212,7 +214,8 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             _log_scalars(writer, name, row, summary, i)
             writer.add_scalar("time/train_s_per_task", train_s, i)
             memory = peak_memory_mb(device)
-            run.log.say(f"after task {i}: {name} per task {[round(v, 4) for v in row[: i + 1]]}, "
+            scores = ", ".join("-" if v is None else f"{v:.4f}" for v in row[: i + 1])
+            run.log.say(f"after task {i}: {name} per task [{scores}], "
                         f"average {summary['average_final']:.4f}; train {train_s:.2f} s, eval {eval_s:.2f} s, "
                         + ", ".join(f"{k} {v:.0f}" for k, v in memory.items()))
             save_checkpoint(run.checkpoint, {
@@ -250,7 +253,7 @@ def _result(cfg: DictConfig, run: RunFolder, model, matrix: List[List[float]], c
     return {
         "benchmark": cfg.benchmark.name, "strategy": cfg.strategy.name, "preset": cfg.preset, "seed": cfg.seed,
         "score": "accuracy" if classification else "mse",
-        "matrix": [[None if math.isnan(v) else v for v in row] for row in matrix], **summary,
+        "matrix": matrix, **summary,
         "wall_time_s": elapsed, "device": str(device),
         "params": {"hnet_generator": hnet.num_generator_params, "hnet_theta0": hnet.num_params - hnet.num_generator_params,
                    "task_embeddings": model.num_tasks * model.emb_dim, "target_weights": hnet.num_weights,

@@ -65,6 +65,7 @@ and Fashion-MNIST files are checked by ``cl_moo.data.require_file`` (sha256 in `
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -202,8 +203,10 @@ def make_multi_dataset(kind: str, split: str, root: Union[str, Path, None] = Non
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
-    if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     src_l, src_r = _SOURCE[kind]
     xl, yl = load_source(src_l, split, root, verify=verify)
     xr, yr = (xl, yl) if src_r == src_l else load_source(src_r, split, root, verify=verify)

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .config import ADDED_KEYS
 from .cl_figures import forgetting_figure, matrix_figure, pyplot as _pyplot, save_figure
 from .published import Published, published_for
 
@@ -128,7 +129,7 @@ def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 def grouping_config(config: Dict[str, Any]) -> Dict[str, Any]:
     """The flattened config without the seed, bookkeeping keys and the benchmark's preset table."""
-    flat = flatten(config)
+    flat = {**ADDED_KEYS, **flatten(config)}  # a key added later means, when absent, the behaviour it had then
     return {k: v for k, v in flat.items() if k not in IGNORED_KEYS and not k.startswith(IGNORED_PREFIXES)}
 
 

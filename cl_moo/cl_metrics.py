@@ -19,30 +19,34 @@ def cl_summary(matrix: Sequence[Sequence[float]], *, higher_is_better: bool = Tr
     """Average final score, per-task and average forgetting, BWT of a (partial) result matrix.
 
     ``matrix`` may hold only the first k rows (k tasks trained so far); entries for tasks not
-    yet trained are ignored. Entries not evaluated (NaN or None, e.g. a run that evaluates only the
-    task just trained) are skipped: the average is over the evaluated tasks of the last row, and
-    forgetting uses the evaluated earlier scores of each task that the last row evaluated.
+    yet trained are ignored. Entries not evaluated (None, e.g. a run that evaluates only the task
+    just trained) are skipped: the average is over the evaluated tasks of the last row, and
+    forgetting uses the evaluated earlier scores of each task that the last row evaluated
+    (``forgetting_measured`` counts those tasks). A NaN score stays NaN and makes the summary NaN.
     """
-    rows = [[math.nan if v is None else float(v) for v in r] for r in matrix]
+    rows = [[None if v is None else float(v) for v in r] for r in matrix]
     k = len(rows)
     if k == 0:
         raise ValueError("empty result matrix")
-    final = np.array(rows[-1][:k])
-    if np.isnan(final).all():
+    final = [v for v in rows[-1][:k] if v is not None]
+    if not final:
         raise ValueError(f"the last row of the result matrix evaluates none of the {k} trained tasks")
     sign = 1.0 if higher_is_better else -1.0
     forgetting: List[float] = []
     bwt: List[float] = []
     for j in range(k - 1):
-        earlier = [rows[i][j] for i in range(j, k - 1) if not math.isnan(rows[i][j])]
-        if math.isnan(rows[-1][j]) or not earlier:
+        earlier = [rows[i][j] for i in range(j, k - 1) if rows[i][j] is not None]
+        if rows[-1][j] is None or not earlier:
             continue
         best = max(earlier) if higher_is_better else min(earlier)
+        if any(math.isnan(v) for v in earlier):
+            best = math.nan
         forgetting.append(sign * (best - rows[-1][j]))
-        if not math.isnan(rows[j][j]):
+        if rows[j][j] is not None:
             bwt.append(sign * (rows[-1][j] - rows[j][j]))
     return {
-        "average_final": float(np.nanmean(final)),
+        "average_final": float(np.mean(final)),
+        "forgetting_measured": len(forgetting),
         "forgetting_per_task": forgetting,
         "average_forgetting": float(np.mean(forgetting)) if forgetting else 0.0,
         "bwt": float(np.mean(bwt)) if bwt else 0.0,

@@ -2,7 +2,8 @@
 
 * Continual learning: :class:`HypernetworkStrategy` (von Oswald et al. 2020) as an Avalanche
   strategy, with :class:`OutputRegularizer` and :func:`build_cl_model`.
-* Pareto fronts: :class:`ParetoHypernetworkStrategy` (Navon et al. 2021), PHN-LS / PHN-EPO.
+* Pareto fronts: :class:`ParetoHypernetworkStrategy` (Navon et al. 2021), PHN-LS / PHN-EPO and other
+  solvers; :class:`ContinualParetoStrategy`: the fronts of a task sequence in one hypernetwork.
 
 Names load on first use, so ``from strategies.phn import ...`` or ``import strategies`` does not
 import Avalanche unless a continual-learning name is used.
@@ -21,6 +22,8 @@ _EXPORTS = {
     "build_cl_model": "cl_model",
     "ParetoHypernetworkStrategy": "phn",
     "DirichletRays": "phn",
+    "ContinualParetoStrategy": "phn_cl",
+    "TaskRayHypernetwork": "phn_cl",
     "Solver": "solvers",
     "SOLVERS": "solvers",
     "LinearScalarization": "solvers",

@@ -319,11 +319,18 @@ class ParetoHypernetworkStrategy:
                 "lower the learning rate or check the data for NaN"
             )
         loss = self.solver(values, rays, flat)
+        extra = self.extra_loss()
+        if extra is not None:
+            loss = loss + extra
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.last_rays, self.last_losses = rays.detach(), values.detach()
         return float(loss.detach())
+
+    def extra_loss(self) -> Optional[torch.Tensor]:
+        """A term added to the solver's scalar at every step (None: nothing); subclasses' regularizers."""
+        return None
 
     def _step(self, batch: Optional[Sequence[torch.Tensor]]) -> None:
         self._callback("before_training_iteration")

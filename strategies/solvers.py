@@ -357,6 +357,10 @@ class HypervolumeMaximization(Solver):
         values = losses.detach().cpu().double().numpy()
         if not np.isfinite(values).all():
             raise ValueError("HVI got non-finite losses")
+        if self.lam > 0 and (values < 0).any():
+            raise ValueError(f"HVI's ray penalty compares loss vectors with the direction 1/r, which needs losses >= 0; "
+                             f"got a minimum of {values.min():.4g}: shift the objectives to be non-negative, or "
+                             "use lam=0 (hypervolume only)")
         w = torch.as_tensor(self.hv_weights(values), dtype=losses.dtype, device=losses.device)
         loss = (w * losses).sum()
         if self.lam > 0:

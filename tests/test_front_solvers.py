@@ -201,6 +201,12 @@ def test_hvi_loss_above_the_reference_point_fails_clearly():
     phn.train(DATA, steps=2)
 
 
+def test_hvi_ray_penalty_refuses_negative_losses():
+    with pytest.raises(ValueError, match=r"needs losses >= 0.*lam=0"):
+        grad_of(HypervolumeMaximization(ref=[9.0, 9.0]), [[-1.0, 2.0], [2.0, 1.0]], [[0.5, 0.5]] * 2)
+    grad_of(HypervolumeMaximization(ref=[9.0, 9.0], lam=0.0), [[-1.0, 2.0], [2.0, 1.0]], [[0.5, 0.5]] * 2)
+
+
 @pytest.mark.parametrize("make", [lambda: SmoothChebyshev(mu=0.0), lambda: SmoothChebyshev(mu=float("nan")),
                                   lambda: HypervolumeMaximization(lam=-1.0), lambda: Chebyshev(ideal=[float("inf")]),
                                   lambda: HypervolumeMaximization(ref=[float("nan"), 1.0])])

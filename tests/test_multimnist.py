@@ -119,6 +119,10 @@ def test_missing_and_altered_files_fail_naming_the_file(data_root, tmp_path):
         f.write(b"\0")
     with pytest.raises(DataFileError, match=r"t10k-labels-idx1-ubyte.gz has sha256 .* expected 8d3605d1"):
         make_multi_dataset("fashion", "test", tmp_path)
+    with pytest.raises(ValueError, match="limit must be a positive integer"):
+        make_multi_dataset("mnist", "test", data_root, limit="a")
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        make_multi_dataset("mnist", "test", data_root, seed=-1)
     with pytest.raises(ValueError, match="kind must be one of"):
         make_multi_dataset("cifar", "test", data_root)
 

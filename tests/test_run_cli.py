@@ -60,6 +60,13 @@ def test_eval_tasks_current_evaluates_the_task_just_trained_and_all_at_the_end(t
     assert len(m["task_train_s"]) == len(m["task_eval_s"]) == 3 and min(m["task_train_s"]) > 0
     assert m["average_final"] == pytest.approx(sum(m["matrix"][-1]) / 3)
     assert "train " in (run_dir / "log.txt").read_text()  # per-task times in the log of an unfinished run too
+    # the evaluated cells are the same numbers an all-tasks run gives (evaluation draws no random numbers)
+    assert main(TINY + [f"run_dir={tmp_path / 'all'}"]) == 0
+    full = json.loads((tmp_path / "all" / "metrics.json").read_text())["matrix"]
+    for i, row in enumerate(m["matrix"]):
+        for j, v in enumerate(row):
+            if v is not None:
+                assert v == pytest.approx(full[i][j], abs=1e-9), (i, j)
 
 
 def test_resume_after_interruption_gives_identical_metrics(tmp_path, data_root, monkeypatch):

@@ -1,0 +1,124 @@
+"""Continual Pareto fronts on permuted Multi-MNIST: HV of each task right after learning it and
+after the last task, for one hypernetwork h([e_t, r]) with the output regularizer, the same model
+without it (beta = 0), and one PHN per task trained alone (the upper reference).
+
+``python -m benchmarks.continual_pareto_bench [--tasks 5 --train 6000 --test 1000 --steps 600]``
+writes ``bench/results/continual_pareto.json``. Task t permutes the pixels of Lin et al.'s 36x36
+Multi-MNIST images with a fixed permutation (task 0: none); objectives are the two
+cross-entropies, HV has PHN's reference point (2, 2). Goals (the issue): HV forgetting <= 1%
+relative, each task's final HV >= 97% of its stand-alone PHN.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from cl_moo.moo_metrics import evaluation_rays, hypervolume
+from strategies import ContinualParetoStrategy, ParetoHypernetworkStrategy
+
+from .multimnist import LOSSES, REF_POINT, LeNetTarget, make_multi_dataset
+from .reporting import write_json
+
+
+def permuted_tasks(n_tasks: int, n_train: int, n_test: int, root: str, seed: int) -> List[Dict[str, TensorDataset]]:
+    """Task t: the first n_train / n_test Multi-MNIST images with pixel permutation t (t = 0: identity)."""
+    xtr, ltr, rtr = make_multi_dataset("mnist", "train", root, seed=seed, limit=n_train)
+    xte, lte, rte = make_multi_dataset("mnist", "test", root, seed=seed, limit=n_test)
+    side = xtr.shape[-1]
+    gen = np.random.RandomState(seed)
+    tasks = []
+    for t in range(n_tasks):
+        perm = torch.arange(side * side) if t == 0 else torch.from_numpy(gen.permutation(side * side))
+
+        def permute(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(len(x), -1)[:, perm].reshape(x.shape).contiguous()
+
+        tasks.append({"train": TensorDataset(permute(xtr), ltr, rtr), "test": TensorDataset(permute(xte), lte, rte)})
+    return tasks
+
+
+def _hv(losses: np.ndarray) -> float:
+    return hypervolume(losses, list(REF_POINT))
+
+
+def run_continual(tasks, args, beta: float, rays: np.ndarray) -> Dict[str, Any]:
+    torch.manual_seed(args.seed)
+    strategy = ContinualParetoStrategy(target=LeNetTarget(), losses=LOSSES, emb_dim=args.emb_dim, beta=beta,
+                                       reg_rays=args.reg_rays, hidden=tuple(args.hidden), rays_per_step=1,
+                                       lr=args.lr, train_mb_size=args.batch_size, eval_mb_size=2048, seed=args.seed)
+    just_after, t0 = [], time.perf_counter()
+    for t, data in enumerate(tasks):
+        strategy.train_task(t, data["train"], steps=args.steps)
+        just_after.append(_hv(strategy.eval_task(t, data["test"], rays)))
+        print(f"  beta={beta} task {t}: HV {just_after[-1]:.4f}", flush=True)
+    final = [_hv(strategy.eval_task(t, data["test"], rays)) for t, data in enumerate(tasks)]
+    return {"hv_just_after": just_after, "hv_final": final, "wall_s": time.perf_counter() - t0,
+            # undefined (None) where the front right after training dominates nothing below the reference point
+            "hv_forgetting_relative": [(a - f) / a if a > 0 else None for a, f in zip(just_after, final)]}
+
+
+def run_standalone(tasks, args, rays: np.ndarray) -> Dict[str, Any]:
+    hv, t0 = [], time.perf_counter()
+    for t, data in enumerate(tasks):
+        torch.manual_seed(args.seed)
+        phn = ParetoHypernetworkStrategy(target=LeNetTarget(), losses=LOSSES, hidden=tuple(args.hidden),
+                                         rays_per_step=1, lr=args.lr, train_mb_size=args.batch_size,
+                                         eval_mb_size=2048, seed=args.seed)
+        phn.train(data["train"], steps=args.steps)
+        hv.append(_hv(phn.eval(data["test"], rays)))
+        print(f"  stand-alone task {t}: HV {hv[-1]:.4f}", flush=True)
+    return {"hv": hv, "wall_s": time.perf_counter() - t0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=5)
+    parser.add_argument("--train", type=int, default=6000)
+    parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=600, help="optimizer steps per task (batch --batch-size)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--beta", type=float, default=0.05)
+    parser.add_argument("--reg-rays", type=int, default=10)
+    parser.add_argument("--emb-dim", type=int, default=16)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[100, 100])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--root", default=None, help="data root (default: $CL_MOO_DATA)")
+    parser.add_argument("--out", default="bench/results/continual_pareto.json")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    tasks = permuted_tasks(args.tasks, args.train, args.test, args.root, args.seed)
+    rays = evaluation_rays(2, 25)
+    report: Dict[str, Any] = {"settings": vars(args), "ref_point": list(REF_POINT),
+                              "threads": torch.get_num_threads()}
+    report["regularized"] = run_continual(tasks, args, args.beta, rays)
+    report["no_regularizer"] = run_continual(tasks, args, 0.0, rays)
+    report["standalone"] = run_standalone(tasks, args, rays)
+    reg, alone = report["regularized"], report["standalone"]["hv"]
+    report["goals"] = {
+        "max_hv_forgetting_relative": max([v for v in reg["hv_forgetting_relative"][:-1] if v is not None] or [0.0]),
+        "undefined_forgetting_tasks": [t for t, v in enumerate(reg["hv_forgetting_relative"]) if v is None],
+        "min_final_over_standalone": min(f / a if a > 0 else float("nan") for f, a in zip(reg["hv_final"], alone)),
+        "rule": "HV forgetting <= 0.01 relative; final HV >= 0.97 x stand-alone PHN, every task",
+    }
+    report["goals"]["met"] = (report["goals"]["max_hv_forgetting_relative"] <= 0.01
+                              and not report["goals"]["undefined_forgetting_tasks"]
+                              and report["goals"]["min_final_over_standalone"] >= 0.97)
+    write_json(Path(args.out), report)
+    print(json.dumps({k: report[k] for k in ("goals",)}, indent=1))
+    for name in ("regularized", "no_regularizer"):
+        r = report[name]
+        print(f"{name}: just after {np.round(r['hv_just_after'], 4).tolist()} final {np.round(r['hv_final'], 4).tolist()}")
+    print(f"stand-alone: {np.round(alone, 4).tolist()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Continual Pareto fronts: one hypernetwork for the Pareto fronts of a sequence of tasks.
+
+The hypernetwork takes a task embedding and a preference ray, ``theta = h([e_t, r])``: for each task
+it is a Pareto hypernetwork (Navon et al. 2021), and across tasks it is a task-conditioned
+hypernetwork whose outputs for earlier tasks the output regularizer keeps fixed (von Oswald et al.
+2020, Eq. 2), here at a fixed set of K rays per earlier task:
+
+    L = solver(l(h([e_t, r_b])), r_b)  +  beta / (K (t-1)) * sum_{s<t} sum_k || h([e_s, r_k]) - h*([e_s, r_k]) ||^2
+
+with ``h*`` the outputs recorded before task t. The regularizer is :class:`OutputRegularizer`
+(its head-linearity fast path applies unchanged: each (task, ray) pair is one condition). Earlier
+embeddings are frozen; a new task's embedding is drawn from N(0, emb_std^2) with a per-task seed.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork
+from cl_moo.hypernetwork import unbatch
+from cl_moo.moo_metrics import evaluation_rays
+from cl_moo.optim import make_adam
+
+from .phn import ParetoHypernetworkStrategy
+from .regularizer import OutputRegularizer
+
+
+class TaskRayHypernetwork(nn.Module):
+    """``rays -> weights`` for the current task: ``inner([e_current, r])``. Looks like a ray-conditioned
+    hypernetwork to :class:`ParetoHypernetworkStrategy` (``cond_dim`` is the number of objectives)."""
+
+    def __init__(self, inner: Hypernetwork, *, m: int, emb_dim: int, emb_std: float = 1.0, seed: int = 0) -> None:
+        super().__init__()
+        if inner.cond_dim != emb_dim + m:
+            raise ValueError(f"the inner hypernetwork takes {inner.cond_dim}-dim conditions; need emb_dim + m = "
+                             f"{emb_dim} + {m}")
+        self.inner, self.m, self.emb_dim, self.emb_std, self.seed = inner, m, emb_dim, float(emb_std), int(seed)
+        self.task_embeddings = nn.ParameterList()
+        self.current: Optional[int] = None
+        self.layout = inner.layout
+
+    @property
+    def cond_dim(self) -> int:
+        return self.m
+
+    def output_head(self) -> nn.Linear:
+        return self.inner.output_head()
+
+    def ensure_tasks(self, n: int) -> None:
+        """Adds embeddings until there are ``n``; task t's is drawn with seed ``seed * 100003 + t``."""
+        head = self.inner.output_head().weight
+        while len(self.task_embeddings) < n:
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + len(self.task_embeddings))
+            emb = torch.randn(self.emb_dim, generator=gen) * self.emb_std
+            self.task_embeddings.append(nn.Parameter(emb.to(head.device, head.dtype)))
+
+    def conditions(self, task: int, rays: torch.Tensor) -> torch.Tensor:
+        """``[e_task, r]`` for each ray ``(B, m)``: ``(B, emb_dim + m)``."""
+        emb = self.task_embeddings[task]
+        return torch.cat([emb.expand(rays.shape[0], -1), rays.to(emb.dtype)], dim=1)
+
+    def forward_flat(self, rays: torch.Tensor) -> torch.Tensor:
+        if self.current is None:
+            raise RuntimeError("no current task: train with train_task(task, data) and evaluate with "
+                               "eval_task(task, data)")
+        return self.inner.forward_flat(self.conditions(self.current, rays.reshape(-1, self.m)))
+
+    def forward(self, rays: torch.Tensor) -> List[torch.Tensor]:
+        weights = self.layout.split(self.forward_flat(rays))
+        return unbatch(weights) if rays.dim() == 1 else weights
+
+
+class ContinualParetoStrategy(ParetoHypernetworkStrategy):
+    """Learns the Pareto front of each task in turn with one hypernetwork, keeping earlier fronts
+    (module docstring). ``train_task(t, data)`` / ``eval_task(t, data, rays)``; every other argument
+    is :class:`ParetoHypernetworkStrategy`'s (solver, rays_per_step, lr, train_steps, ...).
+
+    ``beta``: regularizer strength (0: no protection of earlier fronts); ``reg_rays``: K, the rays
+    (PHN's evaluation rays) at which each earlier task's outputs are kept.
+    """
+
+    def __init__(
+        self,
+        *,
+        target: nn.Module,
+        losses: Sequence,
+        emb_dim: int = 16,
+        emb_std: float = 1.0,
+        beta: float = 0.01,
+        reg_rays: int = 10,
+        hidden: Sequence[int] = (100, 100),
+        activation: str = "relu",
+        last_activation: bool = True,
+        chunk_size: Optional[int] = None,
+        chunk_emb_dim: int = 8,
+        mip: bool = False,
+        init: str = "hyperfan_in",
+        target_gain: float = 2.0,
+        param_names: Optional[Sequence[str]] = None,
+        alpha: float = 0.2,
+        lr: float = 1e-3,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        m = len(losses)
+        for name, value in (("reg_rays", reg_rays), ("emb_dim", emb_dim)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}"
+                                 + (" (rays kept per earlier task)" if name == "reg_rays" else " (task embedding width)"))
+        if not isinstance(emb_std, numbers.Real) or not math.isfinite(emb_std) or emb_std <= 0:
+            raise ValueError(f"emb_std must be a finite number > 0 (tasks need distinct embeddings), got {emb_std!r}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed must be an int (it also seeds each task's embedding), got {seed!r}")
+        reg_rays, emb_dim = int(reg_rays), int(emb_dim)
+        ft = target if isinstance(target, FunctionalTarget) else FunctionalTarget(target, param_names)
+        gen = torch.Generator().manual_seed(int(seed))
+        probe = torch.cat([torch.randn(256, emb_dim, generator=gen) * emb_std,
+                           torch._sample_dirichlet(torch.full((256, m), float(alpha)), generator=gen)], dim=1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            inner = build_hypernetwork(
+                ft, emb_dim + m, chunk_size=chunk_size, chunk_emb_dim=chunk_emb_dim, hidden=hidden,
+                activation=activation, last_activation=last_activation, mip=mip,
+                input_range="unbounded", init=init, target_gain=target_gain, probe_conditions=probe,
+            )
+        hnet = TaskRayHypernetwork(inner, m=m, emb_dim=emb_dim, emb_std=emb_std, seed=int(seed))
+        super().__init__(target=ft, losses=losses, hnet=hnet, alpha=alpha, lr=lr, seed=seed, **kwargs)
+        self.lr = float(lr)
+        self.regularizer = OutputRegularizer(beta=beta)
+        self.reg_rays = torch.as_tensor(evaluation_rays(m, reg_rays), dtype=self._dtype)
+        self.trained_tasks: List[int] = []
+        self._reg_tasks: List[int] = []
+
+    def _reg_conditions(self, tasks: List[int]) -> torch.Tensor:
+        rays = self.reg_rays.to(self.device)
+        if not tasks:
+            return rays.new_zeros(0, self.hnet.emb_dim + self.m)
+        with torch.no_grad():
+            return torch.cat([self.hnet.conditions(t, rays) for t in tasks])
+
+    def extra_loss(self) -> Optional[torch.Tensor]:
+        if not self.regularizer.active:
+            return None
+        return self.regularizer.penalty(self.hnet.inner, self._reg_conditions(self._reg_tasks))
+
+    def train_task(self, task: int, data: Any = None, *, steps: Optional[int] = None) -> None:
+        """Trains task ``task`` (0, 1, ...) on ``data``; earlier tasks' outputs at the K rays are kept."""
+        if not isinstance(task, int) or isinstance(task, bool) or task < 0:
+            raise ValueError(f"task must be an integer >= 0, got {task!r}")
+        if task in self.trained_tasks:
+            raise ValueError(f"task {task} was already trained (trained: {self.trained_tasks}); training it again "
+                             "would overwrite its front. Use a new task number")
+        self.hnet.ensure_tasks(task + 1)
+        self.hnet.current = task
+        self._reg_tasks = list(self.trained_tasks)
+        conds = self._reg_conditions(self._reg_tasks)
+        self.regularizer.snapshot(self.hnet.inner, conds, list(range(len(conds))))
+        shared = list(self.hnet.inner.parameters()) + [p for p in self.target.parameters() if p.requires_grad]
+        self.optimizer = make_adam(shared + [self.hnet.task_embeddings[task]], lr=self.lr)
+        self.train(data, steps=steps)
+        self.trained_tasks.append(task)
+
+    def eval_task(self, task: int, data: Any = None, rays: Optional[Union[np.ndarray, torch.Tensor]] = None,
+                  k: int = 25) -> np.ndarray:
+        """Loss vectors ``(K, m)`` of task ``task``'s front (see :meth:`ParetoHypernetworkStrategy.eval`)."""
+        if task not in self.trained_tasks:
+            raise ValueError(f"task {task} has not been trained (trained: {self.trained_tasks}): its front would "
+                             "come from an untrained embedding")
+        previous, self.hnet.current = self.hnet.current, task
+        try:
+            return self.eval(data, rays, k)
+        finally:
+            self.hnet.current = previous

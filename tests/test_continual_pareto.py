@@ -1,0 +1,81 @@
+"""Continual Pareto fronts: one hypernetwork h([e_t, r]) learns each task's front; the output
+regularizer keeps earlier fronts (tested against the same model without it)."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from cl_moo.moo_metrics import evaluation_rays, hypervolume
+from strategies import ContinualParetoStrategy
+
+# task t: l1 = |theta - A_t|^2, l2 = |theta - B_t|^2 (the LS front: theta = r1 A_t + r2 B_t)
+ANCHORS = [(torch.tensor([1.0, 0.0, 0.5]), torch.tensor([0.0, 1.0, -0.5])),
+           (torch.tensor([-1.0, 0.5, 0.0]), torch.tensor([0.5, -1.0, 1.0]))]
+REF = [4.0, 4.0]
+
+
+class Point(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.theta = nn.Parameter(torch.zeros(3))
+
+    def forward(self, x):
+        return self.theta.expand(x.shape[0], -1)
+
+
+def to_a(out, a, b):
+    return (out - a).pow(2).sum(-1).mean()
+
+
+def to_b(out, a, b):
+    return (out - b).pow(2).sum(-1).mean()
+
+
+def task_data(t, n=32):
+    a, b = ANCHORS[t]
+    return TensorDataset(torch.zeros(n, 1), a.expand(n, -1).clone(), b.expand(n, -1).clone())
+
+
+def exact_hv(t, rays):
+    a, b = ANCHORS[t]
+    d = float((a - b).pow(2).sum())
+    rays = np.asarray(rays)
+    return hypervolume(np.stack([rays[:, 1] ** 2 * d, rays[:, 0] ** 2 * d], axis=1), REF)
+
+
+def run(beta):
+    strategy = ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=4, beta=beta, reg_rays=8,
+                                       hidden=(32, 32), target_gain=1.0, rays_per_step=8, lr=3e-3,
+                                       train_mb_size=32, seed=0)
+    rays = evaluation_rays(2, 15)
+    strategy.train_task(0, task_data(0), steps=500)
+    hv0_after_0 = hypervolume(strategy.eval_task(0, task_data(0), rays), REF)
+    strategy.train_task(1, task_data(1), steps=500)
+    hv0_final = hypervolume(strategy.eval_task(0, task_data(0), rays), REF)
+    hv1 = hypervolume(strategy.eval_task(1, task_data(1), rays), REF)
+    return hv0_after_0, hv0_final, hv1, exact_hv(0, rays), exact_hv(1, rays)
+
+
+def test_the_regularizer_keeps_the_first_front_and_without_it_the_front_is_forgotten():
+    hv0, hv0_final, hv1, exact0, exact1 = run(beta=1.0)
+    assert hv0 == pytest.approx(exact0, rel=0.03) and hv1 == pytest.approx(exact1, rel=0.03)
+    assert hv0_final >= 0.99 * hv0, (hv0, hv0_final)  # HV forgetting <= 1% relative
+    free0, free0_final, *_ = run(beta=0.0)
+    assert free0_final < 0.9 * free0, (free0, free0_final)  # the same model without it forgets
+
+
+def test_tasks_are_checked():
+    strategy = ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=4, hidden=(8,), seed=0)
+    with pytest.raises(ValueError, match="has not been trained"):
+        strategy.eval_task(0, task_data(0))
+    with pytest.raises(RuntimeError, match="train_task"):
+        strategy.train(task_data(0), steps=1)
+    strategy.train_task(0, task_data(0), steps=2)
+    with pytest.raises(ValueError, match="already trained"):
+        strategy.train_task(0, task_data(0), steps=2)
+    for bad, match in (({"reg_rays": 0}, "reg_rays"), ({"emb_dim": 0}, "emb_dim"), ({"emb_std": 0.0}, "emb_std")):
+        with pytest.raises(ValueError, match=match):
+            ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], **bad)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], seed=None)
