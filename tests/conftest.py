@@ -14,3 +14,12 @@ def data_root() -> Path:
     if not root.is_dir():
         pytest.fail(f"data root {root} not found: set CL_MOO_DATA to the folder of ../shared/data")
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: a second thread only contends (5-10x slower on a loaded CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,25 +3,16 @@ regularizer keeps earlier fronts (tested against the same model without it)."""
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from torch.utils.data import TensorDataset
 
 from cl_moo.moo_metrics import evaluation_rays, hypervolume
 from strategies import ContinualParetoStrategy
+from two_quadratics import Point
 
 # task t: l1 = |theta - A_t|^2, l2 = |theta - B_t|^2 (the LS front: theta = r1 A_t + r2 B_t)
 ANCHORS = [(torch.tensor([1.0, 0.0, 0.5]), torch.tensor([0.0, 1.0, -0.5])),
            (torch.tensor([-1.0, 0.5, 0.0]), torch.tensor([0.5, -1.0, 1.0]))]
 REF = [4.0, 4.0]
-
-
-class Point(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.theta = nn.Parameter(torch.zeros(3))
-
-    def forward(self, x):
-        return self.theta.expand(x.shape[0], -1)
 
 
 def to_a(out, a, b):

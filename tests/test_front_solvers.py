@@ -20,12 +20,7 @@ DATA = TensorDataset(torch.zeros(1, 1))
 NO_WEIGHTS = torch.zeros(1, 1)  # these solvers never read the generated weights
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def grad_of(solver, losses, rays):
