@@ -7,7 +7,9 @@
 #      per task), PMNIST-100 with fewer iterations per task (per-task train time and peak memory in
 #      its log), and the fairness benchmark (one process per data set).
 # Machines without the project's Python packages: put wheels in .whl/ (installed to /tmp/site) and
-# the data in .gpu/data (CL_MOO_DATA). Budget: about 9 minutes in all.
+# the data in .gpu/data (CL_MOO_DATA); .gpu/stubs may hold an empty `wandb` package, which
+# avalanche.evaluation.metrics imports at module level and cl_moo never uses (the real wheel and its
+# dependencies exceed the device transfer limit). Budget: about 9 minutes in all.
 set -u
 # Sizes (a CPU dry run: DEVICE=cpu PY=.venv/bin/python WHEELS=0 TESTS=0 IT10=3 IT100=2 NT100=3 FAIR=0 SPEED=0 bash bench/gpu_session.sh)
 DEVICE=${DEVICE:-cuda} IT10=${IT10:-5000} IT100=${IT100:-300} NT100=${NT100:-100} FAIR=${FAIR:-1} SPEED=${SPEED:-1}
