@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from pymoo.indicators.hv import HV
-from pymoo.util.nds.non_dominated_sorting import find_non_dominated
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting, find_non_dominated
 from pymoo.util.ref_dirs import get_reference_directions
 
 
@@ -50,6 +50,16 @@ def non_dominated(points: np.ndarray) -> np.ndarray:
     """The non-dominated rows of ``points`` (minimisation)."""
     pts = np.asarray(points, dtype=np.float64)
     return pts[find_non_dominated(pts)]
+
+
+def non_dominated_fronts(points: np.ndarray) -> np.ndarray:
+    """Front index per row of ``points`` (minimisation): 0 for the non-dominated rows, k for those
+    non-dominated once fronts 0..k-1 are removed (pymoo's non-dominated sorting)."""
+    pts = np.asarray(points, dtype=np.float64)
+    front = np.empty(len(pts), dtype=int)
+    for k, rows in enumerate(NonDominatedSorting().do(pts)):
+        front[rows] = k
+    return front
 
 
 def uniformity(losses: np.ndarray, rays: np.ndarray) -> np.ndarray:

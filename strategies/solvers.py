@@ -23,6 +23,8 @@ from typing import Dict, Optional, Sequence, Tuple, Type, Union
 import numpy as np
 import torch
 
+from cl_moo.moo_metrics import hypervolume, non_dominated_fronts
+
 from .epo import epo_weights_batch
 
 logger = logging.getLogger(__name__)
@@ -192,49 +194,9 @@ class SmoothChebyshev(Solver):
 
 # ---------------------------------------------------------------- hypervolume and its gradient
 def _hv(points: np.ndarray, ref: np.ndarray) -> float:
-    """Exact hypervolume of ``points`` (n, d) (minimised) up to ``ref`` (d,); points not strictly
-    below ``ref`` in every coordinate add nothing. Slicing along the last objective (HSO): fine for
-    the few points of one step (n <= ~64, d <= ~5)."""
-    pts = points[np.all(points < ref, axis=1)]
-    if len(pts) == 0:
-        return 0.0
-    d = pts.shape[1]
-    if d == 1:
-        return float(ref[0] - pts[:, 0].min())
-    if d == 2:
-        pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]
-        total, best_y = 0.0, ref[1]
-        for x, y in pts:  # ascending x; only points that lower the running min of y add area
-            if y < best_y:
-                total += (ref[0] - x) * (best_y - y)
-                best_y = y
-        return float(total)
-    pts = pts[np.argsort(pts[:, -1], kind="stable")]
-    total = 0.0
-    for k in range(len(pts)):
-        top = ref[-1] if k + 1 == len(pts) else pts[k + 1, -1]
-        if top > pts[k, -1]:
-            total += (top - pts[k, -1]) * _hv(pts[: k + 1, :-1], ref[:-1])
-    return float(total)
-
-
-def _non_dominated_fronts(points: np.ndarray) -> np.ndarray:
-    """Front index per point (0: non-dominated; k: non-dominated once fronts 0..k-1 are removed)."""
-    n = len(points)
-    le = np.all(points[:, None, :] <= points[None, :, :], axis=2)
-    lt = np.any(points[:, None, :] < points[None, :, :], axis=2)
-    dominates = le & lt  # dominates[a, b]: a dominates b
-    front = np.full(n, -1)
-    left = np.ones(n, dtype=bool)
-    k = 0
-    while left.any():
-        idx = np.flatnonzero(left)
-        sub = dominates[np.ix_(idx, idx)]
-        nd = idx[~sub.any(axis=0)]
-        front[nd] = k
-        left[nd] = False
-        k += 1
-    return front
+    """Exact hypervolume of ``points`` up to ``ref`` (pymoo's, through :func:`cl_moo.moo_metrics.hypervolume`);
+    0 for no points."""
+    return hypervolume(points, ref) if len(points) else 0.0
 
 
 def hypervolume_gradient(points: np.ndarray, ref: Sequence[float]) -> np.ndarray:
@@ -337,7 +299,7 @@ class HypervolumeMaximization(Solver):
     def hv_weights(self, losses: np.ndarray) -> np.ndarray:
         """``w`` (B, m) = ``-dHV/d losses`` per non-dominated front (normalised if ``normalize``)."""
         ref = self.reference_point(losses)
-        fronts = _non_dominated_fronts(losses)
+        fronts = non_dominated_fronts(losses)
         w = np.zeros_like(losses)
         for k in range(fronts.max() + 1):
             idx = np.flatnonzero(fronts == k)
