@@ -52,10 +52,8 @@ def task_benchmark(
     by multi-head models and plugins)."""
     bench = with_task_labels(
         benchmark_from_datasets(
-            train=[task_dataset(*xy, i) if len(xy) == 2 else task_dataset(xy[0], xy[1], i, xy[2])
-                   for i, xy in enumerate(train)],
-            test=[task_dataset(*xy, i) if len(xy) == 2 else task_dataset(xy[0], xy[1], i, xy[2])
-                  for i, xy in enumerate(test)],
+            train=[task_dataset(x, y, i, *perm) for i, (x, y, *perm) in enumerate(train)],
+            test=[task_dataset(x, y, i, *perm) for i, (x, y, *perm) in enumerate(test)],
         )
     )
     if all(not xy[1].is_floating_point() for xy in list(train) + list(test)):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -71,6 +71,18 @@ def _standard_gamma(shape: Sequence[int], a: float, generator: torch.Generator) 
     if a < 1:
         out = out * torch.rand(n, generator=generator, dtype=torch.float64) ** (1.0 / a)
     return out.reshape(*shape)
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: Optional[int]) -> Iterator[None]:
+    """Runs the block with the global RNG seeded by ``seed`` and restores it afterwards (nothing for
+    None): a hypernetwork built from a seed leaves the caller's random stream untouched."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class DirichletRays:
@@ -179,9 +191,7 @@ class ParetoHypernetworkStrategy:
         self.target = target if isinstance(target, FunctionalTarget) else FunctionalTarget(target, param_names)
         if hnet is None:
             probe = self._sample_rays(256)
-            with torch.random.fork_rng(devices=[]) if self.seed is not None else contextlib.nullcontext():
-                if self.seed is not None:
-                    torch.manual_seed(self.seed)
+            with seeded_global_rng(self.seed):
                 hnet = build_hypernetwork(
                     self.target, self.m, chunk_size=chunk_size, chunk_emb_dim=chunk_emb_dim, hidden=hidden,
                     activation=activation, last_activation=last_activation, mip=mip, input_range="unit", init=init,

@@ -26,7 +26,7 @@ from cl_moo.hypernetwork import unbatch
 from cl_moo.moo_metrics import evaluation_rays
 from cl_moo.optim import make_adam
 
-from .phn import ParetoHypernetworkStrategy
+from .phn import DirichletRays, ParetoHypernetworkStrategy, seeded_global_rng
 from .regularizer import OutputRegularizer
 
 
@@ -119,10 +119,8 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         reg_rays, emb_dim = int(reg_rays), int(emb_dim)
         ft = target if isinstance(target, FunctionalTarget) else FunctionalTarget(target, param_names)
         gen = torch.Generator().manual_seed(int(seed))
-        probe = torch.cat([torch.randn(256, emb_dim, generator=gen) * emb_std,
-                           torch._sample_dirichlet(torch.full((256, m), float(alpha)), generator=gen)], dim=1)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
+        probe = torch.cat([torch.randn(256, emb_dim, generator=gen) * emb_std, DirichletRays(m, alpha)(256, gen)], dim=1)
+        with seeded_global_rng(int(seed)):
             inner = build_hypernetwork(
                 ft, emb_dim + m, chunk_size=chunk_size, chunk_emb_dim=chunk_emb_dim, hidden=hidden,
                 activation=activation, last_activation=last_activation, mip=mip,
