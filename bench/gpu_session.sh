@@ -6,34 +6,12 @@
 #   3. in parallel, sharing the one GPU: the PMNIST-10 paper preset (MLP 1000-1000, 5000 iterations
 #      per task), PMNIST-100 with fewer iterations per task (per-task train time and peak memory in
 #      its log), and the fairness benchmark (one process per data set).
-# Machines without the project's Python packages: put wheels in .whl/ (installed to /tmp/site) and
-# the data in .gpu/data (CL_MOO_DATA); .gpu/stubs may hold an empty `wandb` package, which
-# avalanche.evaluation.metrics imports at module level and cl_moo never uses (the real wheel and its
-# dependencies exceed the device transfer limit). Budget: about 9 minutes in all.
+# Packages and data on a bare machine: see bench/gpu_env.sh. Budget: about 9 minutes in all.
 set -u
 # Sizes (a CPU dry run: DEVICE=cpu PY=.venv/bin/python WHEELS=0 TESTS=0 IT10=3 IT100=2 NT100=3 FAIR=0 SPEED=0 bash bench/gpu_session.sh)
 DEVICE=${DEVICE:-cuda} IT10=${IT10:-5000} IT100=${IT100:-300} NT100=${NT100:-100} FAIR=${FAIR:-1} SPEED=${SPEED:-1}
 BUDGET=${BUDGET:-480}
-OUT=${OUT:-/tmp/cl_moo_gpu}
-mkdir -p "$OUT"
-ROOT=$PWD
-if [ -d .whl ] && [ "${WHEELS:-1}" = 1 ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || { echo "wheel install failed"; exit 1; }
-  export PYTHONPATH=/tmp/site:$ROOT/.gpu/stubs:$ROOT
-fi
-[ -d .gpu/data ] && export CL_MOO_DATA=$ROOT/.gpu/data
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 OMP_NUM_THREADS=2
-RUNS=/tmp/cl_moo_gpu_runs
-mkdir -p "$RUNS"
-T0=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
-
-PY=${PY:-python3}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
-$PY -c "import torch, avalanche, pymoo.indicators.hv, hydra, cl_moo, strategies, benchmarks.cl_runner, benchmarks.moo_runner; \
-print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" >> "$OUT/gpu.txt" 2>&1 || { tail -5 "$OUT/gpu.txt"; exit 1; }
-tail -1 "$OUT/gpu.txt"
+. bench/gpu_env.sh
 
 stamp "tests (background)"
 [ "${TESTS:-1}" = 1 ] && timeout 300 $PY -m pytest -q -p no:cacheprovider tests/test_device_placement.py tests/test_cl_strategy.py \

@@ -31,8 +31,8 @@ from .reporting import write_json
 
 def permuted_tasks(n_tasks: int, n_train: int, n_test: int, root: str, seed: int) -> List[Dict[str, TensorDataset]]:
     """Task t: the first n_train / n_test Multi-MNIST images with pixel permutation t (t = 0: identity)."""
-    xtr, ltr, rtr = make_multi_dataset("mnist", "train", root, seed=seed, limit=n_train)
-    xte, lte, rte = make_multi_dataset("mnist", "test", root, seed=seed, limit=n_test)
+    xtr, ltr, rtr = make_multi_dataset("mnist", "train", root, seed=seed, limit=n_train or None)
+    xte, lte, rte = make_multi_dataset("mnist", "test", root, seed=seed, limit=n_test or None)
     side = xtr.shape[-1]
     gen = np.random.RandomState(seed)
     tasks = []
@@ -71,7 +71,8 @@ def run_continual(tasks, args, beta: float, rays: np.ndarray) -> Dict[str, Any]:
     torch.manual_seed(args.seed)
     strategy = ContinualParetoStrategy(target=TARGETS[args.target](), losses=LOSSES, emb_dim=args.emb_dim, beta=beta,
                                        reg_rays=args.reg_rays, hidden=tuple(args.hidden), rays_per_step=1,
-                                       lr=args.lr, train_mb_size=args.batch_size, eval_mb_size=2048, seed=args.seed)
+                                       lr=args.lr, train_mb_size=args.batch_size, eval_mb_size=2048, seed=args.seed,
+                                       init=args.init, device=args.device)
     just_after, t0 = [], time.perf_counter()
     for t, data in enumerate(tasks):
         strategy.train_task(t, data["train"], steps=args.steps)
@@ -89,7 +90,7 @@ def run_standalone(tasks, args, rays: np.ndarray) -> Dict[str, Any]:
         torch.manual_seed(args.seed)
         phn = ParetoHypernetworkStrategy(target=TARGETS[args.target](), losses=LOSSES, hidden=tuple(args.hidden),
                                          rays_per_step=1, lr=args.lr, train_mb_size=args.batch_size,
-                                         eval_mb_size=2048, seed=args.seed)
+                                         eval_mb_size=2048, seed=args.seed, init=args.init, device=args.device)
         phn.train(data["train"], steps=args.steps)
         hv.append(_hv(phn.eval(data["test"], rays)))
         print(f"  stand-alone task {t}: HV {hv[-1]:.4f}", flush=True)
@@ -99,8 +100,8 @@ def run_standalone(tasks, args, rays: np.ndarray) -> Dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=5)
-    parser.add_argument("--train", type=int, default=6000)
-    parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--train", type=int, default=6000, help="training images per task (0: all 120,000)")
+    parser.add_argument("--test", type=int, default=1000, help="test images per task (0: all 20,000)")
     parser.add_argument("--steps", type=int, default=600, help="optimizer steps per task (batch --batch-size)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[100, 100])
     parser.add_argument("--target", choices=sorted(TARGETS), default="lenet",
                         help="lenet: PHN's target; mlp: 1296-100 ReLU with two heads (learns in fewer steps on a CPU)")
+    parser.add_argument("--init", default="hyperfan_in", help="the hypernetwork's init scheme")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", default=None, help="data root (default: $CL_MOO_DATA)")
     parser.add_argument("--out", default="bench/results/continual_pareto.json")
@@ -118,10 +121,15 @@ def main() -> None:
     tasks = permuted_tasks(args.tasks, args.train, args.test, args.root, args.seed)
     rays = evaluation_rays(2, 25)
     report: Dict[str, Any] = {"settings": vars(args), "ref_point": list(REF_POINT),
-                              "threads": torch.get_num_threads()}
-    report["regularized"] = run_continual(tasks, args, args.beta, rays)
-    report["no_regularizer"] = run_continual(tasks, args, 0.0, rays)
-    report["standalone"] = run_standalone(tasks, args, rays)
+                              "threads": torch.get_num_threads(),
+                              "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}
+    t0 = time.perf_counter()
+    for part, run in (("regularized", lambda: run_continual(tasks, args, args.beta, rays)),
+                      ("no_regularizer", lambda: run_continual(tasks, args, 0.0, rays)),
+                      ("standalone", lambda: run_standalone(tasks, args, rays))):
+        report[part] = run()
+        report["wall_s"] = time.perf_counter() - t0
+        write_json(Path(args.out), report)  # each part is kept as soon as it exists (time-boxed runs)
     reg, alone = report["regularized"], report["standalone"]["hv"]
     report["goals"] = {
         "max_hv_forgetting_relative": max([v for v in reg["hv_forgetting_relative"][:-1] if v is not None] or [0.0]),

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import vmap
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork
 from cl_moo.hypernetwork import unbatch
@@ -37,7 +37,7 @@ from .solvers import SOLVERS, Solver, make_solver
 LossFn = Callable[..., torch.Tensor]
 RaySampler = Callable[[int, torch.Generator], torch.Tensor]
 
-__all__ = ["DirichletRays", "ParetoHypernetworkStrategy", "RaySampler", "SOLVERS", "Solver"]
+__all__ = ["DirichletRays", "ParetoHypernetworkStrategy", "iterate_batches", "RaySampler", "SOLVERS", "Solver"]
 
 
 def _name(fn: Any) -> str:
@@ -83,6 +83,32 @@ def seeded_global_rng(seed: Optional[int]) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+def iterate_batches(dataset: Dataset, batch_size: int, *, device: Union[str, torch.device] = "cpu",
+                    generator: Optional[torch.Generator] = None) -> Iterator[List[torch.Tensor]]:
+    """One pass over ``dataset`` in batches on ``device``, shuffled with ``generator`` when one is given
+    (in order otherwise). A ``TensorDataset`` is moved to the device once and sliced by index: no
+    per-sample collation and no host-to-device copy per step. Any other dataset goes through a
+    ``DataLoader``."""
+    device = torch.device(device)
+    if isinstance(dataset, TensorDataset):
+        tensors = [t.to(device) for t in dataset.tensors]
+        n = len(tensors[0])
+        if generator is None:
+            for start in range(0, n, batch_size):
+                yield [t[start:start + batch_size] for t in tensors]
+            return
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            yield [t[idx] for t in tensors]
+        return
+    # an own generator when not shuffling: the loader's per-iterator seed draw must not touch the global RNG
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None, drop_last=False,
+                        generator=generator if generator is not None else torch.Generator())
+    for batch in loader:
+        yield [t.to(device) for t in batch]
 
 
 class DirichletRays:
@@ -367,11 +393,9 @@ class ParetoHypernetworkStrategy:
                 self._step(None)
             self._callback("after_training_epoch", epoch=0)
         else:
-            loader = DataLoader(dataset, batch_size=self.train_mb_size, shuffle=True, drop_last=False,
-                                generator=self.generator)
             done, epoch = 0, 0
             while budget is not None or epoch < self.train_epochs:
-                for batch in loader:
+                for batch in iterate_batches(dataset, self.train_mb_size, device=self.device, generator=self.generator):
                     self._step(batch)
                     done += 1
                     if budget is not None and done >= budget:
@@ -400,9 +424,7 @@ class ParetoHypernetworkStrategy:
             else:
                 total = torch.zeros(len(rays_t), self.m, device=self.device, dtype=self._dtype)
                 n = 0
-                # own generator: the loader's per-iterator seed draw must not touch the global RNG
-                for batch in DataLoader(dataset, batch_size=self.eval_mb_size, generator=torch.Generator()):
-                    batch = [t.to(self.device) for t in batch]
+                for batch in iterate_batches(dataset, self.eval_mb_size, device=self.device):
                     total += self.objective_values(weights, batch) * len(batch[0])
                     n += len(batch[0])
                 total = total / n
