@@ -67,22 +67,27 @@ def build_cl_model_from_config(cfg: DictConfig, info: Dict[str, Any]):
     return model
 
 
-def build_phn_from_config(cfg: DictConfig, n_features: int, losses, device: torch.device):
-    """Pareto hypernetwork strategy for a Pareto benchmark."""
+def build_phn_from_config(cfg: DictConfig, target: nn.Module, losses, device: torch.device):
+    """Pareto hypernetwork strategy for a Pareto benchmark's target network and losses."""
     from strategies.phn import ParetoHypernetworkStrategy
 
     s = cfg.strategy
     return ParetoHypernetworkStrategy(
-        target=make_target(cfg, n_features, 1), losses=losses, **hypernetwork_options(cfg),
+        target=target, losses=losses, **hypernetwork_options(cfg),
         solver=s.solver, alpha=float(s.alpha), rays_per_step=s.rays_per_step, lr=cfg.train.lr,
         train_epochs=cfg.train.epochs, train_mb_size=cfg.train.batch_size, device=device,
     )
 
 
 def built_description(hnet, target_module: nn.Module) -> Dict[str, Any]:
-    """What was built, for ``metrics.json``: the builder's options and the target's layers."""
+    """What was built, for ``metrics.json``: the builder's options and the target's layers (an MLP's
+    hidden widths and activation; any other module: its class and the out-features of its linear layers)."""
+    linear = [m.out_features for m in target_module.modules() if isinstance(m, nn.Linear)]
+    if not isinstance(target_module, nn.Sequential):
+        return {"hnet": None if hnet is None else dict(hnet.build_options or {}),
+                "target": {"class": type(target_module).__name__, "linear_out_features": linear}}
     return {"hnet": None if hnet is None else dict(hnet.build_options or {}), "target": {
-        "hidden": [m.out_features for m in target_module.modules() if isinstance(m, nn.Linear)][:-1],
+        "hidden": linear[:-1],
         "activation": next((type(m).__name__ for m in target_module.modules()
                             if not isinstance(m, (nn.Linear, nn.Sequential, nn.Flatten))), None),
     }}

@@ -32,8 +32,8 @@ from .cl_figures import forgetting_figure, matrix_figure
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
 from .pmnist import avalanche_permuted_mnist, permuted_mnist
 from .regression import regression_1d
-from .reporting import LossMonitor, config_dict, peak_memory_mb, pick_device, write_json
-from .run_dir import RunFolder, open_run
+from .reporting import LossMonitor, peak_memory_mb, pick_device, write_json
+from .run_dir import RunFolder, run_in_folder
 from cl_moo import cl_summary
 
 KIND = "continual"
@@ -108,12 +108,7 @@ def _scores(results: Dict[str, float], key: str, n_tasks: int) -> List[float]:
 def run_cl(cfg: DictConfig) -> Dict[str, Any]:
     """Trains and evaluates in a locked run folder; returns (and writes) the metrics dict. With
     ``resume=true``: continues an interrupted run, or returns a finished run's metrics untouched."""
-    with open_run(cfg, KIND) as run:
-        config = config_dict(cfg)
-        if run.finished:
-            return run.finished_metrics(config)
-        state = run.resume_state(config, REQUIRED) if run.resume else None
-        return _train_and_report(cfg, run, config, state)
+    return run_in_folder(cfg, KIND, REQUIRED, _train_and_report)
 
 
 def _make_strategy(cfg: DictConfig, model, device: torch.device, run: RunFolder, writer: SummaryWriter,

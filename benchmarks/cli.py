@@ -19,32 +19,43 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from omegaconf import DictConfig
 
-from .config import CONTINUAL_BENCHMARKS, CONTINUAL_STRATEGIES, PARETO_BENCHMARKS, PARETO_STRATEGIES, ConfigError, load_config
+from .config import (CONTINUAL_BENCHMARKS, CONTINUAL_PARETO_BENCHMARKS, CONTINUAL_PARETO_STRATEGIES, CONTINUAL_STRATEGIES,
+                     PARETO_BENCHMARKS, PARETO_STRATEGIES, ConfigError, load_config)
 
 Runner = Callable[[DictConfig], Dict[str, Any]]
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
+FAMILIES = (  # (kind, benchmarks, strategies)
+    ("continual", CONTINUAL_BENCHMARKS, CONTINUAL_STRATEGIES),
+    ("pareto", PARETO_BENCHMARKS, PARETO_STRATEGIES),
+    ("continual_pareto", CONTINUAL_PARETO_BENCHMARKS, CONTINUAL_PARETO_STRATEGIES),
+)
+
+
 def check_applies(cfg: DictConfig) -> str:
-    """``"continual"`` or ``"pareto"``; raises :class:`ConfigError` when the strategy does not fit the benchmark."""
-    if cfg.strategy.name in CONTINUAL_STRATEGIES and cfg.benchmark.name in CONTINUAL_BENCHMARKS:
-        return "continual"
-    if cfg.strategy.name in PARETO_STRATEGIES and cfg.benchmark.name in PARETO_BENCHMARKS:
-        return "pareto"
-    raise ConfigError(
-        f"strategy={cfg.strategy.name} does not apply to benchmark={cfg.benchmark.name}; "
-        "continual: benchmark=pmnist|regression with strategy=hnet_cl|finetune; "
-        "Pareto: benchmark=adult|default|bank with strategy=phn_ls|phn_epo|ls_separate"
-    )
+    """``"continual"``, ``"pareto"`` or ``"continual_pareto"``; raises :class:`ConfigError` when the
+    strategy does not fit the benchmark."""
+    for kind, benchmarks, strategies in FAMILIES:
+        if cfg.strategy.name in strategies and cfg.benchmark.name in benchmarks:
+            return kind
+    valid = "; ".join(f"{kind.replace('_', ' ')}: benchmark={'|'.join(b)} with strategy={'|'.join(s)}"
+                      for kind, b, s in FAMILIES)
+    raise ConfigError(f"strategy={cfg.strategy.name} does not apply to benchmark={cfg.benchmark.name}; {valid}")
 
 
 def runner_for(cfg: DictConfig) -> Runner:
     """The runner of a checked configuration (imported only when needed: Avalanche loads slowly)."""
     warnings.filterwarnings("ignore", message="No loggers specified")
-    if check_applies(cfg) == "continual":
+    kind = check_applies(cfg)
+    if kind == "continual":
         from .cl_runner import run_cl
 
         return run_cl
+    if kind == "continual_pareto":
+        from .pareto_cl_runner import run_pareto_cl
+
+        return run_pareto_cl
     from .moo_runner import run_moo
 
     return run_moo

@@ -2,7 +2,8 @@
 
 ``load_config(["benchmark=pmnist", "hnet.mip=true"])`` composes ``configs/config.yaml`` with the
 overrides (Hydra syntax), then fills every key that the command line did not set from
-``benchmark.presets[preset]``, then checks every choice. Bad keys or values raise
+``benchmark.presets[preset]`` (choosing a group, ``strategy=phn_ls``, does not set the keys inside
+it; :data:`STRATEGY_DEFINING_KEYS` are never taken from a preset), then checks every choice. Bad keys or values raise
 :class:`ConfigError` with the valid choices.
 """
 from __future__ import annotations
@@ -27,25 +28,30 @@ CHOICES: Dict[str, Sequence] = {
     "strategy.solver": tuple(SOLVERS),
     "benchmark.builder": ("tensors", "avalanche"),
     "train.eval_tasks": ("all", "current"),
+    "benchmark.kind": ("mnist", "fashion", "fashion_mnist"),
 }
 BOOLEANS = ("resume", "progress", "data.download", "data.verify", "hnet.mip", "hnet.chunked", "hnet.last_activation",
             "strategy.lookahead")
 CONTINUAL_BENCHMARKS = ("pmnist", "regression")
 CONTINUAL_STRATEGIES = ("hnet_cl", "finetune")
-PARETO_BENCHMARKS = ("adult", "default", "bank")
+PARETO_BENCHMARKS = ("adult", "default", "bank", "multimnist")
 PARETO_STRATEGIES = ("phn_ls", "phn_epo", "ls_separate")
+CONTINUAL_PARETO_BENCHMARKS = ("multimnist_seq",)
+CONTINUAL_PARETO_STRATEGIES = ("phn_cl",)
 # counts: integers >= 1 (bool is not an integer here); the OPTIONAL ones may also be null
 POSITIVE_INTS = ("train.iterations", "train.epochs", "train.batch_size", "train.eval_batch_size", "hnet.chunk_size",
                  "hnet.chunk_emb_dim", "hnet.emb_dim", "benchmark.n_tasks", "benchmark.n_eval_rays",
-                 "benchmark.n_train", "benchmark.n_test", "strategy.rays_per_step")
+                 "benchmark.n_train", "benchmark.n_test", "strategy.rays_per_step", "strategy.reg_rays")
 OPTIONAL_POSITIVE_INTS = ("benchmark.max_rows", "benchmark.train_per_task", "benchmark.test_per_task",
-                          "strategy.reg_subset")
-POSITIVE_NUMBERS = ("train.lr", "strategy.alpha")            # finite and > 0
+                          "strategy.reg_subset", "benchmark.max_train", "benchmark.max_test")
+POSITIVE_NUMBERS = ("train.lr", "strategy.alpha", "strategy.emb_std")  # finite and > 0
 NON_NEGATIVE_NUMBERS = ("strategy.beta", "benchmark.noise_std")  # finite and >= 0
 WIDTH_LISTS = ("hnet.hidden", "target.hidden")              # lists of integers >= 1 (may be empty)
 MNIST_SIDE = 28
 MAX_SEED = 2**32 - 1                                        # numpy's legacy seeding accepts 0 .. 2**32 - 1
-OBJECTIVES = {"adult": 3, "default": 3, "bank": 3}           # BCE, FP-rate gap, FN-rate gap
+OBJECTIVES = {"adult": ("BCE", "FP gap", "FN gap"), "default": ("BCE", "FP gap", "FN gap"),
+              "bank": ("BCE", "FP gap", "FN gap"), "multimnist": ("CE top-left", "CE bottom-right"),
+              "multimnist_seq": ("CE top-left", "CE bottom-right")}
 # The ONE list of keys that ``resume=true`` may change: they decide where and how a run reads and
 # shows things, never what it computes (device: a run may move to another machine; data.verify only
 # turns the sha256 check of the same files on or off). Every other key alters results, so a
@@ -56,11 +62,17 @@ RESUME_IGNORED_PREFIXES = ("benchmark.presets.",)
 # keys added to the config after runs were recorded: absent from an older run's config means the
 # behaviour it had then, which is this value (so resume and result tables accept those runs)
 ADDED_KEYS = {"train.eval_tasks": "all"}
+CONFIG_GROUPS = ("benchmark", "strategy")
+# strategy keys whose value IS the strategy: a preset never changes them (fine-tuning is beta = 0)
+STRATEGY_DEFINING_KEYS = {"finetune": ("beta",)}
 # keys one kind of run does not read: setting them on the command line is an error, not a no-op
 NOT_READ = {
     "pareto": ("hnet.emb_dim", "train.iterations", "train.eval_tasks"),
     "continual": ("train.epochs",),
+    "continual_pareto": ("train.epochs", "train.eval_tasks"),
 }
+# keys a benchmark does not read (its target is fixed): setting them is an error, not a no-op
+NOT_READ_BY_BENCHMARK = {"multimnist": ("target.hidden", "target.activation"), "multimnist_seq": ("target.activation",)}
 
 
 class ConfigError(ValueError):
@@ -116,17 +128,28 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
             f"valid presets: {sorted(presets)}"
         )
     OmegaConf.set_struct(cfg, False)
+    # choosing a group (benchmark=..., strategy=...) is not an override of the keys inside it: the
+    # preset still sets them, except the keys that define the chosen strategy (finetune's beta = 0)
+    keys = [k for k in explicit if k not in CONFIG_GROUPS]
+    fixed = [f"strategy.{k}" for k in STRATEGY_DEFINING_KEYS.get(cfg.strategy.name, ())]
     for key, value in _flatten(presets[cfg.preset]).items():
-        if key not in explicit and not any(key.startswith(e + ".") for e in explicit):
+        if key not in keys + fixed and not any(key.startswith(e + ".") for e in keys):
             OmegaConf.update(cfg, key, value, merge=False)
     OmegaConf.set_struct(cfg, True)
     validate(cfg)
-    kind = "pareto" if cfg.benchmark.name in PARETO_BENCHMARKS else "continual"
-    ignored = [k for k in NOT_READ[kind] if k in explicit]
+    kind = run_kind(cfg.benchmark.name)
+    ignored = [k for k in NOT_READ[kind] + NOT_READ_BY_BENCHMARK.get(cfg.benchmark.name, ()) if k in explicit]
     if ignored:
-        raise ConfigError(f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not used by {kind} runs "
-                          f"(benchmark={cfg.benchmark.name}); drop the override")
+        raise ConfigError(f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not used by "
+                          f"benchmark={cfg.benchmark.name} ({kind.replace('_', ' ')} runs); drop the override")
     return cfg
+
+
+def run_kind(benchmark: str) -> str:
+    """``"pareto"``, ``"continual_pareto"`` or ``"continual"``: which runner a benchmark belongs to."""
+    if benchmark in PARETO_BENCHMARKS:
+        return "pareto"
+    return "continual_pareto" if benchmark in CONTINUAL_PARETO_BENCHMARKS else "continual"
 
 
 def _explain(message: str, overrides: Sequence[str]) -> str:
@@ -201,14 +224,19 @@ def _check_seed_and_shapes(cfg: DictConfig) -> None:
     pad_to = OmegaConf.select(cfg, "benchmark.pad_to")
     if pad_to is not None and (not _is_int(pad_to) or pad_to < MNIST_SIDE):
         raise _bad("benchmark.pad_to", pad_to, f"must be an integer >= {MNIST_SIDE} (the MNIST image side)")
+    if OmegaConf.select(cfg, "strategy.solver") == "hvi" and (OmegaConf.select(cfg, "strategy.rays_per_step") or 0) < 2:
+        raise ConfigError("strategy.solver=hvi maximises the hypervolume of the rays of each step, so it needs "
+                          f"strategy.rays_per_step >= 2 (now {OmegaConf.select(cfg, 'strategy.rays_per_step')}); "
+                          "pass e.g. strategy.rays_per_step=4")
     name = OmegaConf.select(cfg, "benchmark.name")
     if name in OBJECTIVES:
         _check_ref_point(OmegaConf.select(cfg, "benchmark.ref_point"), OBJECTIVES[name], name)
 
 
-def _check_ref_point(value: Any, m: int, benchmark: str) -> None:
+def _check_ref_point(value: Any, names: Sequence[str], benchmark: str) -> None:
     items = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
-    rule = f"must be a list of {m} finite numbers, one per objective of benchmark={benchmark} (BCE, FP gap, FN gap)"
+    m = len(names)
+    rule = f"must be a list of {m} finite numbers, one per objective of benchmark={benchmark} ({', '.join(names)})"
     if not (isinstance(items, list) and len(items) == m and all(_is_number(v) and math.isfinite(v) for v in items)):
         raise _bad("benchmark.ref_point", items, rule)
 

@@ -1,4 +1,7 @@
-"""Runs a Pareto benchmark: PHN-LS, PHN-EPO, or K separate LS models (the PHN paper's "LS" row).
+"""Runs a Pareto benchmark: PHN-LS, PHN-EPO (or any solver), or K separate LS models (the PHN paper's "LS" row).
+
+The benchmark is a :class:`~benchmarks.pareto_problems.ParetoProblem` (fairness data sets, the
+Multi-MNIST family): data, target, losses and how K models are scored on the test split.
 
 Writes ``metrics.json`` (hypervolume with the benchmark's fixed reference point, uniformity,
 per-ray test losses, non-dominated losses, wall time), TensorBoard scalars and a Pareto-front
@@ -24,23 +27,21 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from torch.func import vmap
-from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
 from cl_moo import evaluation_rays, hypervolume, make_adam, non_dominated, uniformity
-from strategies.phn import ParetoHypernetworkStrategy
+from strategies.phn import ParetoHypernetworkStrategy, iterate_batches
 
-from .builders import build_phn_from_config, built_description, make_target, seed_everything
+from .builders import build_phn_from_config, built_description, seed_everything
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
-from .fairness import FAIRNESS_LOSSES, hard_objectives, load_fairness, soft_objectives
-from .reporting import LossMonitor, config_dict, peak_memory_mb, pick_device, write_json
-from .run_dir import RunFolder, open_run
+from .pareto_problems import ParetoProblem, Predict, load_problem
+from .reporting import LossMonitor, peak_memory_mb, pick_device, write_json
+from .run_dir import RunFolder, run_in_folder
 
 KIND = "pareto"
 PHN_REQUIRED = ("hnet", "target", "optimizer", "generator", "rng", "epochs_done", "iteration", "elapsed")
-LS_REQUIRED = ("logits", "elapsed")
-LOSS_BOUND = 100.0  # a scalarized BCE + rate-gap loss this large means training diverged
+LS_REQUIRED = ("models", "elapsed")
+LOSS_BOUND = 100.0  # a scalarized loss (BCE + rate gaps, or two cross-entropies) this large means training diverged
 PHN_SEGMENT = "PHN training"
 Clock = Callable[[], float]
 
@@ -76,23 +77,6 @@ class EpochCheckpoint:
         save_checkpoint(self.run.checkpoint, self.payload(strategy, done))
 
 
-Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@torch.no_grad()
-def ray_logits(strategy: ParetoHypernetworkStrategy, x: torch.Tensor, rays: np.ndarray) -> torch.Tensor:
-    """Logits ``(K, N, 1)`` of the K networks the hypernetwork emits for ``rays``, in one call."""
-    weights = strategy.weights_for(torch.as_tensor(rays, dtype=torch.float32))
-    return strategy.target.forward_shared(weights, x)
-
-
-@torch.no_grad()
-def per_ray_objectives(logits: torch.Tensor, y: torch.Tensor, s: torch.Tensor, objectives: Objective) -> np.ndarray:
-    """``objectives`` ((BCE, FPR gap, FNR gap), hard or soft) of each ray's logits ``(K, N, ...)``
-    on the whole split: the gaps are not means over samples, so they are never averaged over batches."""
-    return vmap(objectives, in_dims=(0, None, None))(logits, y, s).cpu().numpy()
-
-
 def pareto_figure(losses: np.ndarray, names: List[str], path: Path):
     import matplotlib
 
@@ -115,13 +99,8 @@ def pareto_figure(losses: np.ndarray, names: List[str], path: Path):
 def run_moo(cfg: DictConfig) -> Dict[str, Any]:
     """Trains and evaluates in a locked run folder; returns (and writes) the metrics dict. With
     ``resume=true``: continues an interrupted run, or returns a finished run's metrics untouched."""
-    with open_run(cfg, KIND) as run:
-        config = config_dict(cfg)
-        if run.finished:
-            return run.finished_metrics(config)
-        required = LS_REQUIRED if cfg.strategy.name == "ls_separate" else PHN_REQUIRED
-        state = run.resume_state(config, required) if run.resume else None
-        return _train_and_report(cfg, run, config, state)
+    required = LS_REQUIRED if cfg.strategy.name == "ls_separate" else PHN_REQUIRED
+    return run_in_folder(cfg, KIND, required, _train_and_report)
 
 
 def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
@@ -129,16 +108,14 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
     """Loads the data, trains (or finishes training), evaluates on the rays, writes metrics.json."""
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
-    data, info = load_fairness(cfg.benchmark.name, cfg.data.root, seed=cfg.seed, max_rows=cfg.benchmark.max_rows,
-                               verify=cfg.data.verify)
-    rays = evaluation_rays(3, cfg.benchmark.n_eval_rays)
+    problem = load_problem(cfg)
+    rays = evaluation_rays(problem.m, cfg.benchmark.n_eval_rays)
     writer = SummaryWriter(str(run.path / "tensorboard"))
     job = _Job(cfg, run, config, device, LossMonitor(bound=LOSS_BOUND), _clock(state), writer)
     try:
-        x, y, s = (t.to(device) for t in data["test"].tensors)
         train = _train_separate if cfg.strategy.name == "ls_separate" else _train_phn
-        logits, params, epo_fallbacks, built = train(job, data["train"], info, rays, x, state)
-        scores = _evaluate(job, logits, y, s, rays)
+        predict, params, epo_fallbacks, built = train(job, problem, rays, state)
+        scores = _evaluate(job, problem, predict, rays)
         warnings = job.monitor.warnings(f"lower train.lr (now {cfg.train.lr}) and run again in a new run_dir")
         for w in warnings:
             run.log.warn(w)
@@ -156,10 +133,10 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
         writer.close()
 
 
-def _evaluate(job: "_Job", logits: torch.Tensor, y: torch.Tensor, s: torch.Tensor, rays: np.ndarray) -> Dict[str, Any]:
+def _evaluate(job: "_Job", problem: ParetoProblem, predict: Predict, rays: np.ndarray) -> Dict[str, Any]:
     """Test objectives of every ray, hypervolume, uniformity, the front figure; the wall time so far."""
-    test_losses = per_ray_objectives(logits, y, s, hard_objectives)
-    soft_losses = per_ray_objectives(logits, y, s, soft_objectives)  # the objectives the strategies train on
+    with torch.no_grad():
+        test_losses, soft_losses = problem.score(predict, job.device)  # reported; the objectives trained on
     wall = job.clock()
     ref = list(job.cfg.benchmark.ref_point)
     hv = hypervolume(test_losses, ref)
@@ -169,7 +146,7 @@ def _evaluate(job: "_Job", logits: torch.Tensor, y: torch.Tensor, s: torch.Tenso
     job.writer.add_scalar("pareto/hypervolume", hv, 0)
     job.writer.add_scalar("pareto/uniformity_mean", unif_mean, 0)
     job.writer.add_scalar("pareto/uniformity_trained_objectives_mean", unif_soft_mean, 0)
-    names = ["BCE", "FP gap", "FN gap"]
+    names = list(problem.objectives)
     fig = pareto_figure(test_losses, names, job.run.path / "pareto_front.png")
     job.writer.add_figure("pareto/front", fig, 0)
     return {
@@ -201,14 +178,13 @@ def _clock(state: Optional[Dict[str, Any]]) -> Clock:
     return lambda: before + time.perf_counter() - t0
 
 
-Trained = Tuple[torch.Tensor, int, int, Dict[str, Any]]  # test logits (K, N, 1), parameters, EPO fallbacks, built
+Trained = Tuple[Predict, int, int, Dict[str, Any]]  # the K models' predict, parameters, EPO fallbacks, built
 
 
-def _train_phn(job: _Job, train_data, info: Dict[str, Any], rays: np.ndarray, x: torch.Tensor,
-               state: Optional[Dict[str, Any]]) -> Trained:
-    """PHN-LS / PHN-EPO: trains the epochs not yet done (checkpoint after each); test logits of every ray."""
+def _train_phn(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: Optional[Dict[str, Any]]) -> Trained:
+    """PHN (any solver): trains the epochs not yet done (checkpoint after each); the models of the rays."""
     cfg, run, monitor = job.cfg, job.run, job.monitor
-    strategy = build_phn_from_config(cfg, info["n_features"], FAIRNESS_LOSSES, job.device)
+    strategy = build_phn_from_config(cfg, problem.make_target(), problem.losses, job.device)
     built = built_description(strategy.hnet, strategy.target.module)
     done = 0
     if state is not None:
@@ -228,9 +204,12 @@ def _train_phn(job: _Job, train_data, info: Dict[str, Any], rays: np.ndarray, x:
     strategy.plugins += [TensorBoardPlugin(job.writer), EpochCheckpoint(run, monitor, done, cfg.train.epochs, payload)]
     if done < cfg.train.epochs:
         strategy.train_epochs = cfg.train.epochs - done
-        strategy.train(train_data)
-    logits = ray_logits(strategy, x, rays)
-    return logits, strategy.hnet.num_params, strategy.epo_fallbacks, built
+        strategy.train(problem.train)
+    strategy.hnet.eval()
+    with torch.no_grad():
+        weights = strategy.weights_for(rays)
+    return (lambda x: strategy.target.forward_shared(weights, x)), strategy.hnet.num_params, \
+        strategy.epo_fallbacks, built
 
 
 def _restore_phn(state: Dict[str, Any], strategy: ParetoHypernetworkStrategy, monitor: LossMonitor) -> int:
@@ -247,45 +226,46 @@ def _restore_phn(state: Dict[str, Any], strategy: ParetoHypernetworkStrategy, mo
     return int(state["epochs_done"])
 
 
-def _train_separate(job: _Job, train_data, info: Dict[str, Any], rays: np.ndarray, x: torch.Tensor,
-                    state: Optional[Dict[str, Any]]) -> Trained:
-    """PHN's LS row: one plain target network per ray (checkpoint after each); their test logits."""
+def _train_separate(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: Optional[Dict[str, Any]]) -> Trained:
+    """PHN's LS row: one plain target network per ray (checkpoint after each); their predict."""
     cfg, run, monitor = job.cfg, job.run, job.monitor
-    probe = make_target(cfg, info["n_features"], 1)  # shape only: every model below reseeds the RNGs
+    probe = problem.make_target()  # shape only: every model below reseeds the RNGs
     built = {"target": built_description(None, probe)["target"], "hnet": None}
-    logits: List[torch.Tensor] = []
+    models: List[nn.Module] = []
     if state is not None:
         check_same_build(state.get("built"), built, run.path)
-        logits = list(state["logits"])
+        for weights in state["models"]:
+            models.append(problem.make_target().to(job.device))
+            models[-1].load_state_dict(weights)
         monitor.load_state_dict(state["losses"])
-        run.log.say(f"resuming {run.path} after LS model {len(logits)}/{len(rays)}")
-    for k in range(len(logits), len(rays)):
+        run.log.say(f"resuming {run.path} after LS model {len(models)}/{len(rays)}")
+    for k in range(len(models), len(rays)):
         seed_everything(cfg.seed + k)
         record = partial(monitor.record, f"LS model {k}")
-        module = train_ls_model(cfg, info["n_features"], train_data, rays[k], job.device, record)
-        with torch.no_grad():
-            logits.append(module(x).cpu())
+        models.append(train_ls_model(cfg, problem, rays[k], job.device, record))
         run.log.say(f"LS model {k + 1}/{len(rays)} trained (ray {np.round(rays[k], 3).tolist()})")
         save_checkpoint(run.checkpoint, {
-            "kind": KIND, "config": job.config, "built": built, "logits": logits, "elapsed": job.clock(),
-            "losses": monitor.state_dict(),
+            "kind": KIND, "config": job.config, "built": built, "models": [m.state_dict() for m in models],
+            "elapsed": job.clock(), "losses": monitor.state_dict(),
         })
+    for module in models:
+        module.eval()
     params = sum(p.numel() for p in probe.parameters()) * len(rays)
-    return torch.stack(logits).to(job.device), params, 0, built
+    return (lambda x: torch.stack([module(x) for module in models])), params, 0, built
 
 
-def train_ls_model(cfg: DictConfig, n_features: int, train_data, ray: np.ndarray, device: torch.device,
+def train_ls_model(cfg: DictConfig, problem: ParetoProblem, ray: np.ndarray, device: torch.device,
                    record: Optional[Callable[[float], None]] = None) -> nn.Module:
-    """PHN's "LS" baseline: a plain target network trained on ``sum_i r_i l_i`` for one ray;
-    ``record`` gets every iteration's loss. A NaN/inf loss raises ``RuntimeError``."""
-    module = make_target(cfg, n_features, 1).to(device)
+    """PHN's "LS" baseline: a plain target network trained on ``sum_i r_i l_i`` for one ray (initialised
+    and shuffled from the global RNG); ``record`` gets every iteration's loss. A NaN/inf loss raises
+    ``RuntimeError``."""
+    module = problem.make_target().to(device)
     opt = make_adam(module.parameters(), lr=cfg.train.lr)
     r = torch.as_tensor(ray, dtype=torch.float32, device=device)
     for epoch in range(cfg.train.epochs):
-        for x, y, s in DataLoader(train_data, batch_size=cfg.train.batch_size, shuffle=True):
-            x, y, s = x.to(device), y.to(device), s.to(device)
+        for x, *targets in iterate_batches(problem.train, cfg.train.batch_size, device=device, shuffle=True):
             z = module(x)
-            loss = sum(r[i] * fn(z, y, s) for i, fn in enumerate(FAIRNESS_LOSSES))
+            loss = sum(r[i] * fn(z, *targets) for i, fn in enumerate(problem.losses))
             if not torch.isfinite(loss):
                 raise RuntimeError(
                     f"the LS model for ray {np.round(ray, 3).tolist()} got a NaN/inf loss in epoch {epoch}: lower "

@@ -100,12 +100,13 @@ _RECIPE_ID = {r: i for i, r in enumerate(RECIPES)}
 
 
 def load_source(dataset: str, split: str, root: Union[str, Path, None] = None, *,
-                verify: bool = True) -> Tuple[np.ndarray, np.ndarray]:
-    """Images ``(N, 28, 28)`` uint8 and labels ``(N,)`` int64 of ``dataset`` ("mnist" or "fashion")."""
+                verify: bool = True, download: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, 28, 28)`` uint8 and labels ``(N,)`` int64 of ``dataset`` ("mnist" or "fashion");
+    ``download``: fetch missing files that have a canonical URL (:func:`cl_moo.data.require_file`)."""
     if (dataset, split) not in FILES:
         raise ValueError(f"unknown source {dataset!r}/{split!r}: dataset is 'mnist' or 'fashion', split {SPLITS}")
     names = FILES[(dataset, split)]
-    paths = [require_file(n, root, verify=verify) for n in names]
+    paths = [require_file(n, root, verify=verify, download=download) for n in names]
     x = read_idx_file(paths[0], magic=2051, item_shape=(ITEM, ITEM))
     y = read_idx_file(paths[1], magic=2049, item_shape=())
     if len(x) != len(y):
@@ -188,7 +189,7 @@ def compose_sener2018(left_items: np.ndarray, right_items: np.ndarray) -> np.nda
 
 def make_multi_dataset(kind: str, split: str, root: Union[str, Path, None] = None, seed: int = 0, *,
                        recipe: str = "lin2019", limit: Optional[int] = None, verify: bool = True,
-                       return_info: bool = False):
+                       download: bool = False, return_info: bool = False):
     """Returns ``(x, y_left, y_right)``: ``x`` float32 ``(N, 1, S, S)`` in [0, 1] (S = 36 for
     ``lin2019``, 28 for ``sener2018``), labels int64 ``(N,)``; with ``return_info=True`` also a dict
     with the source indices of both items and their shifts (for checks and reports).
@@ -208,8 +209,8 @@ def make_multi_dataset(kind: str, split: str, root: Union[str, Path, None] = Non
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     src_l, src_r = _SOURCE[kind]
-    xl, yl = load_source(src_l, split, root, verify=verify)
-    xr, yr = (xl, yl) if src_r == src_l else load_source(src_r, split, root, verify=verify)
+    xl, yl = load_source(src_l, split, root, verify=verify, download=download)
+    xr, yr = (xl, yl) if src_r == src_l else load_source(src_r, split, root, verify=verify, download=download)
     rng = np.random.default_rng([int(seed), _KIND_ID[kind], _SPLIT_ID[split], _RECIPE_ID[recipe]])
     info: Dict[str, np.ndarray] = {}
     if recipe == "lin2019":
@@ -249,6 +250,65 @@ def train_val_split(n: int, val_size: float = 0.1, seed: int = 42) -> Tuple[np.n
     order = np.random.default_rng(seed).permutation(n)
     n_val = int(np.ceil(val_size * n))
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def load_multimnist(kind: str, root: Union[str, Path, None] = None, *, max_train: Optional[int] = None,
+                    max_test: Optional[int] = None, seed: int = 0, subset_seed: int = 0,
+                    verify: bool = True, download: bool = False) -> Tuple[TensorDataset, TensorDataset]:
+    """PHN's splits of one data set: ``(train, test)`` ``TensorDataset(x, y_left, y_right)``.
+
+    Train: the generated training split less PHN's 10 % validation hold-out (108,000 images);
+    test: all 20,000. ``max_train`` / ``max_test``: a seeded subset (``subset_seed``) of that many.
+    ``seed`` generates the images (the same data for every run seed, like PHN's fixed pickles).
+    """
+    out = []
+    for split, limit in (("train", max_train), ("test", max_test)):
+        x, yl, yr = make_multi_dataset(kind, split, root, seed=seed, verify=verify, download=download)
+        keep = train_val_split(len(x))[0] if split == "train" else np.arange(len(x))
+        if limit:
+            keep = np.sort(np.random.default_rng(subset_seed).choice(keep, size=min(int(limit), len(keep)),
+                                                                     replace=False))
+        index = torch.from_numpy(keep)
+        out.append(TensorDataset(x[index].clone(), yl[index].clone(), yr[index].clone()))
+    return out[0], out[1]
+
+
+def permuted_tasks(n_tasks: int, train: TensorDataset, test: TensorDataset, *,
+                   seed: int = 0) -> List[Tuple[TensorDataset, TensorDataset]]:
+    """Task t: the same images with a fixed pixel permutation (task 0: none; task t >= 1: the t-th draw of
+    ``np.random.RandomState(seed)``), as ``(train, test)`` pairs for a sequence of Pareto tasks."""
+    side = train.tensors[0].shape[-1]
+    gen = np.random.RandomState(seed)
+    tasks = []
+    for t in range(n_tasks):
+        perm = torch.arange(side * side) if t == 0 else torch.from_numpy(gen.permutation(side * side))
+
+        def permute(data: TensorDataset) -> TensorDataset:
+            x, *labels = data.tensors
+            return TensorDataset(x.reshape(len(x), -1)[:, perm].reshape(x.shape).contiguous(), *labels)
+
+        tasks.append((permute(train), permute(test)))
+    return tasks
+
+
+class MLPTwoHeads(nn.Module):
+    """An MLP target for the two-item images: flatten, hidden ReLU layers, two 10-way heads; logits
+    stacked to ``(N, 2, 10)`` like :class:`LeNetTarget` (learns permuted images, which a conv net cannot)."""
+
+    def __init__(self, in_size: int = CANVAS, hidden: Sequence[int] = (100,), n_classes: int = 10,
+                 n_tasks: int = 2) -> None:
+        super().__init__()
+        layers: List[nn.Module] = [nn.Flatten()]
+        width = in_size * in_size
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.heads = nn.ModuleList(nn.Linear(width, n_classes) for _ in range(n_tasks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        return torch.stack([head(h) for head in self.heads], dim=1)
 
 
 class LeNetTarget(nn.Module):
@@ -305,5 +365,5 @@ def accuracies(output: torch.Tensor, y_left: torch.Tensor, y_right: torch.Tensor
     return float((pred[:, 0] == y_left).float().mean()), float((pred[:, 1] == y_right).float().mean())
 
 
-__all__ = ["KINDS", "LOSSES", "LeNetTarget", "REF_POINT", "accuracies", "ce_left", "ce_right", "compose_lin2019",
+__all__ = ["KINDS", "LOSSES", "LeNetTarget", "MLPTwoHeads", "load_multimnist", "permuted_tasks", "REF_POINT", "accuracies", "ce_left", "ce_right", "compose_lin2019",
            "compose_sener2018", "load_source", "make_multi_dataset", "make_multi_tensor_dataset", "train_val_split"]

@@ -1,17 +1,18 @@
-"""Multi-MNIST / Multi-Fashion / Multi-(Fashion+MNIST): PHN-LS, PHN-EPO and K separate LS models.
+"""Multi-MNIST / Multi-Fashion / Multi-(Fashion+MNIST): PHN (LS, EPO or any solver) and K separate LS models.
 
 Each method trains the PHN LeNet target (:class:`benchmarks.multimnist.LeNetTarget`) on a seeded
 subset of the training split and is scored on a subset of the test split: PHNs on PHN's evaluation
 rays (25 by default), the separate LS models on K rays; hypervolume of the mean test cross-entropies
-with reference point (2, 2). Writes ``bench/results/multimnist.json`` (or ``--out``).
+with reference point (2, 2). Writes ``bench/results/multimnist.json`` (or ``--out``) after every method.
 
-Reduced CPU form (what was run here)::
+Reduced CPU form::
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.multimnist_bench --kinds mnist --train 6000 \\
-        --test 2000 --epochs 2 --k-separate 5
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.multimnist_bench --kinds mnist --train 20000 \\
+        --test 2000 --epochs 5 --k-separate 5
 
-The paper's setting is ``--train 0 --test 0 --epochs 150 --lr 1e-4`` (all 108,000 training images
-after the 10 % validation split; 20,000 test images), far beyond a CPU session.
+On a GPU (what ``bench/gpu_issue14.sh`` runs): ``--device cuda --train 0 --test 0 --epochs 25 --init
+xavier`` (all 108,000 training images after the 10 % validation split; 20,000 test images). PHN's
+setting is ``--epochs 150 --lr 1e-4``.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from strategies.phn import ParetoHypernetworkStrategy, iterate_batches
 from strategies.solvers import SOLVERS
 
 from .reporting import write_json
-from .multimnist import KINDS, LOSSES, REF_POINT, LeNetTarget, accuracies, make_multi_dataset, train_val_split
+from .multimnist import KINDS, LOSSES, REF_POINT, LeNetTarget, accuracies, load_multimnist
 
 PUBLISHED = {
     "phn_table1": {
@@ -50,18 +51,6 @@ PUBLISHED = {
     },
 }
 GOAL_VALUES = PUBLISHED["phn_reproduced_by_chen_kwok_2022"]["values"]
-
-
-def _subset(kind: str, split: str, n: int, root: str, seed: int, val_size: float) -> TensorDataset:
-    x, yl, yr = make_multi_dataset(kind, split, root, seed=seed)
-    if split == "train":
-        keep, _ = train_val_split(len(x), val_size, seed=42)  # PHN holds 10 % out for validation
-    else:
-        keep = np.arange(len(x))
-    if n:
-        keep = np.random.default_rng(seed).choice(keep, size=min(n, len(keep)), replace=False)
-    keep = torch.from_numpy(np.sort(keep))
-    return TensorDataset(x[keep].clone(), yl[keep].clone(), yr[keep].clone())
 
 
 @torch.no_grad()
@@ -107,7 +96,7 @@ def _separate(train: TensorDataset, test: TensorDataset, args, rays: np.ndarray)
         r = torch.as_tensor(ray, dtype=torch.float32, device=args.device)
         for _ in range(args.epochs):
             net.train()
-            for x, yl, yr in iterate_batches(train, args.batch_size, device=args.device, generator=gen):
+            for x, yl, yr in iterate_batches(train, args.batch_size, device=args.device, shuffle=True, generator=gen):
                 out = net(x)
                 loss = r[0] * LOSSES[0](out, yl, yr) + r[1] * LOSSES[1](out, yl, yr)
                 opt.zero_grad(set_to_none=True)
@@ -148,14 +137,16 @@ def main(argv=None) -> Dict[str, Any]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench/results/multimnist.json")
     args = p.parse_args(argv)
+    if "phn_hvi" in args.methods and args.rays_per_step < 2:
+        p.error("phn_hvi maximises the hypervolume of the rays of each step: pass --rays-per-step 4 (or any >= 2)")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     result: Dict[str, Any] = {"command": vars(args), "ref_point": list(REF_POINT), "recipe": "lin2019 (36x36)",
                               "threads": torch.get_num_threads(), "device": _device_name(args.device),
                               "published": PUBLISHED, "results": {}}
     out = Path(args.out)
     for kind in args.kinds:
-        train = _subset(kind, "train", args.train, args.root, args.seed, 0.1)
-        test = _subset(kind, "test", args.test, args.root, args.seed, 0.1)
+        train, test = load_multimnist(kind, args.root, max_train=args.train, max_test=args.test, seed=args.seed,
+                                      subset_seed=args.seed)
         res: Dict[str, Any] = {"n_train": len(train), "n_test": len(test)}
         result["results"][kind] = res
         for name in args.methods:  # each result is written as soon as it exists (a time-boxed run keeps them)

@@ -28,12 +28,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
 from omegaconf import DictConfig
 
 from .checkpoint import check_resumable, load_checkpoint
-from .reporting import run_folder
+from .reporting import config_dict, run_folder
 
 LOCK, CHECKPOINT, METRICS, LOG = ".lock", "checkpoint.pt", "metrics.json", "log.txt"
 NEW_FOLDER = "run_dir=<new folder>"
@@ -255,3 +255,18 @@ def open_run(cfg: DictConfig, kind: str) -> Iterator[RunFolder]:
         if log is not None:
             log.close()
         release_lock(lock)
+
+
+Train = Callable[[DictConfig, "RunFolder", Dict[str, Any], Optional[Dict[str, Any]]], Dict[str, Any]]
+
+
+def run_in_folder(cfg: DictConfig, kind: str, required: Iterable[str], train: Train) -> Dict[str, Any]:
+    """What every runner does around its training: lock the run folder, then return a finished run's
+    metrics untouched, or ``train(cfg, run, config, state)`` from the checked checkpoint
+    (``resume=true``, with the ``required`` entries) or from scratch."""
+    with open_run(cfg, kind) as run:
+        config = config_dict(cfg)
+        if run.finished:
+            return run.finished_metrics(config)
+        state = run.resume_state(config, required) if run.resume else None
+        return train(cfg, run, config, state)

@@ -85,30 +85,44 @@ def seeded_global_rng(seed: Optional[int]) -> Iterator[None]:
         yield
 
 
+def _loader_order(n: int, generator: Optional[torch.Generator]) -> tuple:
+    """The draws of ``DataLoader(shuffle=True, generator=generator)`` for one pass: the iterator's base
+    seed, then (from the global RNG when ``generator`` is None) the sampler's permutation."""
+    torch.empty((), dtype=torch.int64).random_(generator=generator)
+    if generator is None:
+        generator = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+    return torch.randperm(n, generator=generator), generator
+
+
 def iterate_batches(dataset: Dataset, batch_size: int, *, device: Union[str, torch.device] = "cpu",
-                    generator: Optional[torch.Generator] = None) -> Iterator[List[torch.Tensor]]:
-    """One pass over ``dataset`` in batches on ``device``, shuffled with ``generator`` when one is given
-    (in order otherwise). A ``TensorDataset`` is moved to the device once and sliced by index: no
-    per-sample collation and no host-to-device copy per step. Any other dataset goes through a
-    ``DataLoader``."""
+                    shuffle: bool = False, generator: Optional[torch.Generator] = None) -> Iterator[List[torch.Tensor]]:
+    """One pass over ``dataset`` in batches on ``device``: the batches, and the random draws, of
+    ``DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator)`` (the global RNG when
+    shuffling without a generator), so results and checkpoints do not depend on which path ran.
+    A ``TensorDataset`` is moved to the device once per pass and sliced by index: no per-sample
+    collation and no host-to-device copy per step. Any other dataset goes through the ``DataLoader``."""
     device = torch.device(device)
-    if isinstance(dataset, TensorDataset):
-        tensors = [t.to(device) for t in dataset.tensors]
-        n = len(tensors[0])
-        if generator is None:
-            for start in range(0, n, batch_size):
-                yield [t[start:start + batch_size] for t in tensors]
-            return
-        order = torch.randperm(n, generator=generator).to(device)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            yield [t[idx] for t in tensors]
+    if not isinstance(dataset, TensorDataset):
+        # an own generator when not shuffling: the loader's per-iterator seed draw must not touch the global RNG
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=False,
+                            generator=generator if shuffle else torch.Generator())
+        for batch in loader:
+            yield [t.to(device) for t in batch]
         return
-    # an own generator when not shuffling: the loader's per-iterator seed draw must not touch the global RNG
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None, drop_last=False,
-                        generator=generator if generator is not None else torch.Generator())
-    for batch in loader:
-        yield [t.to(device) for t in batch]
+    tensors = [t.to(device) for t in dataset.tensors]
+    n = len(tensors[0])
+    if not shuffle:
+        for start in range(0, n, batch_size):
+            yield [t[start:start + batch_size] for t in tensors]
+        return
+    order, sampler_generator = _loader_order(n, generator)
+    order = order.to(device)
+    full = n - n % batch_size
+    for start in range(0, full, batch_size):
+        yield [t[order[start:start + batch_size]] for t in tensors]
+    torch.randperm(n, generator=sampler_generator)  # RandomSampler's (empty) remainder draw, where the loader makes it
+    if full < n:
+        yield [t[order[full:]] for t in tensors]
 
 
 class DirichletRays:
@@ -395,7 +409,8 @@ class ParetoHypernetworkStrategy:
         else:
             done, epoch = 0, 0
             while budget is not None or epoch < self.train_epochs:
-                for batch in iterate_batches(dataset, self.train_mb_size, device=self.device, generator=self.generator):
+                for batch in iterate_batches(dataset, self.train_mb_size, device=self.device, shuffle=True,
+                                             generator=self.generator):
                     self._step(batch)
                     done += 1
                     if budget is not None and done >= budget:

@@ -81,7 +81,10 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
     is :class:`ParetoHypernetworkStrategy`'s (solver, rays_per_step, lr, train_steps, ...).
 
     ``beta``: regularizer strength (0: no protection of earlier fronts); ``reg_rays``: K, the rays
-    (PHN's evaluation rays) at which each earlier task's outputs are kept.
+    (PHN's evaluation rays) at which each earlier task's outputs are kept; ``emb_std``: std of each
+    new task embedding. Defaults from the permuted Multi-MNIST runs (README, Results): with
+    ``emb_std=1`` a 16-dim embedding drowned the 2-dim ray (task 0's HV 1.14 against 1.42 at 0.1), and
+    beta 0.5 forgot less than 0.05 (at most 1.3% against 2.3% relative HV).
     """
 
     def __init__(
@@ -90,8 +93,8 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         target: nn.Module,
         losses: Sequence,
         emb_dim: int = 16,
-        emb_std: float = 1.0,
-        beta: float = 0.01,
+        emb_std: float = 0.1,
+        beta: float = 0.5,
         reg_rays: int = 10,
         hidden: Sequence[int] = (100, 100),
         activation: str = "relu",

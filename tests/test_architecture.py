@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.builders import build_cl_model_from_config, build_phn_from_config
+from benchmarks.builders import build_cl_model_from_config, build_phn_from_config, make_target
 from benchmarks.config import ConfigError, load_config
 from benchmarks.fairness import FAIRNESS_LOSSES
 from cl_moo import HeadPiece, Hypernetwork, init_hypernetwork
@@ -71,7 +71,7 @@ def _build(overrides, kind):
     if kind == "cl":
         model = build_cl_model_from_config(cfg, {"input_size": 10, "num_classes": 3})
         return cfg, model.hnet, model.target.module
-    phn = build_phn_from_config(cfg, 10, FAIRNESS_LOSSES, torch.device("cpu"))
+    phn = build_phn_from_config(cfg, make_target(cfg, 10, 1), FAIRNESS_LOSSES, torch.device("cpu"))
     return cfg, phn.hnet, phn.target.module
 
 
@@ -94,10 +94,14 @@ def test_every_hnet_and_target_key_changes_the_built_model(kind, base):
 
 
 def test_a_key_a_run_does_not_read_is_refused():
-    with pytest.raises(ConfigError, match="hnet.emb_dim.*not used by pareto runs"):
+    with pytest.raises(ConfigError, match="hnet.emb_dim.*not used by benchmark=adult .pareto runs"):
         load_config(["benchmark=adult", "strategy=phn_ls", "hnet.emb_dim=8"])
-    with pytest.raises(ConfigError, match="train.epochs.*not used by continual runs"):
+    with pytest.raises(ConfigError, match="train.epochs.*not used by benchmark=pmnist .continual runs"):
         load_config(["benchmark=pmnist", "train.epochs=2"])
+    with pytest.raises(ConfigError, match="target.hidden.*not used by benchmark=multimnist"):  # PHN's LeNet
+        load_config(["benchmark=multimnist", "strategy=phn_ls", "target.hidden=[5]"])
+    with pytest.raises(ConfigError, match="train.epochs.*not used by benchmark=multimnist_seq .continual pareto"):
+        load_config(["benchmark=multimnist_seq", "strategy=phn_cl", "train.epochs=2"])
 
 
 def test_metrics_json_records_what_was_built(tmp_path, data_root, monkeypatch):
@@ -157,7 +161,7 @@ def test_a_third_generator_works_with_the_fast_regularizer(lookahead):
     torch.manual_seed(0)
     hnet = AdditiveBlockHypernetwork(_small_target(), 3)
     embs = torch.randn(4, 3)
-    fast, direct = OutputRegularizer(beta=0.5), OutputRegularizer(beta=0.5, fast=False)
+    fast, direct = OutputRegularizer(beta=0.5, fast=True), OutputRegularizer(beta=0.5, fast=False)
     for reg in (fast, direct):
         reg.snapshot(hnet, embs, [0, 1, 2, 3])
     assert type(fast.targets).__name__ == "HeadSnapshot" and type(direct.targets).__name__ == "StoredOutputs"

@@ -68,7 +68,7 @@ def test_online_targets_and_subset_match_stored_targets_at_the_start():
     model.ensure_tasks(5)
     embs = model.embeddings([0, 1, 2, 3])
     stored, online = OutputRegularizer(beta=1.0, fast=False), OutputRegularizer(beta=1.0, targets="online")
-    fast = OutputRegularizer(beta=1.0)
+    fast = OutputRegularizer(beta=1.0, fast=True)
     for reg in (stored, online, fast):
         reg.snapshot(model.hnet, embs, [0, 1, 2, 3])
     assert stored.penalty(model.hnet, embs).item() == 0.0
@@ -141,7 +141,7 @@ def test_fast_regularizer_equals_the_direct_form(chunked, subset):
     model = build_cl_model(target_module(), emb_dim=8, chunked=chunked, chunk_size=3000, hidden=(20,))
     model.ensure_tasks(4)
     embs = model.embeddings([0, 1, 2, 3])
-    fast, direct = OutputRegularizer(beta=0.3, subset=subset), OutputRegularizer(beta=0.3, subset=subset, fast=False)
+    fast, direct = OutputRegularizer(beta=0.3, subset=subset, fast=True), OutputRegularizer(beta=0.3, subset=subset, fast=False)
     fast.snapshot(model.hnet, embs, [0, 1, 2, 3])
     direct.snapshot(model.hnet, embs, [0, 1, 2, 3])
     with torch.no_grad():
@@ -160,3 +160,25 @@ def test_fast_regularizer_equals_the_direct_form(chunked, subset):
             grads.append(torch.cat([p.grad.reshape(-1) for p in model.hnet.parameters()]))
         assert values[0] == pytest.approx(values[1], rel=1e-2)
         assert torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-4 * grads[1].abs().max().item())
+
+
+@pytest.mark.parametrize("chunked, n_tasks, expected", [
+    (False, 3, "StoredOutputs"),   # MLP head, d = 20: a Gram matrix of (2*20+1)^2 per row costs more than 3 tasks
+    (True, 40, "HeadSnapshot"),    # chunked: 40 tasks x chunks applications of each head row: the Gram wins
+])
+def test_auto_regularizer_takes_the_cheaper_form_with_the_same_penalty(chunked, n_tasks, expected):
+    torch.manual_seed(0)
+    model = build_cl_model(target_module(), emb_dim=8, chunked=chunked, chunk_size=1000, hidden=(20,))
+    model.ensure_tasks(n_tasks)
+    tasks = list(range(n_tasks))
+    embs = model.embeddings(tasks)
+    auto, direct = OutputRegularizer(beta=0.3), OutputRegularizer(beta=0.3, fast=False)
+    auto.snapshot(model.hnet, embs, tasks)
+    direct.snapshot(model.hnet, embs, tasks)
+    assert type(auto.targets).__name__ == expected
+    with torch.no_grad():
+        for p in model.hnet.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    assert auto.penalty(model.hnet, embs).item() == pytest.approx(direct.penalty(model.hnet, embs).item(), rel=1e-2)
+    with pytest.raises(ValueError, match="fast must be True, False or 'auto'"):
+        OutputRegularizer(beta=0.3, fast="yes")

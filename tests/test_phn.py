@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from torch.utils.data import TensorDataset
 
 from cl_moo.moo_metrics import RayError, evaluation_rays, hypervolume, non_dominated, uniformity
@@ -125,3 +124,37 @@ def test_epo_falls_back_to_ls_weights_and_logs_it(caplog):
     assert res.mode == "fallback"
     np.testing.assert_allclose(res.weights, 2 * r / r.sum())
     np.testing.assert_allclose(res.alpha, r / r.sum())
+
+
+@pytest.mark.parametrize("n, batch_size", [(10, 4), (12, 4)])
+@pytest.mark.parametrize("own_generator", [True, False])
+def test_tensor_batches_match_the_dataloader_order_and_random_draws(n, batch_size, own_generator):
+    """iterate_batches slices a TensorDataset on the device, with DataLoader's order and RNG draws:
+    results and checkpoints do not depend on which path ran."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from strategies.phn import iterate_batches
+
+    data = TensorDataset(torch.arange(n), torch.arange(n) * 10)
+    orders, states = [], []
+    for fast in (True, False):
+        torch.manual_seed(3)
+        gen = torch.Generator().manual_seed(7) if own_generator else None
+        seen = []
+        for epoch in range(2):
+            batches = (iterate_batches(data, batch_size, shuffle=True, generator=gen) if fast
+                       else DataLoader(data, batch_size=batch_size, shuffle=True, generator=gen))
+            for i, (x, y) in enumerate(batches):
+                assert torch.equal(y, x * 10)
+                seen.append(x.tolist())
+                if epoch == 1 and i == 1:
+                    break  # a step budget ending mid-pass
+        orders.append(seen)
+        states.append((torch.get_rng_state(), None if gen is None else gen.get_state()))
+    assert orders[0] == orders[1]
+    assert sorted(sum(orders[0][: -(-n // batch_size)], [])) == list(range(n))  # the first pass covers every sample
+    assert torch.equal(states[0][0], states[1][0])
+    if own_generator:
+        assert torch.equal(states[0][1], states[1][1])
+    in_order = [x.tolist() for x, _ in iterate_batches(data, batch_size)]
+    assert sum(in_order, []) == list(range(n))

@@ -1,6 +1,5 @@
 """PHN as an extension point: solver classes, objective-only problems, step budget, seeds, ray
 samplers, the unbatched one-ray path and the errors that name their fix."""
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from cl_moo.moo_metrics import RayError, evaluation_rays
+from cl_moo.moo_metrics import RayError
 from strategies.epo import epo_weights
 from strategies.phn import ParetoHypernetworkStrategy
 from strategies.solvers import EPO, SOLVERS, LinearScalarization, Solver

@@ -1,5 +1,4 @@
 """``python -m cl_moo.report``: grouping over seeds, statistics, published numbers, figures, errors."""
-import copy
 import csv
 import json
 import math

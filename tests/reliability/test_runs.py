@@ -20,6 +20,7 @@ import torch
 
 import benchmarks.cl_runner as cl_runner
 import benchmarks.moo_runner as moo_runner
+import benchmarks.pareto_problems as pareto_problems
 from benchmarks.checkpoint import save_checkpoint
 from benchmarks.config import RESUME_SAFE_KEYS, ConfigError, load_config
 from benchmarks.reporting import write_json
@@ -379,7 +380,7 @@ def test_nan_losses_fail_with_a_clear_error(tmp_path, data_root, monkeypatch, ca
     def nan_loss(z, y, s):
         return z.mean() * float("nan")
 
-    monkeypatch.setattr(moo_runner, "FAIRNESS_LOSSES", [nan_loss] + list(moo_runner.FAIRNESS_LOSSES[1:]))
+    monkeypatch.setattr(pareto_problems, "FAIRNESS_LOSSES", [nan_loss] + list(pareto_problems.FAIRNESS_LOSSES[1:]))
     for args, message in ((PARETO, "a loss became NaN/inf"), (LS_SEPARATE, "got a NaN/inf loss")):
         out = tmp_path / args[1].split("=")[1]
         assert run(args, out, data_root) == 1

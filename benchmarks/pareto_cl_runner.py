@@ -1,0 +1,191 @@
+"""Runs a continual Pareto benchmark (``benchmark=multimnist_seq strategy=phn_cl``) and reports it.
+
+One hypernetwork ``h([e_t, r])`` learns the Pareto front of each task in turn
+(:class:`strategies.phn_cl.ContinualParetoStrategy`). After every task: the front of every task
+trained so far on its test split (the benchmark's evaluation rays), their hypervolumes (one row of
+the HV matrix), TensorBoard scalars and a checkpoint. ``metrics.json`` holds the HV matrix, each
+task's HV right after learning it and after the last task, the relative HV forgetting and the fronts
+before and after; figures (HV matrix, HV over time, the fronts per task before and after) are PNG
+files next to it and TensorBoard images. Resume, run-folder locking and divergence checks are the
+other runners' (:mod:`benchmarks.run_dir`, :mod:`benchmarks.checkpoint`).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch.utils.tensorboard import SummaryWriter
+
+from cl_moo import evaluation_rays, hypervolume, uniformity
+from strategies.phn_cl import ContinualParetoStrategy
+
+from .builders import built_description, hypernetwork_options, seed_everything
+from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
+from .cl_figures import forgetting_figure, matrix_figure, pyplot
+from .config import OBJECTIVES
+from .multimnist import LOSSES, MLPTwoHeads, load_multimnist, permuted_tasks
+from .reporting import LossMonitor, peak_memory_mb, pick_device, write_json
+from .run_dir import RunFolder, run_in_folder
+
+KIND = "continual_pareto"
+REQUIRED = ("hnet", "target", "generator", "iteration", "hv_matrix", "fronts", "next_task", "elapsed", "rng")
+LOSS_BOUND = 100.0  # a scalarized cross-entropy this large means training diverged
+
+
+class _LossRecorder:
+    """Records every iteration's scalarized loss (divergence check) and logs it to TensorBoard."""
+
+    def __init__(self, monitor: LossMonitor, writer: SummaryWriter, task: int, every: int = 10) -> None:
+        self.monitor, self.writer, self.task, self.every = monitor, writer, task, every
+
+    def after_training_iteration(self, strategy: ContinualParetoStrategy) -> None:
+        self.monitor.record(f"task {self.task}", strategy.last_loss)
+        if strategy.iteration % self.every == 0:
+            self.writer.add_scalar("train/scalarized_loss", strategy.last_loss, strategy.iteration)
+
+
+def build_strategy(cfg: DictConfig, device: torch.device) -> ContinualParetoStrategy:
+    """The continual Pareto strategy of ``cfg`` (MLP target with two heads from ``target.hidden``)."""
+    s = cfg.strategy
+    return ContinualParetoStrategy(
+        target=MLPTwoHeads(hidden=list(cfg.target.hidden)), losses=LOSSES, emb_dim=cfg.hnet.emb_dim,
+        emb_std=float(s.emb_std), beta=float(s.beta), reg_rays=s.reg_rays, **hypernetwork_options(cfg),
+        solver=s.solver, alpha=float(s.alpha), rays_per_step=s.rays_per_step, lr=cfg.train.lr,
+        train_mb_size=cfg.train.batch_size, eval_mb_size=cfg.train.eval_batch_size, seed=cfg.seed, device=device,
+    )
+
+
+def run_pareto_cl(cfg: DictConfig) -> Dict[str, Any]:
+    """Trains the tasks not yet done in a locked run folder; returns (and writes) the metrics dict."""
+    return run_in_folder(cfg, KIND, REQUIRED, _train_and_report)
+
+
+def _restore(state: Dict[str, Any], strategy: ContinualParetoStrategy, monitor: LossMonitor) -> int:
+    """Loads a checkpoint taken after task ``next_task - 1``; returns ``next_task``."""
+    done = int(state["next_task"])
+    strategy.hnet.ensure_tasks(done)
+    strategy.hnet.load_state_dict(state["hnet"])
+    strategy.target.load_state_dict(state["target"])
+    strategy.generator.set_state(state["generator"])
+    strategy.iteration = int(state["iteration"])
+    strategy.trained_tasks = list(range(done))
+    monitor.load_state_dict(state["losses"])
+    set_rng_state(state["rng"])
+    return done
+
+
+def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
+                      state: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    b = cfg.benchmark
+    train, test = load_multimnist(b.kind, cfg.data.root, max_train=b.max_train, max_test=b.max_test,
+                                  verify=cfg.data.verify, download=cfg.data.download)
+    tasks = permuted_tasks(b.n_tasks, train, test)
+    rays = evaluation_rays(len(LOSSES), b.n_eval_rays)
+    ref = [float(v) for v in b.ref_point]
+    strategy = build_strategy(cfg, device)
+    built = built_description(strategy.hnet.inner, strategy.target.module)
+    built["hnet"].update({"emb_dim": cfg.hnet.emb_dim, "emb_std": float(cfg.strategy.emb_std)})
+    monitor = LossMonitor(bound=LOSS_BOUND)
+    writer = SummaryWriter(str(run.path / "tensorboard"))
+    progress: Dict[str, Any] = {"hv_matrix": [], "fronts": [], "elapsed": 0.0, "train_s": []}
+    start = 0
+    try:
+        if state is not None:
+            check_same_build(state.get("built"), built, run.path)
+            start = _restore(state, strategy, monitor)
+            progress = {k: state[k] for k in progress}
+            run.log.say(f"resuming {run.path} after task {start - 1} of {b.n_tasks}")
+        for t in range(start, b.n_tasks):
+            strategy.plugins = [_LossRecorder(monitor, writer, t)]
+            t0 = time.perf_counter()
+            strategy.train_task(t, tasks[t][0], steps=cfg.train.iterations)
+            train_s = time.perf_counter() - t0
+            fronts = [strategy.eval_task(j, tasks[j][1], rays).tolist() for j in range(t + 1)]
+            row = [hypervolume(np.asarray(f), ref) for f in fronts]
+            progress["hv_matrix"].append(row + [None] * (b.n_tasks - t - 1))
+            progress["fronts"].append(fronts)
+            progress["train_s"].append(train_s)
+            progress["elapsed"] += time.perf_counter() - t0
+            for j, hv in enumerate(row):
+                writer.add_scalar(f"hypervolume/task_{j}", hv, t)
+            writer.add_scalar("hypervolume/mean_trained_tasks", float(np.mean(row)), t)
+            run.log.say(f"after task {t}: HV per task [{', '.join(f'{v:.4f}' for v in row)}] (ref {ref}); "
+                        f"train {train_s:.2f} s")
+            save_checkpoint(run.checkpoint, {
+                "kind": KIND, "config": config, "built": built, "hnet": strategy.hnet.state_dict(),
+                "target": strategy.target.state_dict(), "generator": strategy.generator.get_state(),
+                "iteration": strategy.iteration, "next_task": t + 1, "rng": rng_state(),
+                "losses": monitor.state_dict(), **progress,
+            })
+        warnings = monitor.warnings(f"lower train.lr (now {cfg.train.lr}) and run again in a new run_dir")
+        for w in warnings:
+            run.log.warn(w)
+        names = list(OBJECTIVES[b.name])
+        _figures(writer, run.path, progress["hv_matrix"], progress["fronts"], names)
+        result = {
+            "benchmark": b.name, "strategy": cfg.strategy.name, "preset": cfg.preset, "seed": cfg.seed,
+            **summarize(progress["hv_matrix"], progress["fronts"], rays),
+            "ref_point": ref, "rays": rays.tolist(), "objectives": names,
+            "wall_time_s": progress["elapsed"], "task_train_s": progress["train_s"], "device": str(device),
+            "params": {"hnet": strategy.hnet.inner.num_params, "task_embeddings": b.n_tasks * cfg.hnet.emb_dim},
+            **peak_memory_mb(device), "data_note": None, "tensorboard": str(run.path / "tensorboard"),
+            "diverged": bool(warnings), "warnings": warnings, "config": config, "built": built,
+        }
+        write_json(run.metrics, result, overwrite=False)
+        run.log.say(f"final HV per task {np.round(result['hv_final'], 4).tolist()}, just after "
+                    f"{np.round(result['hv_just_after'], 4).tolist()}")
+        return result
+    finally:
+        writer.close()
+
+
+def summarize(hv_matrix: List[List[Optional[float]]], fronts: List[List[List[List[float]]]],
+              rays: np.ndarray) -> Dict[str, Any]:
+    """HV right after each task and after the last, relative HV forgetting ``(just - final) / just``
+    (None where the front right after training dominated nothing below the reference point), the mean
+    final HV (``hypervolume``: what a sweep maximises) and the fronts before and after."""
+    n = len(hv_matrix)
+    just = [hv_matrix[t][t] for t in range(n)]
+    final = [hv_matrix[-1][t] for t in range(n)]
+    forgetting = [(a - f) / a if a > 0 else None for a, f in zip(just, final)]
+    unif = [float(np.nanmean(uniformity(np.asarray(f), rays))) for f in fronts[-1]]
+    return {
+        "hv_matrix": hv_matrix, "hv_just_after": just, "hv_final": final, "hv_forgetting_relative": forgetting,
+        "hypervolume": float(np.mean(final)), "uniformity_mean": float(np.nanmean(unif)),
+        "fronts_just_after": [fronts[t][t] for t in range(n)], "fronts_final": fronts[-1],
+    }
+
+
+def fronts_figure(fronts: List[List[List[List[float]]]], names: List[str]):
+    """One panel per task: its front right after learning it and after the last task."""
+    plt = pyplot()
+    n = len(fronts)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
+    for t, ax in enumerate(axes[0]):
+        before, after = np.asarray(fronts[t][t]), np.asarray(fronts[-1][t])
+        ax.plot(before[:, 0], before[:, 1], "o-", ms=3, c="tab:blue", label="just after")
+        ax.plot(after[:, 0], after[:, 1], "x--", ms=3, c="tab:red", label="after the last task")
+        ax.set_title(f"task {t}", fontsize=9)
+        ax.set_xlabel(names[0])
+        if t == 0:
+            ax.set_ylabel(names[1])
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _figures(writer: SummaryWriter, folder: Path, hv_matrix: List[List[Optional[float]]],
+             fronts: List[List[List[List[float]]]], names: List[str]) -> None:
+    data = np.array([[np.nan if v is None else v for v in row] for row in hv_matrix], dtype=float)
+    figures = {"hypervolume_matrix": matrix_figure(data, "hypervolume", f"hypervolume: {folder.name}"),
+               "hypervolume_over_time": forgetting_figure(data, "hypervolume", f"hypervolume: {folder.name}"),
+               "fronts": fronts_figure(fronts, names)}
+    for tag, fig in figures.items():
+        fig.savefig(folder / f"{tag}.png", dpi=100)
+        writer.add_figure(f"pareto_cl/{tag}", fig, len(hv_matrix) - 1)  # closes the figure

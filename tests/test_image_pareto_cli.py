@@ -1,0 +1,138 @@
+"""The image Pareto benchmarks from the command line: ``benchmark=multimnist`` (PHN's LeNet, any
+solver, the separate-LS baseline) and ``benchmark=multimnist_seq strategy=phn_cl`` (continual fronts),
+with metrics.json, TensorBoard, figures, checkpoints and resume."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import benchmarks.pareto_cl_runner as pareto_cl_runner
+from cl_moo.run import main
+
+MULTI = ["benchmark=multimnist", "benchmark.max_train=600", "benchmark.max_test=200", "train.epochs=1",
+         "hnet.hidden=[20]", "benchmark.n_eval_rays=5", "progress=false"]
+SEQ = ["benchmark=multimnist_seq", "strategy=phn_cl", "benchmark.n_tasks=2", "benchmark.max_train=300",
+       "benchmark.max_test=100", "train.iterations=20", "hnet.hidden=[20]", "target.hidden=[16]",
+       "benchmark.n_eval_rays=5", "progress=false"]
+
+
+def run(args, out, data_root, *extra):
+    return main(list(args) + [f"run_dir={out}", f"data.root={data_root}", *extra])
+
+
+def metrics(out):
+    return json.loads((Path(out) / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("extra", [["strategy=phn_ls"], ["strategy=phn_epo", "benchmark.kind=fashion_mnist"],
+                                   ["strategy=phn_ls", "strategy.solver=tch", "benchmark.kind=fashion"]])
+def test_multimnist_pareto_run_writes_its_front(tmp_path, data_root, one_thread, extra):
+    out = tmp_path / "run"
+    assert run(MULTI + extra, out, data_root) == 0
+    m = metrics(out)
+    losses = np.array(m["test_losses"])
+    assert losses.shape == (5, 2) and m["objectives"] == ["CE top-left", "CE bottom-right"]
+    assert np.all((losses > 0) & (losses < 5))  # two 10-way cross-entropies after one short epoch
+    assert m["ref_point"] == [2.0, 2.0] and m["hypervolume"] == pytest.approx(
+        __import__("cl_moo").hypervolume(losses, [2.0, 2.0]))
+    assert m["config"]["benchmark"]["kind"] == next((e.split("=")[1] for e in extra if "kind" in e), "mnist")
+    assert m["built"]["hnet"]["hidden"] == [20]
+    assert m["built"]["target"] == {"class": "LeNetTarget", "linear_out_features": [50, 10, 10]}
+    assert (out / "pareto_front.png").stat().st_size > 1000 and list((out / "tensorboard").glob("events.out*"))
+
+
+def test_separate_ls_baseline_trains_one_lenet_per_ray(tmp_path, data_root, one_thread):
+    out = tmp_path / "ls"
+    assert run(MULTI + ["strategy=ls_separate", "benchmark.n_eval_rays=3", "train.epochs=3", "train.batch_size=32"],
+               out, data_root) == 0
+    m = metrics(out)
+    assert len(m["test_losses"]) == 3
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert len(state["models"]) == 3 and "conv1.weight" in state["models"][0]
+    # the left-heavy ray's model is better on the left item than the right-heavy ray's model
+    rays, losses = np.array(m["rays"]), np.array(m["test_losses"])
+    left, right = int(np.argmax(rays[:, 0])), int(np.argmax(rays[:, 1]))
+    assert losses[left, 0] < losses[right, 0] and losses[right, 1] < losses[left, 1]
+
+
+def test_bad_image_benchmark_settings_are_refused(tmp_path, capsys):
+    assert main(["benchmark=multimnist", "benchmark.kind=cifar"]) == 2
+    assert "benchmark.kind='cifar' is not valid; choose one of ['mnist', 'fashion', 'fashion_mnist']" in \
+        capsys.readouterr().err
+    assert main(["benchmark=multimnist", "strategy=phn_cl"]) == 2
+    err = capsys.readouterr().err
+    assert "does not apply" in err and "benchmark=multimnist_seq with strategy=phn_cl" in err
+    assert main(["benchmark=multimnist", "benchmark.ref_point=[2.0]"]) == 2
+    assert "one per objective of benchmark=multimnist (CE top-left, CE bottom-right)" in capsys.readouterr().err
+    assert main(["benchmark=multimnist", "strategy=phn_ls", "strategy.solver=hvi"]) == 2  # presets: 1 ray per step
+    assert "needs strategy.rays_per_step >= 2 (now 1); pass e.g. strategy.rays_per_step=4" in capsys.readouterr().err
+    assert main(["benchmark=multimnist_seq", "strategy=phn_cl", "strategy.emb_std=0"]) == 2
+    assert "strategy.emb_std=0 is not valid" in capsys.readouterr().err
+    out = tmp_path / "nodata"
+    assert main(MULTI + ["strategy=phn_ls", f"run_dir={out}", f"data.root={tmp_path}"]) == 1
+    assert "MNIST/raw/train-images-idx3-ubyte.gz" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def seq_full(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("seq") / "full"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert run(SEQ, out, data_root) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_continual_pareto_run_reports_fronts_before_and_after(seq_full):
+    m = metrics(seq_full)
+    hv = m["hv_matrix"]
+    assert len(hv) == 2 and hv[0][1] is None and all(v is not None for v in hv[1])
+    assert m["hv_just_after"] == [hv[0][0], hv[1][1]] and m["hv_final"] == hv[1]
+    assert np.array(m["fronts_just_after"]).shape == (2, 5, 2) and np.array(m["fronts_final"]).shape == (2, 5, 2)
+    assert m["fronts_final"][1] == m["fronts_just_after"][1]  # the last task: nothing trained after it
+    assert m["fronts_final"][0] != m["fronts_just_after"][0]  # task 0's front moved while task 1 trained
+    assert m["hypervolume"] == pytest.approx(float(np.mean(m["hv_final"])))
+    assert m["config"]["strategy"]["beta"] == 0.5 and m["built"]["hnet"]["emb_std"] == 0.1
+    for name in ("fronts.png", "hypervolume_matrix.png", "hypervolume_over_time.png"):
+        assert (seq_full / name).stat().st_size > 1000, name
+    assert list((seq_full / "tensorboard").glob("events.out*"))
+
+
+def test_the_regularizer_keeps_the_first_front_closer(seq_full, tmp_path, data_root, one_thread):
+    """Without the regularizer (beta = 0) task 0's front moves further while task 1 trains."""
+    free = tmp_path / "free"
+    assert run(SEQ + ["strategy.beta=0"], free, data_root) == 0
+
+    def drift(out):
+        m = metrics(out)
+        return float(np.abs(np.array(m["fronts_final"][0]) - np.array(m["fronts_just_after"][0])).sum())
+
+    assert metrics(free)["fronts_just_after"][0] == metrics(seq_full)["fronts_just_after"][0]  # same task 0
+    assert drift(seq_full) < 0.5 * drift(free)
+
+
+def test_continual_pareto_resumes_after_a_task_like_an_uninterrupted_run(seq_full, tmp_path, data_root, one_thread,
+                                                                         monkeypatch, capsys):
+    part = tmp_path / "part"
+    original = pareto_cl_runner.save_checkpoint
+
+    def killed(path, payload):
+        original(path, payload)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(SEQ, part, data_root)
+    monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", original)
+    assert not (part / "metrics.json").exists()
+    assert run(SEQ, part, data_root, "resume=true", "strategy.beta=0.4") == 1
+    assert "strategy.beta: 0.5 -> 0.4" in capsys.readouterr().err
+    assert run(SEQ, part, data_root, "resume=true") == 0
+    assert "after task 0 of 2" in (part / "log.txt").read_text()
+    a, b = metrics(seq_full), metrics(part)
+    for key in ("hv_matrix", "fronts_just_after", "fronts_final", "hypervolume"):
+        assert a[key] == b[key], key
