@@ -16,6 +16,9 @@ Config = Mapping[str, Any]
 VON_OSWALD = "von Oswald et al. 2020, Continual learning with hypernetworks (ICLR)"
 NAVON = "Navon et al. 2021, Learning the Pareto front with hypernetworks (ICLR), Table 2"
 DIFFERENT_REF_POINT = "different ref. point"
+CHEN_KWOK = ("Chen & Kwok 2022, Multi-Objective Deep Learning with Adaptive Reference Vectors (NeurIPS), Table 1: "
+             "their runs of PHN, mean of 10 (PHN's own Table 1 could not be read here)")
+REPRODUCTION = "another group's runs of PHN"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,27 @@ PUBLISHED += [
     Published(f"{benchmark} {_LABEL[strategy]} hypervolume", "hypervolume", hv, NAVON,
               _fairness(benchmark, strategy), note=DIFFERENT_REF_POINT)
     for benchmark, rows in _FAIRNESS_HV.items() for strategy, hv in rows.items()
+]
+
+
+# Chen & Kwok 2022, Table 1 (reference point (2, 2) as PHN's); keys are benchmark.kind and the strategy
+MULTIMNIST_PHN_HV: Dict[str, Dict[str, float]] = {
+    "mnist": {"phn_ls": 2.79, "phn_epo": 2.82},
+    "fashion": {"phn_ls": 2.14, "phn_epo": 2.16},
+    "fashion_mnist": {"phn_ls": 2.67, "phn_epo": 2.74},
+}
+
+
+def _multimnist(kind: str, strategy: str) -> Callable[[Config], bool]:
+    solver = strategy.split("_", 1)[1]
+    return lambda config: _is(config, benchmark__name="multimnist", benchmark__kind=kind, strategy__name=strategy,
+                              strategy__solver=solver)
+
+
+PUBLISHED += [
+    Published(f"Multi-MNIST ({kind}) {_LABEL[strategy]} hypervolume", "hypervolume", hv, CHEN_KWOK,
+              _multimnist(kind, strategy), note=REPRODUCTION)
+    for kind, rows in MULTIMNIST_PHN_HV.items() for strategy, hv in rows.items()
 ]
 
 

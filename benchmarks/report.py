@@ -383,9 +383,8 @@ def _published_cell(group: Group, sources: List[Published]) -> str:
 
 def _results_table(groups: Sequence[Group], kind: str, sources: List[Published]) -> List[str]:
     metrics = (CONTINUAL_METRICS if kind == "continual" else PARETO_METRICS) + COMMON_METRICS
-    published = "published" if kind == "continual" else "published (different ref. point)"
     header = ["group", "seeds"] + (["score"] if kind == "continual" else [])
-    header += [metrics[0], published] + list(metrics[1:])
+    header += [metrics[0], "published [source; note]"] + list(metrics[1:])
     rows = []
     for group in groups:
         stats = group_stats(group, metrics)

@@ -136,3 +136,14 @@ def test_continual_pareto_resumes_after_a_task_like_an_uninterrupted_run(seq_ful
     a, b = metrics(seq_full), metrics(part)
     for key in ("hv_matrix", "fronts_just_after", "fronts_final", "hypervolume"):
         assert a[key] == b[key], key
+
+
+def test_reproduced_phn_hypervolumes_match_only_their_setting():
+    from benchmarks.published import published_for
+
+    config = {"benchmark.name": "multimnist", "benchmark.kind": "fashion_mnist", "strategy.name": "phn_epo",
+              "strategy.solver": "epo"}
+    entry = published_for(config, "hypervolume")
+    assert entry.value == 2.74 and "Chen & Kwok" in entry.source and entry.note == "another group's runs of PHN"
+    assert published_for({**config, "strategy.solver": "tch"}, "hypervolume") is None  # another solver: no number
+    assert published_for({**config, "benchmark.name": "multimnist_seq"}, "hypervolume") is None

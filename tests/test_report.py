@@ -75,7 +75,8 @@ def test_published_numbers_sit_beside_matching_groups(report):
     assert rows[FINETUNE]["published"] == ""  # no published fine-tuning number for the regression
     assert float(rows[PHN_LS]["published"]) == 0.658 and float(rows[PHN_EPO]["published"]) == 0.648
     assert rows[PHN_LS]["published_note"] == "different ref. point" and "Navon" in rows[PHN_LS]["published_source"]
-    assert "published (different ref. point)" in markdown and "von Oswald et al. 2020" in markdown
+    assert "published [source; note]" in markdown and "von Oswald et al. 2020" in markdown
+    assert "Table 2; different ref. point" in markdown  # the fairness HVs' note, in the source list
 
 
 def _pmnist(**changes):
