@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from .config import (CONTINUAL_BENCHMARKS, CONTINUAL_PARETO_BENCHMARKS, CONTINUAL_PARETO_STRATEGIES, CONTINUAL_STRATEGIES,
                      PARETO_BENCHMARKS, PARETO_STRATEGIES, ConfigError, load_config)
+from .reporting import run_folder
 
 Runner = Callable[[DictConfig], Dict[str, Any]]
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -76,6 +77,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         result = runner(cfg)
+    except KeyboardInterrupt:
+        where = run_folder(cfg)
+        print(f"cl_moo.run: interrupted. {where} keeps what the last checkpoint saved; continue with the same "
+              f"command plus resume=true (run_dir={where})", file=sys.stderr)
+        return 130
     except (FileExistsError, FileNotFoundError, RuntimeError) as exc:
         print(f"cl_moo.run: {exc}", file=sys.stderr)
         return 1

@@ -71,6 +71,9 @@ NOT_READ = {
     "continual": ("train.epochs",),
     "continual_pareto": ("train.epochs", "train.eval_tasks"),
 }
+# keys (a trailing "." : every key below it) a strategy does not read: the separate-LS baseline has
+# no hypernetwork, no solver and no ray sampling
+NOT_READ_BY_STRATEGY = {"ls_separate": ("hnet.", "strategy.solver", "strategy.alpha", "strategy.rays_per_step")}
 # keys a benchmark does not read (its target is fixed): setting them is an error, not a no-op
 NOT_READ_BY_BENCHMARK = {"multimnist": ("target.hidden", "target.activation"), "multimnist_seq": ("target.activation",)}
 
@@ -138,10 +141,14 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
     OmegaConf.set_struct(cfg, True)
     validate(cfg)
     kind = run_kind(cfg.benchmark.name)
-    ignored = [k for k in NOT_READ[kind] + NOT_READ_BY_BENCHMARK.get(cfg.benchmark.name, ()) if k in explicit]
+    unread = NOT_READ[kind] + NOT_READ_BY_BENCHMARK.get(cfg.benchmark.name, ())
+    ignored = [k for k in explicit if k in unread]
+    ignored += [k for k in explicit if any(k.startswith(p) if p.endswith(".") else k == p
+                                           for p in NOT_READ_BY_STRATEGY.get(cfg.strategy.name, ()))]
     if ignored:
         raise ConfigError(f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not used by "
-                          f"benchmark={cfg.benchmark.name} ({kind.replace('_', ' ')} runs); drop the override")
+                          f"benchmark={cfg.benchmark.name} strategy={cfg.strategy.name} ({kind.replace('_', ' ')} "
+                          "runs); drop the override")
     return cfg
 
 

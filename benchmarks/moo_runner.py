@@ -122,7 +122,9 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
         result = {
             "benchmark": cfg.benchmark.name, "strategy": cfg.strategy.name, "seed": cfg.seed, "preset": cfg.preset,
             **scores, "params": params, "epo_fallbacks": epo_fallbacks, "device": str(device),
-            **peak_memory_mb(device), "data_note": None, "tensorboard": str(run.path / "tensorboard"),
+            **peak_memory_mb(device), "data_note": problem.info.get("note"),
+            "data_sizes": {"train": len(problem.train), "test": len(problem.test)},
+            "tensorboard": str(run.path / "tensorboard"),
             "diverged": bool(warnings), "warnings": warnings, "config": config, "built": built,
         }
         write_json(run.metrics, result, overwrite=False)

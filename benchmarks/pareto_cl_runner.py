@@ -28,6 +28,7 @@ from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_st
 from .cl_figures import forgetting_figure, matrix_figure, pyplot
 from .config import OBJECTIVES
 from .multimnist import LOSSES, MLPTwoHeads, load_multimnist, permuted_tasks
+from .pareto_problems import size_note
 from .reporting import LossMonitor, peak_memory_mb, pick_device, write_json
 from .run_dir import RunFolder, run_in_folder
 
@@ -134,7 +135,9 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             "ref_point": ref, "rays": rays.tolist(), "objectives": names,
             "wall_time_s": progress["elapsed"], "task_train_s": progress["train_s"], "device": str(device),
             "params": {"hnet": strategy.hnet.inner.num_params, "task_embeddings": b.n_tasks * cfg.hnet.emb_dim},
-            **peak_memory_mb(device), "data_note": None, "tensorboard": str(run.path / "tensorboard"),
+            **peak_memory_mb(device), "data_note": size_note(b, len(train), len(test)),
+            "data_sizes": {"train_per_task": len(train), "test_per_task": len(test)},
+            "tensorboard": str(run.path / "tensorboard"),
             "diverged": bool(warnings), "warnings": warnings, "config": config, "built": built,
         }
         write_json(run.metrics, result, overwrite=False)

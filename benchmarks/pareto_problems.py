@@ -14,7 +14,7 @@ calls them), the objectives' names and ``score``: the test objectives of K model
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -94,11 +94,20 @@ def mean_losses(predict: Predict, data: TensorDataset, losses: Sequence[Callable
     return (total / n).cpu().numpy()
 
 
+def size_note(benchmark: DictConfig, n_train: int, n_test: int) -> Optional[str]:
+    """Says so when ``max_train`` / ``max_test`` asked for more images than the split holds (all were used)."""
+    short = [f"benchmark.{key}={asked} but the split holds {n}: all {n} were used"
+             for key, asked, n in (("max_train", benchmark.max_train, n_train), ("max_test", benchmark.max_test, n_test))
+             if asked is not None and asked > n]
+    return "; ".join(short) or None
+
+
 def multimnist_problem(cfg: DictConfig) -> ParetoProblem:
     b = cfg.benchmark
     train, test = load_multimnist(b.kind, cfg.data.root, max_train=b.max_train, max_test=b.max_test,
                                   verify=cfg.data.verify, download=cfg.data.download)
-    info = {"kind": b.kind, "n_train": len(train), "n_test": len(test), "image_side": int(train.tensors[0].shape[-1])}
+    info = {"kind": b.kind, "n_train": len(train), "n_test": len(test), "image_side": int(train.tensors[0].shape[-1]),
+            "note": size_note(b, len(train), len(test))}
 
     def score(predict: Predict, device: torch.device) -> Scores:
         values = mean_losses(predict, test, MULTIMNIST_LOSSES, cfg.train.eval_batch_size, device)

@@ -11,6 +11,11 @@ import torch
 import benchmarks.pareto_cl_runner as pareto_cl_runner
 from cl_moo.run import main
 
+
+class Killed(BaseException):
+    """A simulated kill: not an Exception, and not the KeyboardInterrupt that cl_moo.run turns into a message."""
+
+
 MULTI = ["benchmark=multimnist", "benchmark.max_train=600", "benchmark.max_test=200", "train.epochs=1",
          "hnet.hidden=[20]", "benchmark.n_eval_rays=5", "progress=false"]
 SEQ = ["benchmark=multimnist_seq", "strategy=phn_cl", "benchmark.n_tasks=2", "benchmark.max_train=300",
@@ -40,12 +45,14 @@ def test_multimnist_pareto_run_writes_its_front(tmp_path, data_root, one_thread,
     assert m["config"]["benchmark"]["kind"] == next((e.split("=")[1] for e in extra if "kind" in e), "mnist")
     assert m["built"]["hnet"]["hidden"] == [20]
     assert m["built"]["target"] == {"class": "LeNetTarget", "linear_out_features": [50, 10, 10]}
+    assert m["data_sizes"] == {"train": 600, "test": 200} and m["data_note"] is None
     assert (out / "pareto_front.png").stat().st_size > 1000 and list((out / "tensorboard").glob("events.out*"))
 
 
 def test_separate_ls_baseline_trains_one_lenet_per_ray(tmp_path, data_root, one_thread):
     out = tmp_path / "ls"
-    assert run(MULTI + ["strategy=ls_separate", "benchmark.n_eval_rays=3", "train.epochs=3", "train.batch_size=32"],
+    assert run([o for o in MULTI if not o.startswith("hnet.")]
+               + ["strategy=ls_separate", "benchmark.n_eval_rays=3", "train.epochs=3", "train.batch_size=32"],
                out, data_root) == 0
     m = metrics(out)
     assert len(m["test_losses"]) == 3
@@ -122,10 +129,10 @@ def test_continual_pareto_resumes_after_a_task_like_an_uninterrupted_run(seq_ful
 
     def killed(path, payload):
         original(path, payload)
-        raise KeyboardInterrupt
+        raise Killed
 
     monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", killed)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Killed):
         run(SEQ, part, data_root)
     monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", original)
     assert not (part / "metrics.json").exists()
@@ -147,3 +154,29 @@ def test_reproduced_phn_hypervolumes_match_only_their_setting():
     assert entry.value == 2.74 and "Chen & Kwok" in entry.source and entry.note == "another group's runs of PHN"
     assert published_for({**config, "strategy.solver": "tch"}, "hypervolume") is None  # another solver: no number
     assert published_for({**config, "benchmark.name": "multimnist_seq"}, "hypervolume") is None
+
+
+def test_more_images_than_the_split_holds_is_said_and_recorded(tmp_path, data_root, one_thread, capsys):
+    out = tmp_path / "big"
+    assert run(MULTI + ["strategy=phn_ls", "benchmark.max_test=1000000000", "benchmark.n_eval_rays=2"], out,
+               data_root) == 0
+    m = metrics(out)
+    assert m["data_sizes"]["test"] == 20000
+    assert m["data_note"] == "benchmark.max_test=1000000000 but the split holds 20000: all 20000 were used"
+    assert "NOTE: benchmark.max_test=1000000000" in capsys.readouterr().out
+
+
+def test_ctrl_c_ends_with_a_resume_hint_not_a_traceback(tmp_path, data_root, one_thread, monkeypatch, capsys):
+    out = tmp_path / "ctrl_c"
+    original = pareto_cl_runner.save_checkpoint
+
+    def interrupted(path, payload):
+        original(path, payload)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", interrupted)
+    assert run(SEQ, out, data_root) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and f"resume=true (run_dir={out})" in err and "Traceback" not in err
+    monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", original)
+    assert run(SEQ, out, data_root, "resume=true") == 0 and len(metrics(out)["hv_matrix"]) == 2

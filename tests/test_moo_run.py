@@ -34,10 +34,13 @@ def test_strategy_that_does_not_fit_the_benchmark_is_refused(capsys):
     assert "does not apply" in capsys.readouterr().err
 
 
-def test_ls_separate_baseline_trains_one_plain_model_per_ray(tmp_path, data_root, monkeypatch):
+def test_ls_separate_baseline_trains_one_plain_model_per_ray(tmp_path, data_root, monkeypatch, capsys):
     monkeypatch.setenv("CL_MOO_DATA", str(data_root))
     out = tmp_path / "ls"
-    assert main(["benchmark=adult", "strategy=ls_separate", f"run_dir={out}"] + SMALL) == 0
+    assert main(["benchmark=adult", "strategy=ls_separate", f"run_dir={out}"] + SMALL) == 2  # no hypernetwork
+    assert "hnet.hidden is not used by benchmark=adult strategy=ls_separate" in capsys.readouterr().err
+    assert main(["benchmark=adult", "strategy=ls_separate", f"run_dir={out}"]
+                + [o for o in SMALL if not o.startswith("hnet.")]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert len(m["test_losses"]) == len(m["rays"])
     # one plain target network (10 hidden units after 108 inputs ... ) per ray, no hypernetwork
