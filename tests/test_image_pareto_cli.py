@@ -31,6 +31,19 @@ def metrics(out):
     return json.loads((Path(out) / "metrics.json").read_text())
 
 
+def stop_after_first_checkpoint(monkeypatch, exception):
+    """The continual Pareto runner raises ``exception`` right after writing its first checkpoint;
+    returns the function that puts the real ``save_checkpoint`` back."""
+    original = pareto_cl_runner.save_checkpoint
+
+    def stopped(path, payload):
+        original(path, payload)
+        raise exception
+
+    monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", stopped)
+    return lambda: monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", original)
+
+
 @pytest.mark.parametrize("extra", [["strategy=phn_ls"], ["strategy=phn_epo", "benchmark.kind=fashion_mnist"],
                                    ["strategy=phn_ls", "strategy.solver=tch", "benchmark.kind=fashion"]])
 def test_multimnist_pareto_run_writes_its_front(tmp_path, data_root, one_thread, extra):
@@ -125,16 +138,10 @@ def test_the_regularizer_keeps_the_first_front_closer(seq_full, tmp_path, data_r
 def test_continual_pareto_resumes_after_a_task_like_an_uninterrupted_run(seq_full, tmp_path, data_root, one_thread,
                                                                          monkeypatch, capsys):
     part = tmp_path / "part"
-    original = pareto_cl_runner.save_checkpoint
-
-    def killed(path, payload):
-        original(path, payload)
-        raise Killed
-
-    monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", killed)
+    restore = stop_after_first_checkpoint(monkeypatch, Killed)
     with pytest.raises(Killed):
         run(SEQ, part, data_root)
-    monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", original)
+    restore()
     assert not (part / "metrics.json").exists()
     assert run(SEQ, part, data_root, "resume=true", "strategy.beta=0.4") == 1
     assert "strategy.beta: 0.5 -> 0.4" in capsys.readouterr().err
@@ -168,15 +175,9 @@ def test_more_images_than_the_split_holds_is_said_and_recorded(tmp_path, data_ro
 
 def test_ctrl_c_ends_with_a_resume_hint_not_a_traceback(tmp_path, data_root, one_thread, monkeypatch, capsys):
     out = tmp_path / "ctrl_c"
-    original = pareto_cl_runner.save_checkpoint
-
-    def interrupted(path, payload):
-        original(path, payload)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", interrupted)
+    restore = stop_after_first_checkpoint(monkeypatch, KeyboardInterrupt)
     assert run(SEQ, out, data_root) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and f"resume=true (run_dir={out})" in err and "Traceback" not in err
-    monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", original)
+    restore()
     assert run(SEQ, out, data_root, "resume=true") == 0 and len(metrics(out)["hv_matrix"]) == 2
