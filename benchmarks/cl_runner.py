@@ -218,13 +218,11 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                 "matrix": matrix, "next_experience": i + 1, "elapsed": elapsed, "rng": rng_state(),
                 "losses": monitor.state_dict(), **times,
             })
-        warnings = monitor.warnings(f"lower train.lr (now {cfg.train.lr}) and run again in a new run_dir")
-        for w in warnings:
-            run.log.warn(w)
+        warnings = run.divergence_warnings(monitor, cfg)
         _figures(writer, run.path, matrix, name)
-        result = _result(cfg, run, model, matrix, classification, elapsed, device, info, config, built)
-        result.update({"task_train_s": times["train_s"], "task_eval_s": times["eval_s"]})
-        result.update({"diverged": bool(warnings), "warnings": warnings})
+        result = {**run.record(cfg, device, config, built, warnings),
+                  **_result(model, matrix, classification, elapsed, info),
+                  "task_train_s": times["train_s"], "task_eval_s": times["eval_s"]}
         write_json(run.metrics, result, overwrite=False)
         return result
     finally:
@@ -240,22 +238,17 @@ def _figures(writer: SummaryWriter, folder: Path, matrix: List[List[float]], sco
         writer.add_figure(f"{score}/{tag}", fig, len(matrix) - 1)  # closes the figure
 
 
-def _result(cfg: DictConfig, run: RunFolder, model, matrix: List[List[float]], classification: bool, elapsed: float,
-            device: torch.device, info: Dict[str, Any], config: Dict[str, Any], built: Dict[str, Any]) -> Dict[str, Any]:
-    """The metrics dict of a finished run."""
+def _result(model, matrix: List[List[float]], classification: bool, elapsed: float,
+            info: Dict[str, Any]) -> Dict[str, Any]:
+    """The continual-learning part of a finished run's metrics dict (``RunFolder.record`` has the rest)."""
     summary = cl_summary(matrix, higher_is_better=classification)
     hnet = model.hnet
     return {
-        "benchmark": cfg.benchmark.name, "strategy": cfg.strategy.name, "preset": cfg.preset, "seed": cfg.seed,
         "score": "accuracy" if classification else "mse",
         "matrix": matrix, **summary,
-        "wall_time_s": elapsed, "device": str(device),
+        "wall_time_s": elapsed,
         "params": {"hnet_generator": hnet.num_generator_params, "hnet_theta0": hnet.num_params - hnet.num_generator_params,
                    "task_embeddings": model.num_tasks * model.emb_dim, "target_weights": hnet.num_weights,
                    "compression_ratio": hnet.compression_ratio},
-        **peak_memory_mb(device),
         "data_note": info.get("fallback"),
-        "tensorboard": str(run.path / "tensorboard"),
-        "config": config,
-        "built": built,
     }

@@ -35,7 +35,7 @@ from strategies.phn import ParetoHypernetworkStrategy, iterate_batches
 from .builders import build_phn_from_config, built_description, seed_everything
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
 from .pareto_problems import ParetoProblem, Predict, load_problem
-from .reporting import LossMonitor, peak_memory_mb, pick_device, write_json
+from .reporting import LossMonitor, pick_device, write_json
 from .run_dir import RunFolder, run_in_folder
 
 KIND = "pareto"
@@ -116,16 +116,11 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
         train = _train_separate if cfg.strategy.name == "ls_separate" else _train_phn
         predict, params, epo_fallbacks, built = train(job, problem, rays, state)
         scores = _evaluate(job, problem, predict, rays)
-        warnings = job.monitor.warnings(f"lower train.lr (now {cfg.train.lr}) and run again in a new run_dir")
-        for w in warnings:
-            run.log.warn(w)
+        warnings = run.divergence_warnings(job.monitor, cfg)
         result = {
-            "benchmark": cfg.benchmark.name, "strategy": cfg.strategy.name, "seed": cfg.seed, "preset": cfg.preset,
-            **scores, "params": params, "epo_fallbacks": epo_fallbacks, "device": str(device),
-            **peak_memory_mb(device), "data_note": problem.info.get("note"),
+            **run.record(cfg, device, config, built, warnings), **scores, "params": params,
+            "epo_fallbacks": epo_fallbacks, "data_note": problem.info.get("note"),
             "data_sizes": {"train": len(problem.train), "test": len(problem.test)},
-            "tensorboard": str(run.path / "tensorboard"),
-            "diverged": bool(warnings), "warnings": warnings, "config": config, "built": built,
         }
         write_json(run.metrics, result, overwrite=False)
         run.log.say(f"{cfg.benchmark.name} {cfg.strategy.name}: HV {scores['hypervolume']:.4f} (ref "

@@ -27,9 +27,9 @@ from .builders import built_description, hypernetwork_options, seed_everything
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
 from .cl_figures import forgetting_figure, matrix_figure, pyplot
 from .config import OBJECTIVES
-from .multimnist import LOSSES, MLPTwoHeads, load_multimnist, permuted_tasks
-from .pareto_problems import size_note
-from .reporting import LossMonitor, peak_memory_mb, pick_device, write_json
+from .multimnist import LOSSES, MLPTwoHeads, permuted_tasks
+from .pareto_problems import multimnist_problem
+from .reporting import LossMonitor, pick_device, write_json
 from .run_dir import RunFolder, run_in_folder
 
 KIND = "continual_pareto"
@@ -84,8 +84,8 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     b = cfg.benchmark
-    train, test = load_multimnist(b.kind, cfg.data.root, max_train=b.max_train, max_test=b.max_test,
-                                  verify=cfg.data.verify, download=cfg.data.download)
+    images = multimnist_problem(cfg)  # the splits (and their size note) of benchmark=multimnist
+    train, test = images.train, images.test
     tasks = permuted_tasks(b.n_tasks, train, test)
     rays = evaluation_rays(len(LOSSES), b.n_eval_rays)
     ref = [float(v) for v in b.ref_point]
@@ -124,21 +124,17 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                 "iteration": strategy.iteration, "next_task": t + 1, "rng": rng_state(),
                 "losses": monitor.state_dict(), **progress,
             })
-        warnings = monitor.warnings(f"lower train.lr (now {cfg.train.lr}) and run again in a new run_dir")
-        for w in warnings:
-            run.log.warn(w)
+        warnings = run.divergence_warnings(monitor, cfg)
         names = list(OBJECTIVES[b.name])
         _figures(writer, run.path, progress["hv_matrix"], progress["fronts"], names)
         result = {
-            "benchmark": b.name, "strategy": cfg.strategy.name, "preset": cfg.preset, "seed": cfg.seed,
+            **run.record(cfg, device, config, built, warnings),
             **summarize(progress["hv_matrix"], progress["fronts"], rays),
             "ref_point": ref, "rays": rays.tolist(), "objectives": names,
-            "wall_time_s": progress["elapsed"], "task_train_s": progress["train_s"], "device": str(device),
+            "wall_time_s": progress["elapsed"], "task_train_s": progress["train_s"],
             "params": {"hnet": strategy.hnet.inner.num_params, "task_embeddings": b.n_tasks * cfg.hnet.emb_dim},
-            **peak_memory_mb(device), "data_note": size_note(b, len(train), len(test)),
+            "data_note": images.info["note"],
             "data_sizes": {"train_per_task": len(train), "test_per_task": len(test)},
-            "tensorboard": str(run.path / "tensorboard"),
-            "diverged": bool(warnings), "warnings": warnings, "config": config, "built": built,
         }
         write_json(run.metrics, result, overwrite=False)
         run.log.say(f"final HV per task {np.round(result['hv_final'], 4).tolist()}, just after "

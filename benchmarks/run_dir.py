@@ -28,12 +28,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from omegaconf import DictConfig
 
 from .checkpoint import check_resumable, load_checkpoint
-from .reporting import config_dict, run_folder
+from .reporting import LossMonitor, config_dict, peak_memory_mb, run_folder
 
 LOCK, CHECKPOINT, METRICS, LOG = ".lock", "checkpoint.pt", "metrics.json", "log.txt"
 NEW_FOLDER = "run_dir=<new folder>"
@@ -205,6 +205,22 @@ class RunFolder:
         else:
             self.log.warn(f"{self.checkpoint} predates configuration records: resuming it unchecked")
         return state
+
+    def divergence_warnings(self, monitor: LossMonitor, cfg: DictConfig) -> List[str]:
+        """The loss monitor's divergence warnings, each naming the fix, also written to the log."""
+        warnings = monitor.warnings(f"lower train.lr (now {cfg.train.lr}) and run again in a new run_dir")
+        for w in warnings:
+            self.log.warn(w)
+        return warnings
+
+    def record(self, cfg: DictConfig, device: Any, config: Dict[str, Any], built: Dict[str, Any],
+               warnings: List[str]) -> Dict[str, Any]:
+        """The ``metrics.json`` fields every runner writes: what ran and where, peak memory, the
+        TensorBoard folder, divergence, the config and what was built."""
+        return {"benchmark": cfg.benchmark.name, "strategy": cfg.strategy.name, "preset": cfg.preset,
+                "seed": cfg.seed, "device": str(device), **peak_memory_mb(device),
+                "tensorboard": str(self.path / "tensorboard"), "diverged": bool(warnings), "warnings": warnings,
+                "config": config, "built": built}
 
     def finished_metrics(self, config: Dict[str, Any]) -> Dict[str, Any]:
         """``metrics.json`` of the finished run here (checked to be of the same configuration); says so."""
