@@ -9,6 +9,7 @@ it; :data:`STRATEGY_DEFINING_KEYS` are never taken from a preset), then checks e
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
@@ -42,6 +43,11 @@ CONTINUAL_PARETO_STRATEGIES = ("phn_cl",)
 POSITIVE_INTS = ("train.iterations", "train.epochs", "train.batch_size", "train.eval_batch_size", "hnet.chunk_size",
                  "hnet.chunk_emb_dim", "hnet.emb_dim", "benchmark.n_tasks", "benchmark.n_eval_rays",
                  "benchmark.n_train", "benchmark.n_test", "strategy.rays_per_step", "strategy.reg_rays")
+# ray counts that describe a front: one ray is one trade-off, not a front (and PHN's quarter circle
+# with one point is its lopsided first ray)
+AT_LEAST_TWO = ("benchmark.n_eval_rays", "strategy.reg_rays")
+# folders: null means the default; an empty string is a typo (run_dir=) that would silently mean the default
+PATH_KEYS = ("run_dir", "data.root")
 OPTIONAL_POSITIVE_INTS = ("benchmark.max_rows", "benchmark.train_per_task", "benchmark.test_per_task",
                           "strategy.reg_subset", "benchmark.max_train", "benchmark.max_test")
 POSITIVE_NUMBERS = ("train.lr", "strategy.alpha", "strategy.emb_std")  # finite and > 0
@@ -167,6 +173,13 @@ def _explain(message: str, overrides: Sequence[str]) -> str:
             f"strategy={'|'.join(_group_options('strategy'))}"
         )
     if "not in struct" in message or "Could not override" in message:
+        bad = re.search(r"override '([^']+)'", message)
+        group = bad.group(1).split(".", 1)[0] if bad else ""
+        if group in CONFIG_GROUPS:
+            choice = _chosen(group, overrides)
+            keys = sorted(f"{group}.{k}" for k in _flatten(OmegaConf.to_container(
+                OmegaConf.load(config_dir() / group / f"{choice}.yaml"))) if not k.startswith("presets."))
+            return f"{first}. Unknown configuration key for {group}={choice}. Its keys: {', '.join(keys)}"
         base = OmegaConf.load(config_dir() / "config.yaml")
         keys = sorted(k for k in _flatten(OmegaConf.to_container(base)) if not k.startswith("defaults"))
         return (
@@ -174,6 +187,15 @@ def _explain(message: str, overrides: Sequence[str]) -> str:
             "benchmark.* and strategy.* from the chosen benchmark/strategy files"
         )
     return f"invalid configuration ({first}); overrides were {list(overrides)}"
+
+
+def _chosen(group: str, overrides: Sequence[str]) -> str:
+    """The option of ``group`` these overrides pick (the last ``group=...``), else the default."""
+    picked = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == group]
+    if picked:
+        return picked[-1]
+    defaults = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"))["defaults"]
+    return next(d[group] for d in defaults if isinstance(d, dict) and group in d)
 
 
 def _is_int(value: Any) -> bool:
@@ -205,6 +227,9 @@ def _check_counts(cfg: DictConfig) -> None:
         if (value is None and optional) or (_is_int(value) and value >= 1):
             continue
         raise _bad(key, value, "must be an integer >= 1" + (" (or null)" if optional else ""))
+    for key, value in _present(cfg, AT_LEAST_TWO):
+        if value < 2:
+            raise _bad(key, value, "must be an integer >= 2: the rays of a front (PHN evaluates 25)")
 
 
 def _check_numbers(cfg: DictConfig) -> None:
@@ -235,6 +260,12 @@ def _check_seed_and_shapes(cfg: DictConfig) -> None:
         raise ConfigError("strategy.solver=hvi maximises the hypervolume of the rays of each step, so it needs "
                           f"strategy.rays_per_step >= 2 (now {OmegaConf.select(cfg, 'strategy.rays_per_step')}); "
                           "pass e.g. strategy.rays_per_step=4")
+    for key in PATH_KEYS:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            raise ConfigError(f"{key}={value!r} is not a folder; leave {key} out for its default "
+                              f"({'runs/<benchmark>-<strategy>-<preset>-seed<seed>' if key == 'run_dir' else '$CL_MOO_DATA, else ~/.cache/cl_moo/data'}) "
+                              f"or pass {key}=<folder>")
     name = OmegaConf.select(cfg, "benchmark.name")
     if name in OBJECTIVES:
         _check_ref_point(OmegaConf.select(cfg, "benchmark.ref_point"), OBJECTIVES[name], name)
@@ -246,6 +277,10 @@ def _check_ref_point(value: Any, names: Sequence[str], benchmark: str) -> None:
     rule = f"must be a list of {m} finite numbers, one per objective of benchmark={benchmark} ({', '.join(names)})"
     if not (isinstance(items, list) and len(items) == m and all(_is_number(v) and math.isfinite(v) for v in items)):
         raise _bad("benchmark.ref_point", items, rule)
+    if min(items) <= 0:
+        raise _bad("benchmark.ref_point", items, f"every coordinate must be > 0: the objectives ({', '.join(names)}) "
+                   "are non-negative, so a model never dominates a point with a coordinate <= 0 and every "
+                   "hypervolume would be 0")
 
 
 def validate(cfg: DictConfig) -> None:

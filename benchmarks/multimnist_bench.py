@@ -17,23 +17,26 @@ setting is ``--epochs 150 --lr 1e-4``.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import TensorDataset
 
 from cl_moo.moo_metrics import evaluation_rays, hypervolume, uniformity
-from cl_moo.optim import make_adam
-from strategies.phn import ParetoHypernetworkStrategy, iterate_batches
+from strategies.phn import ParetoHypernetworkStrategy
 from strategies.solvers import SOLVERS
 
 from .published import CHEN_KWOK, MULTIMNIST_PHN_HV
 from .reporting import write_json
-from .multimnist import KINDS, LOSSES, REF_POINT, LeNetTarget, accuracies, load_multimnist
+from .moo_runner import train_ls_model
+from .multimnist import KINDS, LOSSES, REF_POINT, LeNetTarget, load_multimnist
+from .pareto_problems import ParetoProblem, mean_losses
 
 PUBLISHED = {
     "phn_table1": {
@@ -49,17 +52,12 @@ PUBLISHED = {
 GOAL_VALUES = MULTIMNIST_PHN_HV
 
 
-@torch.no_grad()
-def _eval_module(module: torch.nn.Module, data: TensorDataset, device: torch.device) -> Dict[str, float]:
-    module.eval()
-    tot = np.zeros(4)
-    n = 0
-    for x, yl, yr in iterate_batches(data, 2048, device=device):
-        out = module(x)
-        b = len(x)
-        tot += b * np.array([float(LOSSES[0](out, yl, yr)), float(LOSSES[1](out, yl, yr)), *accuracies(out, yl, yr)])
-        n += b
-    return dict(zip(["loss_left", "loss_right", "acc_left", "acc_right"], (tot / n).tolist()))
+def acc_left(output: torch.Tensor, y_left: torch.Tensor, y_right: torch.Tensor) -> torch.Tensor:
+    return (output[:, 0].argmax(dim=-1) == y_left).float().mean()
+
+
+def acc_right(output: torch.Tensor, y_left: torch.Tensor, y_right: torch.Tensor) -> torch.Tensor:
+    return (output[:, 1].argmax(dim=-1) == y_right).float().mean()
 
 
 def _phn(solver: str, train: TensorDataset, test: TensorDataset, args, rays: np.ndarray) -> Dict[str, Any]:
@@ -80,33 +78,24 @@ def _phn(solver: str, train: TensorDataset, test: TensorDataset, args, rays: np.
 
 
 def _separate(train: TensorDataset, test: TensorDataset, args, rays: np.ndarray) -> Dict[str, Any]:
-    points: List[List[float]] = []
-    accs: List[List[float]] = []
+    """K LeNets, model j trained by the runner's ``ls_separate`` loop on ray j (global RNG seeded seed + j)."""
+    settings = OmegaConf.create({"train": {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}})
+    problem = ParetoProblem(train=train, test=test, losses=LOSSES, objectives=["CE top-left", "CE bottom-right"],
+                            make_target=LeNetTarget, score=None)
+    device = torch.device(args.device)
     t0 = time.perf_counter()
-    steps = 0
+    nets = []
     for j, ray in enumerate(rays):
         torch.manual_seed(args.seed + j)
-        net = LeNetTarget().to(args.device)
-        opt = make_adam(net.parameters(), lr=args.lr)
-        gen = torch.Generator().manual_seed(args.seed + j)
-        r = torch.as_tensor(ray, dtype=torch.float32, device=args.device)
-        for _ in range(args.epochs):
-            net.train()
-            for x, yl, yr in iterate_batches(train, args.batch_size, device=args.device, shuffle=True, generator=gen):
-                out = net(x)
-                loss = r[0] * LOSSES[0](out, yl, yr) + r[1] * LOSSES[1](out, yl, yr)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                steps += 1
-        m = _eval_module(net, test, torch.device(args.device))
-        points.append([m["loss_left"], m["loss_right"]])
-        accs.append([m["acc_left"], m["acc_right"]])
-    losses = np.asarray(points)
+        nets.append(train_ls_model(settings, problem, ray, device).eval())
     _sync(args.device)
-    return {"losses": points, "accuracies": accs, "hypervolume": hypervolume(losses, REF_POINT),
-            "uniformity": float(np.nanmean(uniformity(losses, rays))), "train_s": time.perf_counter() - t0,
-            "steps": steps}
+    train_s = time.perf_counter() - t0
+    values = mean_losses(lambda x: torch.stack([net(x) for net in nets]), test, LOSSES + [acc_left, acc_right],
+                         2048, device)
+    losses = values[:, :2]
+    return {"losses": losses.tolist(), "accuracies": values[:, 2:].tolist(),
+            "hypervolume": hypervolume(losses, REF_POINT), "uniformity": float(np.nanmean(uniformity(losses, rays))),
+            "train_s": train_s, "steps": len(rays) * args.epochs * math.ceil(len(train) / args.batch_size)}
 
 
 def _sync(device: str) -> None:

@@ -81,6 +81,9 @@ def evaluation_rays(m: int, k: int = 25) -> np.ndarray:
     """PHN's evaluation rays: quarter circle for m = 2, Das-Dennis directions for m >= 3."""
     if m < 2:
         raise ValueError(f"need at least 2 objectives, got {m}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ValueError(f"k={k!r} rays: a front needs an integer k >= 2 (PHN evaluates 25); to evaluate one "
+                         "trade-off, pass that ray itself")
     if m == 2:
         angles = np.linspace(0.1, math.pi / 2 - 0.1, k)
         rays = np.stack([np.cos(angles), np.sin(angles)], axis=1)

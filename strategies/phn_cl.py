@@ -111,10 +111,10 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         **kwargs: Any,
     ) -> None:
         m = len(losses)
-        for name, value in (("reg_rays", reg_rays), ("emb_dim", emb_dim)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}"
-                                 + (" (rays kept per earlier task)" if name == "reg_rays" else " (task embedding width)"))
+        for name, value, least, what in (("reg_rays", reg_rays, 2, "rays kept per earlier task: its front"),
+                                         ("emb_dim", emb_dim, 1, "task embedding width")):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least} ({what}), got {value!r}")
         if not isinstance(emb_std, numbers.Real) or not math.isfinite(emb_std) or emb_std <= 0:
             raise ValueError(f"emb_std must be a finite number > 0 (tasks need distinct embeddings), got {emb_std!r}")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):

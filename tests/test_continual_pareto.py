@@ -65,7 +65,7 @@ def test_tasks_are_checked():
     strategy.train_task(0, task_data(0), steps=2)
     with pytest.raises(ValueError, match="already trained"):
         strategy.train_task(0, task_data(0), steps=2)
-    for bad, match in (({"reg_rays": 0}, "reg_rays"), ({"emb_dim": 0}, "emb_dim"), ({"emb_std": 0.0}, "emb_std")):
+    for bad, match in (({"reg_rays": 1}, "reg_rays must be an integer >= 2"), ({"emb_dim": 0}, "emb_dim"), ({"emb_std": 0.0}, "emb_std")):
         with pytest.raises(ValueError, match=match):
             ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], **bad)
     with pytest.raises(TypeError, match="seed must be an int"):

@@ -1,4 +1,5 @@
 """Multi-MNIST / Multi-Fashion / Multi-(Fashion+MNIST) (benchmarks/multimnist.py) on the real idx files."""
+import json
 import shutil
 
 import numpy as np
@@ -164,3 +165,32 @@ def test_phn_trains_and_evaluates_on_multimnist(data_root, solver):
     assert losses.shape == (5, 2) and np.isfinite(losses).all()
     hv = hypervolume(losses, REF_POINT)
     assert np.isfinite(hv) and hv >= 0.0
+
+
+def test_the_bench_trains_its_separate_models_with_the_runners_ls_loop(data_root, tmp_path):
+    from benchmarks import multimnist_bench
+
+    out = tmp_path / "mm.json"
+    result = multimnist_bench.main(["--root", str(data_root), "--train", "300", "--test", "200", "--epochs", "1",
+                                    "--k-separate", "3", "--n-rays", "4", "--out", str(out)])
+    res = result["results"]["mnist"]
+    assert (res["n_train"], res["n_test"]) == (300, 200)
+    sep = res["ls_separate"]
+    assert np.asarray(sep["losses"]).shape == (3, 2) and np.asarray(sep["accuracies"]).shape == (3, 2)
+    assert sep["steps"] == 3 * 2  # 3 models x 1 epoch x ceil(300 / 256) batches
+    assert all(0.0 <= a <= 1.0 for row in sep["accuracies"] for a in row)
+    assert all(np.asarray(res[m]["losses"]).shape == (4, 2) for m in ("phn_ls", "phn_epo"))
+    # model j is the runner's train_ls_model on ray j with the global RNG seeded seed + j
+    from benchmarks.moo_runner import train_ls_model
+    from benchmarks.pareto_problems import ParetoProblem, mean_losses
+    from benchmarks.multimnist import LOSSES, LeNetTarget, load_multimnist
+    from omegaconf import OmegaConf
+
+    train, test = load_multimnist("mnist", data_root, max_train=300, max_test=200)
+    torch.manual_seed(1)
+    net = train_ls_model(OmegaConf.create({"train": {"lr": 1e-3, "epochs": 1, "batch_size": 256}}),
+                         ParetoProblem(train, test, LOSSES, ["l", "r"], LeNetTarget, None),
+                         evaluation_rays(2, 3)[1], torch.device("cpu")).eval()
+    expected = mean_losses(lambda x: net(x)[None], test, LOSSES, 2048, torch.device("cpu"))[0]
+    assert np.allclose(sep["losses"][1], expected, atol=1e-6)
+    assert json.loads(out.read_text())["results"]["mnist"]["ls_separate"]["steps"] == 6

@@ -83,6 +83,8 @@ def test_evaluation_rays_follow_phn_and_das_dennis():
     assert r2.shape == (25, 2) and np.allclose(r2.sum(1), 1) and r2.min() > 0.05
     r3 = evaluation_rays(3)
     assert r3.shape[1] == 3 and len(r3) >= 25 and np.allclose(r3.sum(1), 1)
+    with pytest.raises(ValueError, match="k >= 2"):
+        evaluation_rays(2, 1)  # linspace would give the lopsided ray (0.91, 0.09) alone
 
 
 def test_uniformity_is_undefined_only_where_r_times_l_vanishes():

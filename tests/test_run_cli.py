@@ -24,6 +24,27 @@ def test_unknown_key_lists_valid_keys(capsys):
     assert "hnet.colour" in err and "hnet.init" in err
 
 
+def test_unknown_group_key_lists_the_chosen_files_keys():
+    with pytest.raises(ConfigError, match=r"for benchmark=multimnist\. Its keys: benchmark\.kind, .*benchmark\.ref_point"):
+        load_config(["benchmark=multimnist", "strategy=phn_ls", "benchmark.kindd=mnist"])
+    # the default strategy's keys when the group is not chosen on the command line
+    with pytest.raises(ConfigError, match=r"for strategy=hnet_cl\. Its keys: strategy\.beta, "):
+        load_config(["strategy.betta=0.1"])
+
+
+def test_values_that_would_silently_mean_something_else_are_refused():
+    # an empty folder would mean the default folder; a ref point a model cannot dominate gives HV 0;
+    # one evaluation / regularizer ray is one lopsided trade-off, not a front
+    for override, match in (("run_dir=", "run_dir=''.*leave run_dir out"), ("data.root=", "data.root=''"),
+                            ("benchmark.ref_point=[1,0,1]", "every coordinate must be > 0"),
+                            ("benchmark.n_eval_rays=1", "n_eval_rays=1.*>= 2")):
+        with pytest.raises(ConfigError, match=match):
+            load_config(["benchmark=adult", "strategy=phn_ls", override])
+    with pytest.raises(ConfigError, match="reg_rays=1.*>= 2"):
+        load_config(["benchmark=multimnist_seq", "strategy=phn_cl", "strategy.reg_rays=1"])
+    assert load_config(["benchmark=adult", "strategy=phn_ls", "benchmark.ref_point=[0.5,0.5,0.5]"]).benchmark.n_eval_rays >= 2
+
+
 def test_unknown_benchmark_and_bad_values_list_choices():
     with pytest.raises(ConfigError, match="pmnist.*regression"):
         load_config(["benchmark=cifar"])
