@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -41,11 +41,12 @@ CONTINUAL_PARETO_BENCHMARKS = ("multimnist_seq",)
 CONTINUAL_PARETO_STRATEGIES = ("phn_cl",)
 # counts: integers >= 1 (bool is not an integer here); the OPTIONAL ones may also be null
 POSITIVE_INTS = ("train.iterations", "train.epochs", "train.batch_size", "train.eval_batch_size", "hnet.chunk_size",
-                 "hnet.chunk_emb_dim", "hnet.emb_dim", "benchmark.n_tasks", "benchmark.n_eval_rays",
-                 "benchmark.n_train", "benchmark.n_test", "strategy.rays_per_step", "strategy.reg_rays")
+                 "hnet.chunk_emb_dim", "hnet.emb_dim", "benchmark.n_tasks",
+                 "benchmark.n_train", "benchmark.n_test", "strategy.rays_per_step")
 # ray counts that describe a front: one ray is one trade-off, not a front (and PHN's quarter circle
 # with one point is its lopsided first ray)
-AT_LEAST_TWO = ("benchmark.n_eval_rays", "strategy.reg_rays")
+AT_LEAST_TWO = {"benchmark.n_eval_rays": "the rays a front is evaluated on (PHN uses 25)",
+                "strategy.reg_rays": "the rays at which each earlier task's front is kept (default 10)"}
 # folders: null means the default; an empty string is a typo (run_dir=) that would silently mean the default
 PATH_KEYS = ("run_dir", "data.root")
 OPTIONAL_POSITIVE_INTS = ("benchmark.max_rows", "benchmark.train_per_task", "benchmark.test_per_task",
@@ -175,8 +176,8 @@ def _explain(message: str, overrides: Sequence[str]) -> str:
     if "not in struct" in message or "Could not override" in message:
         bad = re.search(r"override '([^']+)'", message)
         group = bad.group(1).split(".", 1)[0] if bad else ""
-        if group in CONFIG_GROUPS:
-            choice = _chosen(group, overrides)
+        choice = _chosen(group, overrides) if group in CONFIG_GROUPS else None
+        if choice is not None:
             keys = sorted(f"{group}.{k}" for k in _flatten(OmegaConf.to_container(
                 OmegaConf.load(config_dir() / group / f"{choice}.yaml"))) if not k.startswith("presets."))
             return f"{first}. Unknown configuration key for {group}={choice}. Its keys: {', '.join(keys)}"
@@ -189,13 +190,21 @@ def _explain(message: str, overrides: Sequence[str]) -> str:
     return f"invalid configuration ({first}); overrides were {list(overrides)}"
 
 
-def _chosen(group: str, overrides: Sequence[str]) -> str:
-    """The option of ``group`` these overrides pick (the last ``group=...``), else the default."""
-    picked = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == group]
-    if picked:
-        return picked[-1]
-    defaults = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"))["defaults"]
-    return next(d[group] for d in defaults if isinstance(d, dict) and group in d)
+def _chosen(group: str, overrides: Sequence[str]) -> Optional[str]:
+    """The option of ``group`` these overrides pick (the last ``group=...``, as Hydra parses it), else
+    the default; None when that is not a shipped file (the caller then lists the top-level keys)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = [o for o in OverridesParser.create().parse_overrides(list(overrides)) if o.key_or_group == group]
+    except Exception:  # a malformed override: Hydra's own error is the one to show
+        return None
+    if parsed:
+        choice = parsed[-1].value() if not parsed[-1].is_delete() else None
+    else:
+        defaults = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"))["defaults"]
+        choice = next(d[group] for d in defaults if isinstance(d, dict) and group in d)
+    return choice if isinstance(choice, str) and (config_dir() / group / f"{choice}.yaml").is_file() else None
 
 
 def _is_int(value: Any) -> bool:
@@ -227,9 +236,9 @@ def _check_counts(cfg: DictConfig) -> None:
         if (value is None and optional) or (_is_int(value) and value >= 1):
             continue
         raise _bad(key, value, "must be an integer >= 1" + (" (or null)" if optional else ""))
-    for key, value in _present(cfg, AT_LEAST_TWO):
-        if value < 2:
-            raise _bad(key, value, "must be an integer >= 2: the rays of a front (PHN evaluates 25)")
+    for key, value in _present(cfg, tuple(AT_LEAST_TWO)):
+        if not (_is_int(value) and value >= 2):
+            raise _bad(key, value, f"must be an integer >= 2: {AT_LEAST_TWO[key]}")
 
 
 def _check_numbers(cfg: DictConfig) -> None:
@@ -262,7 +271,10 @@ def _check_seed_and_shapes(cfg: DictConfig) -> None:
                           "pass e.g. strategy.rays_per_step=4")
     for key in PATH_KEYS:
         value = OmegaConf.select(cfg, key)
-        if value is not None and not (isinstance(value, str) and value.strip()):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{key}={value!r} was read as {type(value).__name__}, not as a folder name; quote it: "
+                              f"{key}='{value}'")
+        if value is not None and not value.strip():
             raise ConfigError(f"{key}={value!r} is not a folder; leave {key} out for its default "
                               f"({'runs/<benchmark>-<strategy>-<preset>-seed<seed>' if key == 'run_dir' else '$CL_MOO_DATA, else ~/.cache/cl_moo/data'}) "
                               f"or pass {key}=<folder>")

@@ -122,6 +122,9 @@ def main(argv=None) -> Dict[str, Any]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench/results/multimnist.json")
     args = p.parse_args(argv)
+    for flag, value in (("--k-separate", args.k_separate), ("--n-rays", args.n_rays)):
+        if value < 2:
+            p.error(f"{flag} {value}: a front needs at least 2 rays")
     if "phn_hvi" in args.methods and args.rays_per_step < 2:
         p.error("phn_hvi maximises the hypervolume of the rays of each step: pass --rays-per-step 4 (or any >= 2)")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

@@ -171,6 +171,8 @@ def test_the_bench_trains_its_separate_models_with_the_runners_ls_loop(data_root
     from benchmarks import multimnist_bench
 
     out = tmp_path / "mm.json"
+    with pytest.raises(SystemExit):  # refused before any training: one ray is not a front
+        multimnist_bench.main(["--root", str(data_root), "--k-separate", "1", "--out", str(out)])
     result = multimnist_bench.main(["--root", str(data_root), "--train", "300", "--test", "200", "--epochs", "1",
                                     "--k-separate", "3", "--n-rays", "4", "--out", str(out)])
     res = result["results"]["mnist"]

@@ -30,6 +30,11 @@ def test_unknown_group_key_lists_the_chosen_files_keys():
     # the default strategy's keys when the group is not chosen on the command line
     with pytest.raises(ConfigError, match=r"for strategy=hnet_cl\. Its keys: strategy\.beta, "):
         load_config(["strategy.betta=0.1"])
+    # a quoted choice is the same file; a deleted group falls back to the top-level keys
+    with pytest.raises(ConfigError, match=r"for benchmark=adult\. Its keys"):
+        load_config(["benchmark='adult'", "strategy=phn_ls", "benchmark.kindd=1"])
+    with pytest.raises(ConfigError, match="Unknown configuration key. Valid keys"):
+        load_config(["~benchmark=pmnist", "benchmark.kindd=1"])
 
 
 def test_values_that_would_silently_mean_something_else_are_refused():
@@ -37,7 +42,7 @@ def test_values_that_would_silently_mean_something_else_are_refused():
     # one evaluation / regularizer ray is one lopsided trade-off, not a front
     for override, match in (("run_dir=", "run_dir=''.*leave run_dir out"), ("data.root=", "data.root=''"),
                             ("benchmark.ref_point=[1,0,1]", "every coordinate must be > 0"),
-                            ("benchmark.n_eval_rays=1", "n_eval_rays=1.*>= 2")):
+                            ("benchmark.n_eval_rays=1", "n_eval_rays=1.*>= 2"), ("run_dir=123", "quote it: run_dir='123'")):
         with pytest.raises(ConfigError, match=match):
             load_config(["benchmark=adult", "strategy=phn_ls", override])
     with pytest.raises(ConfigError, match="reg_rays=1.*>= 2"):
