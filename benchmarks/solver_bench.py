@@ -5,9 +5,11 @@
 ``strategy=phn_ls strategy.solver=<name>`` for every solver, benchmark and seed (one process, one
 after the other), and writes ``bench/results/solvers.json`` with per-run HV, uniformity (reported
 and trained objectives) and wall time, and their mean and std over seeds. Each solver runs with its
-defaults; ``--set`` adds overrides to every run, ``--solver-set`` to one solver's runs (the
-Multi-MNIST presets take one ray per step, which HVI refuses: ``--solver-set hvi:strategy.rays_per_step=4``).
-Both are recorded in the JSON.
+defaults; ``--set`` adds overrides to every run and ``--solver-set`` to one solver's runs, after
+``--set`` (so it wins on a shared key). The Multi-MNIST presets take one ray per step, which HVI
+refuses: ``--solver-set hvi:strategy.rays_per_step=4``. The bench's own keys (:data:`FIXED_KEYS`)
+are refused in both, and every run's config is checked before the first one trains.
+Both are recorded in the JSON, with ``complete`` false until every benchmark is done.
 """
 from __future__ import annotations
 
@@ -15,11 +17,14 @@ import argparse
 import warnings
 from typing import Dict, List
 
+from benchmarks.config import ConfigError, load_config
 from benchmarks.fairness_bench import _run, _stats
 from benchmarks.reporting import write_json
 from strategies.solvers import SOLVERS
 
 SOLVER_NAMES = ("ls", "epo", "tch", "stch", "hvi")
+# keys the bench sets itself (and records): --set / --solver-set may not change them
+FIXED_KEYS = ("benchmark", "strategy", "strategy.solver", "preset", "seed", "run_dir", "progress")
 
 
 def main() -> None:
@@ -28,9 +33,10 @@ def main() -> None:
     parser.add_argument("--benchmarks", nargs="+", default=["adult", "default", "bank"])
     parser.add_argument("--preset", default="small")
     parser.add_argument("--solvers", nargs="+", default=list(SOLVER_NAMES), choices=sorted(SOLVERS))
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
-    parser.add_argument("--solver-set", nargs="*", default=[], metavar="SOLVER:KEY=VALUE",
-                        help="overrides for one solver's runs")
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                        help="overrides for every run")
+    parser.add_argument("--solver-set", nargs="*", action="extend", default=[], metavar="SOLVER:KEY=VALUE",
+                        help="overrides for one solver's runs (after --set: the same key takes this value)")
     parser.add_argument("--out", default="bench/results/solvers.json")
     args = parser.parse_args()
     per_solver: Dict[str, List[str]] = {name: [] for name in args.solvers}
@@ -39,17 +45,28 @@ def main() -> None:
         if name not in per_solver or "=" not in override:
             parser.error(f"--solver-set {item!r}: expected SOLVER:KEY=VALUE with SOLVER one of {args.solvers}")
         per_solver[name].append(override)
+    for override in args.set + [o for v in per_solver.values() for o in v]:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in FIXED_KEYS or "=" not in override:
+            parser.error(f"{override!r}: --set/--solver-set take KEY=VALUE overrides other than {list(FIXED_KEYS)} "
+                         "(those are --benchmarks, --solvers, --preset and --seeds, as recorded in the JSON)")
+    for bench in args.benchmarks:  # every run's config is checked before the first one trains
+        for solver in args.solvers:
+            try:
+                load_config(_overrides(bench, solver, args.preset, args.seeds[0], args.set + per_solver[solver]))
+            except ConfigError as exc:
+                parser.error(f"benchmark={bench} solver={solver}: {exc}")
     warnings.filterwarnings("ignore")
     report: Dict = {"preset": args.preset, "seeds": args.seeds, "strategy": "phn_ls with strategy.solver=<name>",
                     "overrides": args.set, "solver_overrides": {k: v for k, v in per_solver.items() if v},
+                    "requested": {"benchmarks": args.benchmarks, "solvers": args.solvers}, "complete": False,
                     "benchmarks": {}}
     for bench in args.benchmarks:
         rows: Dict[str, Dict[str, List[float]]] = {
             s: {"hv": [], "uniformity": [], "uniformity_trained": [], "wall_s": []} for s in args.solvers}
         for seed in args.seeds:
             for solver in args.solvers:
-                m = _run([f"benchmark={bench}", "strategy=phn_ls", f"strategy.solver={solver}",
-                          f"preset={args.preset}", f"seed={seed}"] + args.set + per_solver[solver])
+                m = _run(_overrides(bench, solver, args.preset, seed, args.set + per_solver[solver]))
                 rows[solver]["hv"].append(m["hypervolume"])
                 rows[solver]["uniformity"].append(m["uniformity_mean"])
                 rows[solver]["uniformity_trained"].append(m["uniformity_trained_objectives_mean"])
@@ -63,7 +80,14 @@ def main() -> None:
             print(f"  {s:5s} HV {r['hv']['mean']:.4f} ± {r['hv']['std']:.4f}  uniformity {r['uniformity']['mean']:.4f} ± "
                   f"{r['uniformity']['std']:.4f}  (trained objectives {r['uniformity_trained']['mean']:.4f})  "
                   f"wall {r['wall_s']['mean']:.1f} s")
+    report["complete"] = True
+    write_json(args.out, report)
     print(f"wrote {args.out}")
+
+
+def _overrides(bench: str, solver: str, preset: str, seed: int, extra: List[str]) -> List[str]:
+    return [f"benchmark={bench}", "strategy=phn_ls", f"strategy.solver={solver}", f"preset={preset}",
+            f"seed={seed}"] + extra
 
 
 if __name__ == "__main__":

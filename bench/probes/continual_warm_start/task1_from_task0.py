@@ -39,7 +39,7 @@ if "shrink" in variant:
     with torch.no_grad():
         for p in s.hnet.inner.head.parameters(): p.mul_(float(opts.get("lam", 0.3)))
 if "fresh_head" in variant:
-    torch.manual_seed(5); fresh = make()
+    fresh = make()  # make() seeds 0: the head's values before task 0
     s.hnet.inner.head.load_state_dict(fresh.hnet.inner.head.state_dict())
 t0 = time.time(); chunk = 500
 s.train_task(1, tasks[1][0], steps=chunk)
