@@ -13,6 +13,8 @@ trsub = torch.utils.data.TensorDataset(*[t[:5000] for t in tasks[1][0].tensors])
 rays = evaluation_rays(2, 25); hv = lambda L: hypervolume(L, [2., 2.])
 kw = dict(losses=LOSSES, hidden=(100, 100), rays_per_step=1, lr=float(sys.argv[3]) if len(sys.argv) > 3 else 1e-3,
           train_mb_size=128, eval_mb_size=5000, seed=0, init="xavier")
+if os.environ.get("CHUNK_SIZE"):  # a chunked hypernetwork: one small head shared by every chunk
+    kw.update(chunk_size=int(os.environ["CHUNK_SIZE"]), chunk_emb_dim=8)
 torch.manual_seed(0)
 log = []
 def report(s, tag):
