@@ -70,3 +70,16 @@ def test_tasks_are_checked():
             ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], **bad)
     with pytest.raises(TypeError, match="seed must be an int"):
         ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], seed=None)
+
+
+def test_bench_goals_list_tasks_without_a_reference_instead_of_dropping_them():
+    from benchmarks.continual_pareto_bench import goals
+
+    reg = {"hv_final": [1.49, 1.01, 0.77], "hv_forgetting_relative": [0.035, 0.005, 0.0]}
+    g = goals(reg, [1.29, 1.21, 0.0])  # the third stand-alone PHN learned nothing (HV 0)
+    assert g["undefined_ratio_tasks"] == [2] and g["final_over_standalone"][2] is None
+    assert g["min_final_over_standalone"] == pytest.approx(1.01 / 1.21)
+    assert g["max_hv_forgetting_relative"] == pytest.approx(0.035) and g["met"] is False
+    ok = goals({"hv_final": [1.0, 1.0], "hv_forgetting_relative": [0.005, 0.0]}, [1.0, 1.02])
+    assert ok["met"] is True and ok["undefined_ratio_tasks"] == []
+    assert goals({"hv_final": [1.0, 1.0], "hv_forgetting_relative": [None, 0.0]}, [1.0, 1.0])["met"] is False

@@ -11,10 +11,10 @@ train, test = load_multimnist("mnist", os.environ.get("CL_MOO_DATA", "../shared/
 tasks = permuted_tasks(2, train, test)
 trsub = torch.utils.data.TensorDataset(*[t[:5000] for t in tasks[1][0].tensors])
 rays = evaluation_rays(2, 25); hv = lambda L: hypervolume(L, [2., 2.])
-kw = dict(losses=LOSSES, hidden=(100, 100), rays_per_step=1, lr=float(sys.argv[3]) if len(sys.argv) > 3 else 1e-3,
+kw = dict(losses=LOSSES, hidden=tuple(int(w) for w in os.environ.get("HIDDEN", "100,100").split(",")), rays_per_step=1, lr=float(sys.argv[3]) if len(sys.argv) > 3 else 1e-3,
           train_mb_size=128, eval_mb_size=5000, seed=0, init="xavier")
 if os.environ.get("CHUNK_SIZE"):  # a chunked hypernetwork: one small head shared by every chunk
-    kw.update(chunk_size=int(os.environ["CHUNK_SIZE"]), chunk_emb_dim=8)
+    kw.update(chunk_size=int(os.environ["CHUNK_SIZE"]), chunk_emb_dim=int(os.environ.get("CHUNK_EMB", 8)))
 torch.manual_seed(0)
 log = []
 def report(s, tag):
@@ -28,11 +28,12 @@ if variant == "standalone":
     for i in range(steps // chunk):
         s.train(tasks[1][0], steps=chunk); report(s, (i + 1) * chunk)
 else:
-    s = ContinualParetoStrategy(target=MLPTwoHeads(hidden=(100,)), beta=0.0 if variant == "noreg" else 0.5, emb_std=0.1, reg_rays=10, **kw)
+    s = ContinualParetoStrategy(target=MLPTwoHeads(hidden=(100,)), beta=0.0 if variant == "noreg" else float(os.environ.get("BETA", 0.5)), emb_std=0.1, reg_rays=10, **kw)
     s.train_task(0, tasks[0][0], steps=steps)
     print("task0 HV", hv(s.eval_task(0, tasks[0][1], rays)), flush=True)
     s_eval = lambda d: s.eval_task(1, d, rays)
     s.train_task(1, tasks[1][0], steps=chunk); report(s, chunk)
     for i in range(1, steps // chunk):
         s.train(tasks[1][0], steps=chunk); report(s, (i + 1) * chunk)
+    print("task0 HV after task 1", hv(s.eval_task(0, tasks[0][1], rays)), flush=True)
 print("wall", time.time() - t0)
