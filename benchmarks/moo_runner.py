@@ -35,7 +35,7 @@ from strategies.phn import ParetoHypernetworkStrategy, iterate_batches
 from .builders import build_phn_from_config, built_description, seed_everything
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
 from .pareto_problems import ParetoProblem, Predict, load_problem
-from .reporting import LossMonitor, pick_device, write_json
+from .reporting import LossMonitor, pick_device, write_json, zero_hypervolume_note
 from .run_dir import RunFolder, run_in_folder
 
 KIND = "pareto"
@@ -117,8 +117,11 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
         predict, params, epo_fallbacks, built = train(job, problem, rays, state)
         scores = _evaluate(job, problem, predict, rays)
         warnings = run.divergence_warnings(job.monitor, cfg)
+        note = zero_hypervolume_note(scores["test_losses"], scores["ref_point"], scores["objectives"], "the front")
+        if note:
+            run.log.warn(note)
         result = {
-            **run.record(cfg, device, config, built, warnings), **scores, "params": params,
+            **run.record(cfg, device, config, built, warnings), **scores, "hypervolume_note": note, "params": params,
             "epo_fallbacks": epo_fallbacks, "data_note": problem.info.get("note"),
             "data_sizes": {"train": len(problem.train), "test": len(problem.test)},
         }

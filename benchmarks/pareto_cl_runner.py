@@ -29,7 +29,7 @@ from .cl_figures import forgetting_figure, matrix_figure, pyplot
 from .config import OBJECTIVES
 from .multimnist import LOSSES, MLPTwoHeads, permuted_tasks
 from .pareto_problems import multimnist_problem
-from .reporting import LossMonitor, pick_device, write_json
+from .reporting import LossMonitor, pick_device, write_json, zero_hypervolume_note
 from .run_dir import RunFolder, run_in_folder
 
 KIND = "continual_pareto"
@@ -127,9 +127,14 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
         warnings = run.divergence_warnings(monitor, cfg)
         names = list(OBJECTIVES[b.name])
         _figures(writer, run.path, progress["hv_matrix"], progress["fronts"], names)
+        notes = [zero_hypervolume_note(progress["fronts"][t][t], ref, names, f"task {t} right after training it")
+                 for t in range(b.n_tasks)]
+        for note in filter(None, notes):
+            run.log.warn(note)
         result = {
             **run.record(cfg, device, config, built, warnings),
             **summarize(progress["hv_matrix"], progress["fronts"], rays),
+            "hypervolume_notes": [n for n in notes if n],
             "ref_point": ref, "rays": rays.tolist(), "objectives": names,
             "wall_time_s": progress["elapsed"], "task_train_s": progress["train_s"],
             "params": {"hnet": strategy.hnet.inner.num_params, "task_embeddings": b.n_tasks * cfg.hnet.emb_dim},

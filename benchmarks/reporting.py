@@ -112,3 +112,21 @@ class LossMonitor:
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.losses = {k: list(v) for k, v in state["losses"].items()}
+
+
+def zero_hypervolume_note(losses: Any, ref: List[float], names: List[str], what: str) -> Optional[str]:
+    """A warning when no model of a front lies below the reference point in every objective (HV 0), with
+    the best value reached per objective; None when some model does. A front with HV 0 is a result
+    that says nothing about the trade-off (typically: training did not learn, e.g. chance-level
+    cross-entropies), so the runners write this note beside it instead of a bare 0."""
+    import numpy as np
+
+    values = np.asarray(losses, dtype=float)
+    if values.size == 0 or bool(np.any(np.all(values < np.asarray(ref, dtype=float), axis=1))):
+        return None
+    best = ", ".join(f"{n} {v:.4g}" for n, v in zip(names, values.min(axis=0)))
+    return (f"{what}: hypervolume 0: none of its {len(values)} models has every objective below the reference "
+            f"point {list(ref)} (best per objective: {best}). The models did not learn a trade-off (a "
+            "cross-entropy near ln(classes) is chance level): check train.lr and hnet.init (a chunked "
+            "hypernetwork with hyperfan init collapses at lr 1e-3), or the reference point")
+

@@ -181,3 +181,28 @@ def test_ctrl_c_ends_with_a_resume_hint_not_a_traceback(tmp_path, data_root, one
     assert "interrupted" in err and f"resume=true (run_dir={out})" in err and "Traceback" not in err
     restore()
     assert run(SEQ, out, data_root, "resume=true") == 0 and len(metrics(out)["hv_matrix"]) == 2
+
+
+def test_a_front_that_learned_nothing_gets_a_hypervolume_note(tmp_path, data_root, capsys):
+    # a chunked hypernetwork with hyperfan init at lr 1e-3 collapses to chance-level outputs: HV 0
+    out = tmp_path / "collapsed"
+    assert run(["benchmark=multimnist", "strategy=phn_ls", "hnet.chunked=true", "hnet.chunk_size=2000",
+                "hnet.chunk_emb_dim=8", "hnet.init=hyperfan_in", "train.lr=1e-3", "benchmark.max_train=2000",
+                "benchmark.max_test=200", "train.batch_size=32", "train.epochs=2", "progress=false"], out, data_root) == 0
+    m = metrics(out)
+    assert m["hypervolume"] == 0.0
+    note = m["hypervolume_note"]
+    assert "hypervolume 0: none of its 25 models" in note and "best per objective: CE top-left" in note
+    best = np.min(np.asarray(m["test_losses"]), axis=0)
+    assert f"CE top-left {best[0]:.4g}" in note and "check train.lr and hnet.init" in note
+    assert "WARNING: the front: hypervolume 0" in capsys.readouterr().err
+    assert "WARNING: the front: hypervolume 0" in (out / "log.txt").read_text()
+
+
+def test_zero_hypervolume_note_only_for_fronts_that_dominate_nothing():
+    from benchmarks.reporting import zero_hypervolume_note
+
+    names = ["a", "b"]
+    assert zero_hypervolume_note([[2.5, 0.1], [0.1, 2.5]], [2.0, 2.0], names, "front") is not None  # each misses one
+    assert zero_hypervolume_note([[2.5, 0.1], [1.9, 1.9]], [2.0, 2.0], names, "front") is None
+    assert "best per objective: a 0.1, b 0.1" in zero_hypervolume_note([[2.5, 0.1], [0.1, 2.5]], [2, 2], names, "front")

@@ -366,6 +366,7 @@ def test_divergence_without_nan_is_flagged(tmp_path, data_root, cl_full, capsys)
 
 def test_healthy_pareto_run_is_not_flagged(pareto_full):
     assert metrics(pareto_full)["diverged"] is False and metrics(pareto_full)["warnings"] == []
+    assert metrics(pareto_full)["hypervolume"] > 0 and metrics(pareto_full)["hypervolume_note"] is None
 
 
 def test_nan_losses_fail_with_a_clear_error(tmp_path, data_root, monkeypatch, capsys):
