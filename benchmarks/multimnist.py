@@ -358,12 +358,15 @@ def ce_right(output: torch.Tensor, y_left: torch.Tensor, y_right: torch.Tensor) 
 LOSSES: List = [ce_left, ce_right]
 
 
-@torch.no_grad()
-def accuracies(output: torch.Tensor, y_left: torch.Tensor, y_right: torch.Tensor) -> Tuple[float, float]:
-    """Accuracy of the two heads on one batch."""
-    pred = output.argmax(dim=-1)
-    return float((pred[:, 0] == y_left).float().mean()), float((pred[:, 1] == y_right).float().mean())
+def acc_left(output: torch.Tensor, y_left: torch.Tensor, y_right: torch.Tensor) -> torch.Tensor:
+    """Accuracy of the top-left head (a tensor, so :func:`torch.func.vmap` can batch it over models)."""
+    return (output[:, 0].argmax(dim=-1) == y_left).float().mean()
 
 
-__all__ = ["KINDS", "LOSSES", "LeNetTarget", "MLPTwoHeads", "load_multimnist", "permuted_tasks", "REF_POINT", "accuracies", "ce_left", "ce_right", "compose_lin2019",
+def acc_right(output: torch.Tensor, y_left: torch.Tensor, y_right: torch.Tensor) -> torch.Tensor:
+    """Accuracy of the bottom-right head."""
+    return (output[:, 1].argmax(dim=-1) == y_right).float().mean()
+
+
+__all__ = ["KINDS", "LOSSES", "LeNetTarget", "MLPTwoHeads", "load_multimnist", "permuted_tasks", "REF_POINT", "acc_left", "acc_right", "ce_left", "ce_right", "compose_lin2019",
            "compose_sener2018", "load_source", "make_multi_dataset", "make_multi_tensor_dataset", "train_val_split"]

@@ -35,7 +35,7 @@ from strategies.solvers import SOLVERS
 from .published import CHEN_KWOK, MULTIMNIST_PHN_HV
 from .reporting import write_json
 from .moo_runner import train_ls_model
-from .multimnist import KINDS, LOSSES, REF_POINT, LeNetTarget, load_multimnist
+from .multimnist import KINDS, LOSSES, REF_POINT, LeNetTarget, acc_left, acc_right, load_multimnist
 from .pareto_problems import ParetoProblem, mean_losses
 
 PUBLISHED = {
@@ -50,14 +50,6 @@ PUBLISHED = {
                                          "note": "another group's reproduction, not PHN's own Table 1"},
 }
 GOAL_VALUES = MULTIMNIST_PHN_HV
-
-
-def acc_left(output: torch.Tensor, y_left: torch.Tensor, y_right: torch.Tensor) -> torch.Tensor:
-    return (output[:, 0].argmax(dim=-1) == y_left).float().mean()
-
-
-def acc_right(output: torch.Tensor, y_left: torch.Tensor, y_right: torch.Tensor) -> torch.Tensor:
-    return (output[:, 1].argmax(dim=-1) == y_right).float().mean()
 
 
 def _phn(solver: str, train: TensorDataset, test: TensorDataset, args, rays: np.ndarray) -> Dict[str, Any]:

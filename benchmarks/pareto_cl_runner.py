@@ -127,14 +127,14 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
         warnings = run.divergence_warnings(monitor, cfg)
         names = list(OBJECTIVES[b.name])
         _figures(writer, run.path, progress["hv_matrix"], progress["fronts"], names)
-        notes = [zero_hypervolume_note(progress["fronts"][t][t], ref, names, f"task {t} right after training it")
-                 for t in range(b.n_tasks)]
-        for note in filter(None, notes):
+        notes = [note for t in range(b.n_tasks) if (note := zero_hypervolume_note(
+            progress["fronts"][t][t], ref, names, f"task {t} right after training it"))]
+        for note in notes:
             run.log.warn(note)
         result = {
             **run.record(cfg, device, config, built, warnings),
             **summarize(progress["hv_matrix"], progress["fronts"], rays),
-            "hypervolume_notes": [n for n in notes if n],
+            "hypervolume_notes": notes,
             "ref_point": ref, "rays": rays.tolist(), "objectives": names,
             "wall_time_s": progress["elapsed"], "task_train_s": progress["train_s"],
             "params": {"hnet": strategy.hnet.inner.num_params, "task_embeddings": b.n_tasks * cfg.hnet.emb_dim},

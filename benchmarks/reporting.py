@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -119,8 +120,6 @@ def zero_hypervolume_note(losses: Any, ref: List[float], names: List[str], what:
     the best value reached per objective; None when some model does. A front with HV 0 is a result
     that says nothing about the trade-off (typically: training did not learn, e.g. chance-level
     cross-entropies), so the runners write this note beside it instead of a bare 0."""
-    import numpy as np
-
     values = np.asarray(losses, dtype=float)
     if values.size == 0 or bool(np.any(np.all(values < np.asarray(ref, dtype=float), axis=1))):
         return None
@@ -129,4 +128,3 @@ def zero_hypervolume_note(losses: Any, ref: List[float], names: List[str], what:
             f"point {list(ref)} (best per objective: {best}). The models did not learn a trade-off (a "
             "cross-entropy near ln(classes) is chance level): check train.lr and hnet.init (a chunked "
             "hypernetwork with hyperfan init collapses at lr 1e-3), or the reference point")
-
