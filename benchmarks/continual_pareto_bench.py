@@ -39,35 +39,66 @@ def _chunking(args) -> Dict[str, Any]:
     return {} if args.chunk_size is None else {"chunk_size": args.chunk_size, "chunk_emb_dim": args.chunk_emb_dim}
 
 
-def run_continual(tasks, args, beta: float, rays: np.ndarray) -> Dict[str, Any]:
+class HVCurve:
+    """Plugin: the current task's test HV after each step count in ``at`` (counted from the start of
+    every ``train`` call), so a run shows how far each task still is from converging."""
+
+    def __init__(self, at: List[int], rays: np.ndarray) -> None:
+        self.at, self.rays = sorted(set(at)), rays
+        self.test: Any = None
+        self.curve: Dict[int, float] = {}
+        self._done = 0
+
+    def before_training(self, strategy: Any, **_: Any) -> None:
+        self._done, self.curve = 0, {}
+
+    def after_training_iteration(self, strategy: Any, **_: Any) -> None:
+        self._done += 1
+        if self._done in self.at and self.test is not None:
+            self.curve[self._done] = _hv(strategy.eval(self.test, self.rays))
+
+
+def run_continual(tasks, args, beta: float, rays: np.ndarray, save=lambda partial: None) -> Dict[str, Any]:
     torch.manual_seed(args.seed)
+    curve = HVCurve(args.eval_at, rays)
     strategy = ContinualParetoStrategy(target=TARGETS[args.target](), losses=LOSSES, emb_dim=args.emb_dim, emb_std=args.emb_std, beta=beta,
                                        reg_rays=args.reg_rays, hidden=tuple(args.hidden), rays_per_step=1,
                                        lr=args.lr, train_mb_size=args.batch_size, eval_mb_size=2048, seed=args.seed,
-                                       init=args.init, device=args.device, **_chunking(args))
-    just_after, t0 = [], time.perf_counter()
+                                       init=args.init, device=args.device, plugins=[curve], **_chunking(args))
+    just_after, curves, t0 = [], [], time.perf_counter()
     for t, data in enumerate(tasks):
+        curve.test = data["test"]
         strategy.train_task(t, data["train"], steps=args.steps)
         just_after.append(_hv(strategy.eval_task(t, data["test"], rays)))
-        print(f"  beta={beta} task {t}: HV {just_after[-1]:.4f}", flush=True)
+        curves.append(dict(curve.curve))
+        print(f"  beta={beta} task {t}: HV {just_after[-1]:.4f} (by step: {_fmt(curve.curve)})", flush=True)
+        save({"hv_just_after": list(just_after), "hv_curve": list(curves), "complete": False})
     final = [_hv(strategy.eval_task(t, data["test"], rays)) for t, data in enumerate(tasks)]
-    return {"hv_just_after": just_after, "hv_final": final, "wall_s": time.perf_counter() - t0,
+    return {"hv_just_after": just_after, "hv_final": final, "hv_curve": curves, "wall_s": time.perf_counter() - t0,
             # undefined (None) where the front right after training dominates nothing below the reference point
             "hv_forgetting_relative": [(a - f) / a if a > 0 else None for a, f in zip(just_after, final)]}
 
 
-def run_standalone(tasks, args, rays: np.ndarray) -> Dict[str, Any]:
-    hv, t0 = [], time.perf_counter()
+def _fmt(curve: Dict[int, float]) -> str:
+    return ", ".join(f"{k}: {v:.4f}" for k, v in curve.items()) or "-"
+
+
+def run_standalone(tasks, args, rays: np.ndarray, save=lambda partial: None) -> Dict[str, Any]:
+    hv, curves, t0 = [], [], time.perf_counter()
     for t, data in enumerate(tasks):
         torch.manual_seed(args.seed)
+        curve = HVCurve(args.eval_at, rays)
+        curve.test = data["test"]
         phn = ParetoHypernetworkStrategy(target=TARGETS[args.target](), losses=LOSSES, hidden=tuple(args.hidden),
                                          rays_per_step=1, lr=args.lr, train_mb_size=args.batch_size,
                                          eval_mb_size=2048, seed=args.seed, init=args.init, device=args.device,
-                                         **_chunking(args))
+                                         plugins=[curve], **_chunking(args))
         phn.train(data["train"], steps=args.steps)
         hv.append(_hv(phn.eval(data["test"], rays)))
-        print(f"  stand-alone task {t}: HV {hv[-1]:.4f}", flush=True)
-    return {"hv": hv, "wall_s": time.perf_counter() - t0}
+        curves.append(dict(curve.curve))
+        print(f"  stand-alone task {t}: HV {hv[-1]:.4f} (by step: {_fmt(curve.curve)})", flush=True)
+        save({"hv": list(hv), "hv_curve": list(curves), "complete": False})
+    return {"hv": hv, "hv_curve": curves, "wall_s": time.perf_counter() - t0}
 
 
 def goals(reg: Dict[str, Any], alone: List[float]) -> Dict[str, Any]:
@@ -98,10 +129,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="optimizer steps per task (batch --batch-size)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--beta", type=float, default=0.05)
+    parser.add_argument("--beta", type=float, default=2.0, help="regularizer strength (phn_cl's default)")
     parser.add_argument("--reg-rays", type=int, default=10)
     parser.add_argument("--emb-dim", type=int, default=16)
-    parser.add_argument("--emb-std", type=float, default=1.0, help="std of each task embedding's N(0, std^2) draw")
+    parser.add_argument("--emb-std", type=float, default=0.1, help="std of each task embedding's N(0, std^2) draw")
     parser.add_argument("--hidden", type=int, nargs="+", default=[100, 100])
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="chunked hypernetwork with this many outputs per chunk (default: one MLP head for all weights)")
@@ -114,6 +145,8 @@ def main() -> None:
     parser.add_argument("--root", default=None, help="data root (default: $CL_MOO_DATA)")
     parser.add_argument("--parts", nargs="+", default=["regularized", "no_regularizer", "standalone"],
                         choices=["regularized", "no_regularizer", "standalone"], help="which models to train")
+    parser.add_argument("--eval-at", type=int, nargs="*", default=[],
+                        help="also record each task's test HV after these step counts (hv_curve)")
     parser.add_argument("--out", default="bench/results/continual_pareto.json")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -125,9 +158,17 @@ def main() -> None:
                               "threads": torch.get_num_threads(),
                               "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}
     t0 = time.perf_counter()
-    for part, run in (("regularized", lambda: run_continual(tasks, args, args.beta, rays)),
-                      ("no_regularizer", lambda: run_continual(tasks, args, 0.0, rays)),
-                      ("standalone", lambda: run_standalone(tasks, args, rays))):
+    if any(s < 1 for s in args.eval_at):
+        parser.error(f"--eval-at takes step counts >= 1, got {args.eval_at}")
+
+    def saver(part: str):
+        def save(partial: Dict[str, Any]) -> None:  # each finished task is kept (time-boxed runs)
+            write_json(Path(args.out), {**report, part: partial})
+        return save
+
+    for part, run in (("regularized", lambda: run_continual(tasks, args, args.beta, rays, saver("regularized"))),
+                      ("no_regularizer", lambda: run_continual(tasks, args, 0.0, rays, saver("no_regularizer"))),
+                      ("standalone", lambda: run_standalone(tasks, args, rays, saver("standalone")))):
         if part not in args.parts:
             continue
         report[part] = run()

@@ -83,3 +83,21 @@ def test_bench_goals_list_tasks_without_a_reference_instead_of_dropping_them():
     ok = goals({"hv_final": [1.0, 1.0], "hv_forgetting_relative": [0.005, 0.0]}, [1.0, 1.02])
     assert ok["met"] is True and ok["undefined_ratio_tasks"] == []
     assert goals({"hv_final": [1.0, 1.0], "hv_forgetting_relative": [None, 0.0]}, [1.0, 1.0])["met"] is False
+
+
+def test_bench_hv_curve_records_the_hv_at_the_asked_steps_of_each_task():
+    from benchmarks.continual_pareto_bench import HVCurve
+
+    rays = evaluation_rays(2, 5)
+    curve = HVCurve([3, 1, 3, 50], rays)  # unsorted, repeated, beyond the budget
+    strategy = ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=4, hidden=(8,), seed=0,
+                                       plugins=[curve], lr=3e-2)
+    curve.test = task_data(0)
+    strategy.train_task(0, task_data(0), steps=3)
+    hv_at_3 = hypervolume(strategy.eval_task(0, task_data(0), rays), REF)
+    assert sorted(curve.curve) == [1, 3] and curve.curve[1] != curve.curve[3]
+    assert curve.curve[3] == pytest.approx(hypervolume(strategy.eval_task(0, task_data(0), rays), [2.0, 2.0]))
+    assert hv_at_3 > 0
+    curve.test = task_data(1)
+    strategy.train_task(1, task_data(1), steps=2)  # counted from this task's start: step 1 only
+    assert sorted(curve.curve) == [1]

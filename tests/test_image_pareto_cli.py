@@ -116,7 +116,7 @@ def test_continual_pareto_run_reports_fronts_before_and_after(seq_full):
     assert m["fronts_final"][1] == m["fronts_just_after"][1]  # the last task: nothing trained after it
     assert m["fronts_final"][0] != m["fronts_just_after"][0]  # task 0's front moved while task 1 trained
     assert m["hypervolume"] == pytest.approx(float(np.mean(m["hv_final"])))
-    assert m["config"]["strategy"]["beta"] == 0.5 and m["built"]["hnet"]["emb_std"] == 0.1
+    assert m["config"]["strategy"]["beta"] == 2.0 and m["built"]["hnet"]["emb_std"] == 0.1
     for name in ("fronts.png", "hypervolume_matrix.png", "hypervolume_over_time.png"):
         assert (seq_full / name).stat().st_size > 1000, name
     assert list((seq_full / "tensorboard").glob("events.out*"))
@@ -144,7 +144,7 @@ def test_continual_pareto_resumes_after_a_task_like_an_uninterrupted_run(seq_ful
     restore()
     assert not (part / "metrics.json").exists()
     assert run(SEQ, part, data_root, "resume=true", "strategy.beta=0.4") == 1
-    assert "strategy.beta: 0.5 -> 0.4" in capsys.readouterr().err
+    assert "strategy.beta: 2.0 -> 0.4" in capsys.readouterr().err
     assert run(SEQ, part, data_root, "resume=true") == 0
     assert "after task 0 of 2" in (part / "log.txt").read_text()
     a, b = metrics(seq_full), metrics(part)
