@@ -2,7 +2,7 @@
 # GPU session for the continual Pareto goals (issue 14): do later tasks reach the stand-alone PHN's HV
 # when trained longer? 5 permuted Multi-MNIST tasks, all images, MLP target, STEPS per task, each
 # task's test HV recorded after the step counts in EVAL_AT (hv_curve). In parallel on the one GPU:
-# for each seed in SEEDS, the parts in PARTS (beta0.5: regularized with the phn_cl default beta;
+# for each seed in SEEDS, the parts in PARTS (beta0.5: regularized, beta 0.5, phn_cl's former default;
 # beta2: regularized, beta 2; noreg: no regularizer; standalone: one PHN per task alone).
 # Each finished task is written at once, so a process cut by the budget keeps what it did.
 # Results: $OUT/cp_long_*.json and logs. Packages and data on a bare machine: bench/gpu_env.sh.

@@ -33,7 +33,9 @@ done
   timeout "$LEFT2" $PY -m benchmarks.multimnist_bench --kinds mnist $COMMON --methods phn_hvi --rays-per-step 4 \
     --out "$RUNS/multimnist_hvi_mnist.json" > "$RUNS/multimnist_hvi.log" 2>&1
   stamp "hvi exit $?" ) &
+# the settings of bench/results/gpu_h200_issue14/continual_pareto.json, pinned when the bench's defaults changed
 ( timeout "$LEFT" $PY -m benchmarks.continual_pareto_bench --device $DEVICE --tasks 5 --train $CP_TRAIN --test $TEST \
+    --target lenet --beta 0.05 --emb-std 1.0 \
     --steps $CP_STEPS --lr $LR --init $INIT --out "$RUNS/continual_pareto.json" > "$RUNS/continual_pareto.log" 2>&1
   stamp "continual pareto exit $?" ) &
 wait

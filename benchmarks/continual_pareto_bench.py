@@ -79,7 +79,8 @@ def run_continual(tasks, args, beta: float, rays: np.ndarray, save=lambda partia
         print(f"  beta={beta} task {t}: HV {just_after[-1]:.4f} (by step: {_fmt(curve.curve)})", flush=True)
         save({"hv_just_after": list(just_after), "hv_curve": list(curves), "complete": False})
     final = [_hv(strategy.eval_task(t, data["test"], rays)) for t, data in enumerate(tasks)]
-    return {"hv_just_after": just_after, "hv_final": final, "hv_curve": curves, "wall_s": time.perf_counter() - t0,
+    return {"hv_just_after": just_after, "hv_final": final, "hv_curve": curves, "complete": True,
+            "wall_s": time.perf_counter() - t0,
             # undefined (None) where the front right after training dominates nothing below the reference point
             "hv_forgetting_relative": [(a - f) / a if a > 0 else None for a, f in zip(just_after, final)]}
 
@@ -100,7 +101,7 @@ def run_standalone(tasks, args, rays: np.ndarray, save=lambda partial: None) -> 
         curves.append(dict(curve.curve))
         print(f"  stand-alone task {t}: HV {hv[-1]:.4f} (by step: {_fmt(curve.curve)})", flush=True)
         save({"hv": list(hv), "hv_curve": list(curves), "complete": False})
-    return {"hv": hv, "hv_curve": curves, "wall_s": time.perf_counter() - t0}
+    return {"hv": hv, "hv_curve": curves, "complete": True, "wall_s": time.perf_counter() - t0}
 
 
 def goals(reg: Dict[str, Any], alone: List[float]) -> Dict[str, Any]:
@@ -152,6 +153,8 @@ def main() -> None:
                         help="also record each task's test HV after these step counts (hv_curve)")
     parser.add_argument("--out", default="bench/results/continual_pareto.json")
     args = parser.parse_args()
+    if any(s < 1 for s in args.eval_at):
+        parser.error(f"--eval-at takes step counts >= 1, got {args.eval_at}")
     warnings.filterwarnings("ignore")
     # the same images and permutations for every --seed, as benchmark=multimnist_seq
     train, test = load_multimnist("mnist", args.root, max_train=args.train, max_test=args.test)
@@ -161,8 +164,6 @@ def main() -> None:
                               "threads": torch.get_num_threads(),
                               "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}
     t0 = time.perf_counter()
-    if any(s < 1 for s in args.eval_at):
-        parser.error(f"--eval-at takes step counts >= 1, got {args.eval_at}")
 
     def saver(part: str):
         def save(partial: Dict[str, Any]) -> None:  # each finished task is kept (time-boxed runs)

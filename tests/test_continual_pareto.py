@@ -94,10 +94,34 @@ def test_bench_hv_curve_records_the_hv_at_the_asked_steps_of_each_task():
                                        plugins=[curve], lr=3e-2)
     curve.test = task_data(0)
     strategy.train_task(0, task_data(0), steps=3)
-    hv_at_3 = hypervolume(strategy.eval_task(0, task_data(0), rays), REF)
+    hv_at_3 = hypervolume(strategy.eval_task(0, task_data(0), rays), [2.0, 2.0])  # the bench's reference point
     assert sorted(curve.curve) == [1, 3] and curve.curve[1] != curve.curve[3]
-    assert curve.curve[3] == pytest.approx(hypervolume(strategy.eval_task(0, task_data(0), rays), [2.0, 2.0]))
-    assert hv_at_3 > 0
+    assert hv_at_3 > 0 and curve.curve[3] == pytest.approx(hv_at_3)
     curve.test = task_data(1)
     strategy.train_task(1, task_data(1), steps=2)  # counted from this task's start: step 1 only
     assert sorted(curve.curve) == [1]
+
+
+def test_bench_runs_keep_a_curve_per_task_and_save_each_finished_task():
+    from argparse import Namespace
+
+    from benchmarks.continual_pareto_bench import run_continual, run_standalone
+
+    gen = torch.Generator().manual_seed(0)
+
+    def images(n):  # Multi-MNIST's batch layout: 36x36 images, the left and the right label
+        return TensorDataset(torch.rand(n, 1, 36, 36, generator=gen), torch.randint(0, 10, (n,), generator=gen),
+                             torch.randint(0, 10, (n,), generator=gen))
+
+    tasks = [{"train": images(16), "test": images(8)} for _ in range(2)]
+    args = Namespace(target="mlp", hidden=[8], lr=1e-3, batch_size=8, seed=0, init="xavier", device="cpu",
+                     chunk_size=None, chunk_emb_dim=8, emb_dim=4, emb_std=0.1, reg_rays=3, steps=3, eval_at=[2, 3])
+    rays = evaluation_rays(2, 3)
+    for run_part, key in ((lambda save: run_continual(tasks, args, 2.0, rays, save), "hv_just_after"),
+                          (lambda save: run_standalone(tasks, args, rays, save), "hv")):
+        saved = []
+        out = run_part(saved.append)
+        assert [sorted(c) for c in out["hv_curve"]] == [[2, 3], [2, 3]]
+        assert [c[3] for c in out["hv_curve"]] == pytest.approx(out[key])  # the last step's HV is the task's
+        assert [len(p[key]) for p in saved] == [1, 2] and [len(p["hv_curve"]) for p in saved] == [1, 2]
+        assert all(p["complete"] is False for p in saved) and out["complete"] is True
