@@ -4,6 +4,8 @@
 # task's test HV recorded after the step counts in EVAL_AT (hv_curve). In parallel on the one GPU:
 # for each seed in SEEDS, the parts in PARTS (beta0.5: regularized, beta 0.5, phn_cl's former default;
 # beta2: regularized, beta 2; noreg: no regularizer; standalone: one PHN per task alone).
+# START: the continual model's start (random, the default: a fresh draw; phn: as the stand-alone PHN
+# of the same seed, bench/results/gpu_h100_issue14/cp_long_*_phn.json); TAG: a suffix for file names.
 # Each finished task is written at once, so a process cut by the budget keeps what it did.
 # Results: $OUT/cp_long_*.json and logs. Packages and data on a bare machine: bench/gpu_env.sh.
 # (CPU dry run: DEVICE=cpu PY=.venv/bin/python WHEELS=0 STEPS=4 EVAL_AT="2 4" TRAIN=300 TEST=200 OUT=/tmp/dry bash bench/gpu_continual_long.sh)
@@ -13,11 +15,12 @@ DEVICE=${DEVICE:-cuda} STEPS=${STEPS:-6000} EVAL_AT=${EVAL_AT:-"1000 2000 3000 4
 BUDGET=${BUDGET:-500}
 . bench/gpu_env.sh
 COMMON="--device $DEVICE --tasks 5 --train $TRAIN --test $TEST --steps $STEPS --lr 1e-3 --init xavier --target mlp
-  --emb-std 0.1 --eval-at $EVAL_AT"
+  --emb-std 0.1 --eval-at $EVAL_AT --start ${START:-random}"
 LEFT=$(( BUDGET - ($(date +%s) - T0) ))
 part() {  # part NAME bench-args...
   local name=$1; shift
   [ "$SEED" != 0 ] && name=${name}_seed$SEED
+  [ -n "${TAG:-}" ] && name=${name}_$TAG
   timeout "$LEFT" $PY -m benchmarks.continual_pareto_bench $COMMON "$@" --seed "$SEED" --out "$OUT/cp_long_$name.json" \
     > "$OUT/cp_long_$name.log" 2>&1
   stamp "$name exit $?"

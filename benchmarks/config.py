@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from cl_moo import ACTIVATIONS, INIT_SCHEMES
+from strategies.phn_cl import START
 from strategies.solvers import SOLVERS
 
 # choices come from the registries, so a registered solver, activation or init scheme is accepted
@@ -27,6 +28,7 @@ CHOICES: Dict[str, Sequence] = {
     "strategy.reg_targets": ("stored", "online"),
     "strategy.task_inference": ("given", "entropy"),
     "strategy.solver": tuple(SOLVERS),
+    "strategy.start": START,
     "benchmark.builder": ("tensors", "avalanche"),
     "train.eval_tasks": ("all", "current"),
     "benchmark.kind": ("mnist", "fashion", "fashion_mnist"),
@@ -265,6 +267,10 @@ def _check_seed_and_shapes(cfg: DictConfig) -> None:
     pad_to = OmegaConf.select(cfg, "benchmark.pad_to")
     if pad_to is not None and (not _is_int(pad_to) or pad_to < MNIST_SIDE):
         raise _bad("benchmark.pad_to", pad_to, f"must be an integer >= {MNIST_SIDE} (the MNIST image side)")
+    if OmegaConf.select(cfg, "strategy.start") == "phn" and OmegaConf.select(cfg, "hnet.mip") is True:
+        raise ConfigError("strategy.start=phn (task 0 starts as a stand-alone PHN) does not apply with hnet.mip=true: "
+                          "the MIP encoding of [task embedding, ray] differs from a PHN's encoding of the ray; "
+                          "pass strategy.start=random")
     if OmegaConf.select(cfg, "strategy.solver") == "hvi" and (OmegaConf.select(cfg, "strategy.rays_per_step") or 0) < 2:
         raise ConfigError("strategy.solver=hvi maximises the hypervolume of the rays of each step, so it needs "
                           f"strategy.rays_per_step >= 2 (now {OmegaConf.select(cfg, 'strategy.rays_per_step')}); "

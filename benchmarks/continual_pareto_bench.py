@@ -22,6 +22,7 @@ import torch
 
 from cl_moo.moo_metrics import evaluation_rays, hypervolume
 from strategies import ContinualParetoStrategy, ParetoHypernetworkStrategy
+from strategies.phn_cl import START
 
 from .multimnist import LOSSES, REF_POINT, LeNetTarget, MLPTwoHeads, load_multimnist, permuted_tasks
 from .reporting import write_json
@@ -69,7 +70,7 @@ def run_continual(tasks, args, beta: float, rays: np.ndarray, save=lambda partia
     torch.manual_seed(args.seed)
     curve = HVCurve(args.eval_at, rays)
     strategy = ContinualParetoStrategy(emb_dim=args.emb_dim, emb_std=args.emb_std, beta=beta, reg_rays=args.reg_rays,
-                                       plugins=[curve], **_phn_options(args))
+                                       start=args.start, plugins=[curve], **_phn_options(args))
     just_after, curves, t0 = [], [], time.perf_counter()
     for t, data in enumerate(tasks):
         curve.test = data["test"]
@@ -136,6 +137,8 @@ def main() -> None:
     parser.add_argument("--reg-rays", type=int, default=10)
     parser.add_argument("--emb-dim", type=int, default=16)
     parser.add_argument("--emb-std", type=float, default=0.1, help="std of each task embedding's N(0, std^2) draw")
+    parser.add_argument("--start", choices=START, default="random",
+                        help="phn: the continual model starts as the stand-alone PHN of the same seed; random: a fresh draw")
     parser.add_argument("--hidden", type=int, nargs="+", default=[100, 100])
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="chunked hypernetwork with this many outputs per chunk (default: one MLP head for all weights)")

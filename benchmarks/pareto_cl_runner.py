@@ -54,7 +54,7 @@ def build_strategy(cfg: DictConfig, device: torch.device) -> ContinualParetoStra
     s = cfg.strategy
     return ContinualParetoStrategy(
         target=MLPTwoHeads(hidden=list(cfg.target.hidden)), losses=LOSSES, emb_dim=cfg.hnet.emb_dim,
-        emb_std=float(s.emb_std), beta=float(s.beta), reg_rays=s.reg_rays, **hypernetwork_options(cfg),
+        emb_std=float(s.emb_std), beta=float(s.beta), reg_rays=s.reg_rays, start=s.start, **hypernetwork_options(cfg),
         solver=s.solver, alpha=float(s.alpha), rays_per_step=s.rays_per_step, lr=cfg.train.lr,
         train_mb_size=cfg.train.batch_size, eval_mb_size=cfg.train.eval_batch_size, seed=cfg.seed, device=device,
     )

@@ -115,7 +115,8 @@ def test_bench_runs_keep_a_curve_per_task_and_save_each_finished_task():
 
     tasks = [{"train": images(16), "test": images(8)} for _ in range(2)]
     args = Namespace(target="mlp", hidden=[8], lr=1e-3, batch_size=8, seed=0, init="xavier", device="cpu",
-                     chunk_size=None, chunk_emb_dim=8, emb_dim=4, emb_std=0.1, reg_rays=3, steps=3, eval_at=[2, 3])
+                     chunk_size=None, chunk_emb_dim=8, emb_dim=4, emb_std=0.1, reg_rays=3, steps=3, eval_at=[2, 3],
+                     start="random")
     rays = evaluation_rays(2, 3)
     for run_part, key in ((lambda save: run_continual(tasks, args, 2.0, rays, save), "hv_just_after"),
                           (lambda save: run_standalone(tasks, args, rays, save), "hv")):
@@ -125,3 +126,32 @@ def test_bench_runs_keep_a_curve_per_task_and_save_each_finished_task():
         assert [c[3] for c in out["hv_curve"]] == pytest.approx(out[key])  # the last step's HV is the task's
         assert [len(p[key]) for p in saved] == [1, 2] and [len(p["hv_curve"]) for p in saved] == [1, 2]
         assert all(p["complete"] is False for p in saved) and out["complete"] is True
+
+
+@pytest.mark.parametrize("options", [dict(init="xavier"), dict(init="hyperfan_in"),
+                                     dict(init="xavier", chunk_size=2, chunk_emb_dim=3)])
+def test_start_phn_begins_task_0_as_the_stand_alone_phn_of_the_same_seed(options):
+    from strategies import ParetoHypernetworkStrategy
+
+    common = dict(target=Point(), losses=[to_a, to_b], hidden=(8, 8), seed=3, **options)
+    phn = ParetoHypernetworkStrategy(**common)
+    cont = ContinualParetoStrategy(emb_dim=4, emb_std=1.0, start="phn", **common)
+    fresh = ContinualParetoStrategy(emb_dim=4, emb_std=1.0, **common)  # the default: a fresh draw
+    for s in (cont, fresh):
+        s.hnet.ensure_tasks(2)
+    rays = torch.tensor(evaluation_rays(2, 5), dtype=torch.float32)
+    want = phn.hnet.forward_flat(rays)
+    for task in (0, 1):  # any embedding: its first-layer columns start at zero
+        cont.hnet.current = task
+        assert torch.allclose(cont.hnet.forward_flat(rays), want, atol=1e-6)
+    fresh.hnet.current = 0
+    assert not torch.allclose(fresh.hnet.forward_flat(rays), want, atol=1e-3)
+    assert cont.hnet.inner.build_options["start"] == "phn" and fresh.hnet.inner.build_options["start"] == "random"
+
+
+def test_start_is_checked():
+    with pytest.raises(ValueError, match="start must be one of"):
+        ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], start="warm")
+    with pytest.raises(ValueError, match="start='random'"):
+        ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], mip=True, start="phn")
+    ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], mip=True, hidden=(8,))

@@ -47,6 +47,12 @@ def test_values_that_would_silently_mean_something_else_are_refused():
             load_config(["benchmark=adult", "strategy=phn_ls", override])
     with pytest.raises(ConfigError, match="reg_rays=1.*>= 2"):
         load_config(["benchmark=multimnist_seq", "strategy=phn_cl", "strategy.reg_rays=1"])
+    seq = ["benchmark=multimnist_seq", "strategy=phn_cl"]
+    with pytest.raises(ConfigError, match=r"strategy.start='warm'.*\['phn', 'random'\]"):
+        load_config(seq + ["strategy.start=warm"])
+    with pytest.raises(ConfigError, match="hnet.mip=true.*pass strategy.start=random"):
+        load_config(seq + ["strategy.start=phn", "hnet.mip=true"])
+    assert load_config(seq + ["hnet.mip=true"]).strategy.start == "random"
     assert load_config(["benchmark=adult", "strategy=phn_ls", "benchmark.ref_point=[0.5,0.5,0.5]"]).benchmark.n_eval_rays >= 2
 
 
