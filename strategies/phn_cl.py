@@ -168,14 +168,15 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
                              "strategy.start=random)")
         ft = target if isinstance(target, FunctionalTarget) else FunctionalTarget(target, param_names)
         gen = torch.Generator().manual_seed(int(seed))
-        rays = DirichletRays(m, alpha)(256, gen)
-        probe = torch.cat([torch.randn(256, emb_dim, generator=gen) * emb_std, rays], dim=1)
+        probe = torch.cat([torch.randn(256, emb_dim, generator=gen) * emb_std, DirichletRays(m, alpha)(256, gen)], dim=1)
         options = dict(chunk_size=chunk_size, chunk_emb_dim=chunk_emb_dim, hidden=hidden, activation=activation,
                        last_activation=last_activation, mip=mip, init=init, target_gain=target_gain)
         with seeded_global_rng(int(seed)):
             inner = build_hypernetwork(ft, emb_dim + m, input_range="unbounded", probe_conditions=probe, **options)
         if start == "phn":
-            with seeded_global_rng(int(seed)):  # the draws of ParetoHypernetworkStrategy(seed=seed)
+            # the probe rays and draws of ParetoHypernetworkStrategy(seed=seed)
+            rays = DirichletRays(m, alpha)(256, torch.Generator().manual_seed(int(seed)))
+            with seeded_global_rng(int(seed)):
                 phn = build_hypernetwork(ft, m, input_range="unit", probe_conditions=rays, **options)
             start_as_phn(inner, phn, emb_dim)
         inner.build_options = {**inner.build_options, "start": start}
