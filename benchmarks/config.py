@@ -70,7 +70,7 @@ RESUME_SAFE_KEYS = ("resume", "progress", "run_dir", "data.root", "data.download
 RESUME_IGNORED_PREFIXES = ("benchmark.presets.",)
 # keys added to the config after runs were recorded: absent from an older run's config means the
 # behaviour it had then, which is this value (so resume and result tables accept those runs)
-ADDED_KEYS = {"train.eval_tasks": "all"}
+ADDED_KEYS = {"train.eval_tasks": "all", "strategy.start": "random", "built.hnet.start": "random"}
 CONFIG_GROUPS = ("benchmark", "strategy")
 # strategy keys whose value IS the strategy: a preset never changes them (fine-tuning is beta = 0)
 STRATEGY_DEFINING_KEYS = {"finetune": ("beta",)}
@@ -304,10 +304,9 @@ def _check_ref_point(value: Any, names: Sequence[str], benchmark: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Checks every value with a fixed set of choices, and numeric ranges; raises :class:`ConfigError`
     naming the key, the value and the valid range. Needs no data and no file system."""
-    for key, allowed in CHOICES.items():
-        value = OmegaConf.select(cfg, key)
-        if value is not None and value not in allowed:
-            raise ConfigError(f"{key}={value!r} is not valid; choose one of {list(allowed)}")
+    for key, value in _present(cfg, tuple(CHOICES)):  # null is no choice either
+        if value not in CHOICES[key]:
+            raise ConfigError(f"{key}={value!r} is not valid; choose one of {list(CHOICES[key])}")
     for key in BOOLEANS:
         value = OmegaConf.select(cfg, key)
         if value is not None and not isinstance(value, bool):

@@ -57,6 +57,13 @@ def start_as_phn(inner: Hypernetwork, phn: Hypernetwork, emb_dim: int) -> None:
             w = theirs[name]
             before = w.shape[1] - m  # inputs ahead of the condition (chunk embeddings)
             p.copy_(torch.cat([w[:, :before], w.new_zeros(w.shape[0], emb_dim), w[:, before:]], dim=1))
+        rays = torch.full((1, m), 1.0 / m, dtype=w.dtype, device=w.device)
+        emb = torch.randn(1, emb_dim, generator=torch.Generator().manual_seed(0))  # not the global RNG
+        conds = torch.cat([emb.to(w.device, w.dtype), rays], dim=1)
+        if not torch.allclose(inner.forward_flat(conds), phn.forward_flat(rays), atol=1e-5):
+            raise ValueError(f"start='phn': {type(inner).__name__} does not take the condition as the last inputs "
+                             "of its first layer, so the copy does not reproduce the PHN; use start='random'")
+    inner.init_report = phn.init_report
 
 
 class TaskRayHypernetwork(nn.Module):
@@ -174,8 +181,9 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         with seeded_global_rng(int(seed)):
             inner = build_hypernetwork(ft, emb_dim + m, input_range="unbounded", probe_conditions=probe, **options)
         if start == "phn":
-            # the probe rays and draws of ParetoHypernetworkStrategy(seed=seed)
-            rays = DirichletRays(m, alpha)(256, torch.Generator().manual_seed(int(seed)))
+            # the probe rays and draws of ParetoHypernetworkStrategy(seed=seed) with the same ray sampler
+            sampler = kwargs.get("ray_sampler") or DirichletRays(m, alpha)
+            rays = torch.as_tensor(sampler(256, torch.Generator().manual_seed(int(seed))))
             with seeded_global_rng(int(seed)):
                 phn = build_hypernetwork(ft, m, input_range="unit", probe_conditions=rays, **options)
             start_as_phn(inner, phn, emb_dim)

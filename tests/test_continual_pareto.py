@@ -155,3 +155,33 @@ def test_start_is_checked():
     with pytest.raises(ValueError, match="start='random'"):
         ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], mip=True, start="phn")
     ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], mip=True, hidden=(8,))
+
+
+def test_the_default_start_keeps_its_draws():
+    """start='random' builds what the strategy built before ``start`` existed: the probe is the embedding
+    draws, then the rays, from one generator seeded with ``seed`` (hyperfan init reads the probe)."""
+    from cl_moo import FunctionalTarget, build_hypernetwork
+    from strategies.phn import DirichletRays, seeded_global_rng
+
+    cont = ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=4, emb_std=0.5, hidden=(8, 8), seed=5)
+    gen = torch.Generator().manual_seed(5)
+    probe = torch.cat([torch.randn(256, 4, generator=gen) * 0.5, DirichletRays(2, 0.2)(256, gen)], dim=1)
+    with seeded_global_rng(5):
+        want = build_hypernetwork(FunctionalTarget(Point()), 6, hidden=(8, 8), input_range="unbounded",
+                                  init="hyperfan_in", probe_conditions=probe)
+    for (name, ours), theirs in zip(cont.hnet.inner.named_parameters(), want.parameters()):
+        assert torch.equal(ours, theirs), name
+
+
+def test_start_phn_checks_that_the_copy_reproduces_the_phn():
+    from cl_moo import FunctionalTarget, build_hypernetwork
+    from strategies.phn_cl import start_as_phn
+
+    ft = FunctionalTarget(Point())
+    phn = build_hypernetwork(ft, 2, hidden=(8,), init="xavier")
+    inner = build_hypernetwork(ft, 5, hidden=(8,), init="xavier")
+    inner.encoder.forward = lambda c: torch.cat([c[:, 3:], c[:, :3]], dim=1)  # reads [r, e]: the ray first
+    with pytest.raises(ValueError, match="does not take the condition as the last inputs"):
+        start_as_phn(inner, phn, emb_dim=3)
+    with pytest.raises(ValueError, match="inputs wider"):
+        start_as_phn(build_hypernetwork(ft, 5, hidden=(9,), init="xavier"), phn, emb_dim=3)  # wider body too

@@ -31,3 +31,18 @@ def test_runs_recorded_before_a_key_existed_count_as_its_old_behaviour():
     check_row_config("pmnist10-small", 0, [], old, Path("old"))
     assert resume_changes(old, config) == []
     assert resume_changes(old, _config(*ROWS["pmnist10-small"]["overrides"], "seed=0", "train.eval_tasks=current"))
+
+
+def test_continual_pareto_runs_from_before_start_existed_resume_as_a_fresh_draw():
+    from benchmarks.checkpoint import check_same_build
+    from benchmarks.checkpoint import ResumeMismatchError
+
+    seq = ["benchmark=multimnist_seq", "strategy=phn_cl", "seed=0"]
+    config = config_dict(load_config(seq))
+    old = {**config, "strategy": {k: v for k, v in config["strategy"].items() if k != "start"}}
+    assert resume_changes(old, config) == []
+    assert resume_changes(old, config_dict(load_config(seq + ["strategy.start=phn"]))) == [("strategy.start", "random", "phn")]
+    built = {"hnet": {"generator": "mlp", "start": "random"}}
+    check_same_build({"hnet": {"generator": "mlp"}}, built, Path("old"))
+    with pytest.raises(ResumeMismatchError, match="start"):
+        check_same_build({"hnet": {"generator": "mlp"}}, {"hnet": {"generator": "mlp", "start": "phn"}}, Path("old"))

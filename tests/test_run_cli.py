@@ -53,6 +53,9 @@ def test_values_that_would_silently_mean_something_else_are_refused():
     with pytest.raises(ConfigError, match="hnet.mip=true.*pass strategy.start=random"):
         load_config(seq + ["strategy.start=phn", "hnet.mip=true"])
     assert load_config(seq + ["hnet.mip=true"]).strategy.start == "random"
+    for override in ("strategy.start=null", "strategy.solver=null"):  # null is no choice either
+        with pytest.raises(ConfigError, match=r"=None is not valid; choose one of"):
+            load_config(seq + [override])
     assert load_config(["benchmark=adult", "strategy=phn_ls", "benchmark.ref_point=[0.5,0.5,0.5]"]).benchmark.n_eval_rays >= 2
 
 
