@@ -47,9 +47,28 @@ def lin2019_losses(n: int = N) -> List:
     return [f1, f2]
 
 
+def inverse_ray_directions(rays: np.ndarray) -> np.ndarray:
+    """The direction of ``1/r`` for each ray ``(B, m)`` on the simplex, finite for every such ray.
+
+    A strictly positive ray gives ``min(r) / r`` (the direction of ``1/r``, entries in (0, 1], no overflow).
+    A ray with zeros ``Z = {j : r_j = 0}`` gives the limit of that direction as ``r_j -> 0`` for ``j in Z``:
+    the entries ``1/r_j`` on ``Z`` dominate, so it tends to the indicator ``1_Z`` (a unit vector ``e_j`` for one
+    zero; for several zeros the limit depends on their relative rates, and ``1_Z`` is the one where they
+    vanish together, ``r_j = t -> 0`` for all ``j in Z``, the only choice symmetric in them). Not normalized.
+    """
+    r = np.asarray(rays, dtype=np.float64)
+    if r.ndim != 2 or not np.all(np.isfinite(r)) or np.any(r < 0) or np.any(r.sum(1) <= 0):
+        raise ValueError("rays must be a (B, m) array of finite, non-negative rays with a positive sum "
+                         "(points of the simplex; normalize with r / r.sum(1, keepdims=True))")
+    rmin = r.min(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(rmin > 0, rmin / r, (r == 0).astype(np.float64))
+
+
 def angles_to_inverse_rays(losses: np.ndarray, rays: np.ndarray) -> np.ndarray:
-    """Angle (degrees) between each loss vector and its ray's ``1/r`` direction."""
-    d = 1.0 / np.asarray(rays, dtype=np.float64)
+    """Angle (degrees) between each loss vector and its ray's ``1/r`` direction
+    (:func:`inverse_ray_directions`: finite also for rays with zero entries)."""
+    d = inverse_ray_directions(rays)
     l = np.asarray(losses, dtype=np.float64)
     cos = (l * d).sum(1) / (np.linalg.norm(l, axis=1) * np.linalg.norm(d, axis=1))
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))

@@ -10,6 +10,10 @@ For losses ``l`` (m,), preference ray ``r`` and per-objective gradients ``G`` (m
 * dominance mode: ``max_alpha 1^T C alpha`` s.t. simplex, ``alpha^T C a >= min(max(C a), 0)``,
   ``C alpha >= 0``.
 
+Both LPs are invariant to a positive rescaling of ``C`` (``C a``, ``rhs`` and ``min(max(C a), 0)`` scale with it,
+and ``mu``, ``a`` and the mode do not depend on it), so ``C`` is divided by its largest absolute entry before the LP
+is built: near convergence its entries reach 1e-10 and HiGHS would drop them as zero (a wrong or infeasible LP).
+
 The weights are ``m * alpha``. Each LP is solved with ``scipy.optimize.linprog`` (HiGHS); when it
 fails the weights fall back to linear scalarization on the same scale, ``m * r / sum r`` (``alpha =
 r / sum r``, as the reference EPO code does), with ``mode == "fallback"`` so a caller can count it.
@@ -40,6 +44,9 @@ def _epo_lp(losses: np.ndarray, ray: np.ndarray, gram: np.ndarray, eps: float) -
     rl = r * l
     if not np.all(np.isfinite(rl)) or not np.all(np.isfinite(C)) or rl.sum() <= 0:
         return None
+    scale = float(np.abs(C).max()) if C.size else 0.0
+    if 0.0 < scale < np.inf:
+        C = C / scale  # the LP is invariant to C -> s C (s > 0); HiGHS drops entries below ~1e-9 as zero
     lhat = np.clip(rl / rl.sum(), 1e-12, None)
     log_term = np.log(m * lhat)
     mu = float(np.sum(lhat * log_term))

@@ -312,9 +312,12 @@ class ParetoHypernetworkStrategy:
 
     def _check_value(self, fn: LossFn, value: Any, expected: tuple) -> torch.Tensor:
         if not torch.is_tensor(value) or tuple(value.shape) != expected:
-            got = tuple(value.shape[len(expected):]) if torch.is_tensor(value) else type(value).__name__
-            raise ValueError(f"loss {_name(fn)} returned {got} for one weight set, not a scalar tensor: "
-                             "reduce per-sample losses with .mean() (e.g. return loss_fn(output, y).mean())")
+            got = (f"shape {tuple(value.shape[len(expected):])}" if torch.is_tensor(value)
+                   else f"a {type(value).__name__}")
+            raise ValueError(f"loss {_name(fn)} returned {got} for one weight set, not a scalar tensor: if these are "
+                             "per-sample losses, reduce them with .mean() (e.g. return loss_fn(output, y).mean()); "
+                             "if it returns several objectives at once, do not average them but pass one callable "
+                             "per objective in losses=[...], each returning a scalar")
         return value
 
     def objective_values(self, weights: List[torch.Tensor], batch: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:

@@ -175,6 +175,36 @@ def test_solvers_give_distinct_pareto_optimal_points_on_the_lin2019_toy(solver):
     assert angles.mean() < 2.0 and angles.max() < 5.0, angles
 
 
+def test_angles_to_inverse_rays_are_finite_on_rays_with_zeros_and_unchanged_on_positive_rays():
+    from benchmarks.toy_lin2019 import angles_to_inverse_rays
+
+    rays = evaluation_rays(3, 25)  # Das-Dennis: 18 of its 28 rays have a zero entry (1/r = inf)
+    assert (rays == 0).any(axis=1).sum() == 18
+    losses = np.random.default_rng(0).uniform(0.1, 2.0, size=rays.shape)
+    angles = angles_to_inverse_rays(losses, rays)
+    assert np.isfinite(angles).all(), angles
+    # strictly positive rays: the old formula with 1/r itself
+    pos = (rays > 0).all(axis=1)
+    d = 1.0 / rays[pos]
+    l = losses[pos]
+    old = np.degrees(np.arccos(np.clip((l * d).sum(1) / (np.linalg.norm(l, axis=1) * np.linalg.norm(d, axis=1)), -1, 1)))
+    np.testing.assert_allclose(angles[pos], old, rtol=0, atol=1e-9)
+    # known answers: r = (1/2, 1/2, 0) -> 1/r points along e_3; r = (1, 0, 0) -> along (0, 1, 1)
+    zero_rays = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    known = angles_to_inverse_rays(np.array([[0.0, 0.0, 2.0], [1.0, 1.0, 1.0], [0.0, 3.0, 3.0], [1.0, 0.0, 0.0]]),
+                                   zero_rays)
+    np.testing.assert_allclose(known, [0.0, math.degrees(math.acos(1 / math.sqrt(3))), 0.0, 90.0], atol=1e-6)
+    # and it is the limit r_3 -> 0 of the 1/r direction (the old formula on a nearby positive ray)
+    eps = 1e-7
+    near = np.array([[0.5 - eps / 2, 0.5 - eps / 2, eps]])
+    loss = np.array([[1.0, 2.0, 1.0]])
+    d = 1.0 / near
+    cos = (loss * d).sum() / (np.linalg.norm(loss) * np.linalg.norm(d))
+    assert angles_to_inverse_rays(loss, zero_rays[:1])[0] == pytest.approx(math.degrees(math.acos(cos)), abs=1e-4)
+    with pytest.raises(ValueError, match="non-negative"):
+        angles_to_inverse_rays(losses[:1], np.array([[1.5, -0.5, 0.0]]))
+
+
 # ---------------------------------------------------------------- (d) misuse
 def test_hvi_needs_two_rays_per_step():
     phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(8,), solver="hvi",

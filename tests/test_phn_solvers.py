@@ -100,6 +100,31 @@ def test_epo_fallback_weights_sum_to_m_like_solved_steps(caplog):
     assert phn.epo_fallbacks == 2 and "m * r / sum(r)" in caplog.text
 
 
+# near-anti-parallel gradients (close to Pareto stationary: balance mode) and a 3-objective dominance case
+EPO_CASES = [(np.array([1.96, 1.22]), np.array([0.636, 0.364]), np.array([[8.16, -10.52], [-10.52, 13.56]])),
+             (np.array([0.5, 1 / 3, 0.2]), np.array([0.2, 0.3, 0.5]),
+              np.array([[2.0, 0.3, -0.5], [0.3, 1.5, 0.2], [-0.5, 0.2, 1.0]]))]
+
+
+@pytest.mark.parametrize("scale", [1e-10, 1e-12, 1e-16])
+def test_epo_lp_is_solved_on_a_tiny_gram_matrix_as_on_the_unscaled_one(scale):
+    # near convergence the Gram entries reach 1e-10: unnormalized, HiGHS drops them as zero and the LP
+    # came back infeasible ("fallback" at 1e-10) or solved a different LP (a wrong alpha at 1e-12)
+    from strategies.epo import epo_weights_batch
+
+    for l, r, C in EPO_CASES:
+        ref = epo_weights(l, r, C)
+        assert ref.mode in ("balance", "dominance")
+        single = epo_weights(l, r, scale * C)
+        assert single.mode == ref.mode
+        np.testing.assert_allclose(single.alpha, ref.alpha, atol=1e-6)
+        # batched: one LP with blocks of very different scales, each block normalized on its own
+        batch = epo_weights_batch(np.array([l, l, l]), np.array([r, r, r]), np.array([C, scale * C, 1e3 * scale * C]))
+        for res in batch:
+            assert res.mode == ref.mode
+            np.testing.assert_allclose(res.alpha, ref.alpha, atol=1e-6)
+
+
 # ---------------------------------------------------------------- objective-only (Lin et al. 2019)
 def test_phn_epo_reaches_the_exact_pareto_points_of_the_lin2019_toy_without_data():
     from benchmarks.toy_lin2019 import run
@@ -248,8 +273,24 @@ def test_last_activation_reaches_the_builder(last):
 @pytest.mark.parametrize("rays_per_step", [1, 4])
 def test_a_per_sample_loss_is_named_with_the_fix(rays_per_step):
     phn = make(losses=[quad_a, per_sample_loss], rays_per_step=rays_per_step)
-    with pytest.raises(ValueError, match=r"loss per_sample_loss returned \(32,\).*\.mean\(\)"):
+    with pytest.raises(ValueError, match=r"loss per_sample_loss returned shape \(32,\) for one weight set.*\.mean\(\)"):
         phn.train(DATA, steps=1)
+
+
+def both_objectives(out):
+    return torch.stack([quad_a(out), quad_b(out)])  # (2,): several objectives in one callable
+
+
+@pytest.mark.parametrize("rays_per_step", [1, 4])
+def test_a_loss_returning_several_objectives_is_told_to_split_not_to_average(rays_per_step):
+    # .mean() would silently average the objectives: the message must offer one callable per objective too
+    phn = make(losses=[quad_a, both_objectives], rays_per_step=rays_per_step)
+    with pytest.raises(ValueError) as err:
+        phn.train(DATA, steps=1)
+    msg = str(err.value)
+    assert "loss both_objectives returned shape (2,) for one weight set" in msg
+    assert "per-sample losses, reduce them with .mean()" in msg
+    assert "several objectives" in msg and "one callable per objective in losses=[...]" in msg
 
 
 @pytest.mark.parametrize("alpha", [float("nan"), float("inf"), 0.0, -1.0])
