@@ -60,8 +60,8 @@ def build_cl_model_from_config(cfg: DictConfig, info: Dict[str, Any]):
         module = nn.Sequential(nn.Flatten(), *module)
     opts = hypernetwork_options(cfg)
     chunk_size = opts.pop("chunk_size")
-    model = build_cl_model(module, emb_dim=cfg.hnet.emb_dim, chunked=chunk_size is not None,
-                           chunk_size=chunk_size or 1, seed=cfg.seed, **opts)
+    model = build_cl_model(module, emb_dim=cfg.hnet.emb_dim, emb_std=float(cfg.hnet.emb_std),
+                           chunked=chunk_size is not None, chunk_size=chunk_size or 1, seed=cfg.seed, **opts)
     model.hnet.build_options.update({"emb_dim": cfg.hnet.emb_dim, "emb_init": model.emb_init,
                                      "emb_std": model.emb_std, "emb_seed": model.seed})
     return model

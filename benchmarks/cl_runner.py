@@ -39,6 +39,9 @@ from cl_moo import cl_summary
 KIND = "continual"
 REQUIRED = ("strategy", "matrix", "next_experience", "elapsed", "rng")
 CE_BOUND = 100.0  # a cross-entropy this large means confidently wrong predictions: training diverged
+# the config keys the training-health warnings name as the settings to change
+HEALTH_NAMES = {"lr": "train.lr", "emb_std": "hnet.emb_std", "beta": "strategy.beta",
+                "lookahead": "strategy.lookahead=true", "iterations": "train.iterations"}
 
 
 def make_benchmark(cfg: DictConfig):
@@ -122,13 +125,19 @@ def _make_strategy(cfg: DictConfig, model, device: torch.device, run: RunFolder,
         *metrics, loggers=[TensorboardLogger(str(run.path / "tensorboard" / "avalanche")), TextLogger(run.log.file)],
     )
     s = cfg.strategy
-    return HypernetworkStrategy(
+    strategy = HypernetworkStrategy(
         model=model, lr=cfg.train.lr, beta=s.beta, reg_targets=s.reg_targets, reg_subset=s.reg_subset,
         lookahead=s.lookahead, task_inference=s.task_inference, train_iterations=cfg.train.iterations,
         criterion=nn.CrossEntropyLoss() if classification else nn.MSELoss(),
         train_mb_size=cfg.train.batch_size, eval_mb_size=cfg.train.eval_batch_size, device=device,
         evaluator=evaluator, plugins=[IterationLogger(writer, cfg.progress), LossRecorder(monitor)],
     )
+    assert strategy.health is not None
+    strategy.health.on_scalar = writer.add_scalar  # health/* curves in TensorBoard
+    strategy.health.names.update(HEALTH_NAMES)
+    strategy.health.log.emit = False  # each finding goes to the run's log (and stderr) once, as it happens
+    strategy.health.log.on_finding = lambda message: run.log.warn(f"training health: {message}")
+    return strategy
 
 
 def _restore(state: Dict[str, Any], strategy: HypernetworkStrategy, monitor: LossMonitor, built: Dict[str, Any],
@@ -219,10 +228,11 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                 "losses": monitor.state_dict(), **times,
             })
         warnings = run.divergence_warnings(monitor, cfg)
+        health = run.health_section(strategy.health_log, writer, announced=True)
         _figures(writer, run.path, matrix, name)
         result = {**run.record(cfg, device, config, built, warnings),
                   **_result(model, matrix, classification, elapsed, info),
-                  "task_train_s": times["train_s"], "task_eval_s": times["eval_s"]}
+                  "task_train_s": times["train_s"], "task_eval_s": times["eval_s"], "health": health}
         write_json(run.metrics, result, overwrite=False)
         return result
     finally:

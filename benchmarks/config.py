@@ -53,7 +53,7 @@ AT_LEAST_TWO = {"benchmark.n_eval_rays": "the rays a front is evaluated on (PHN 
 PATH_KEYS = ("run_dir", "data.root")
 OPTIONAL_POSITIVE_INTS = ("benchmark.max_rows", "benchmark.train_per_task", "benchmark.test_per_task",
                           "strategy.reg_subset", "benchmark.max_train", "benchmark.max_test")
-POSITIVE_NUMBERS = ("train.lr", "strategy.alpha", "strategy.emb_std")  # finite and > 0
+POSITIVE_NUMBERS = ("train.lr", "strategy.alpha", "strategy.emb_std", "hnet.emb_std")  # finite and > 0
 NON_NEGATIVE_NUMBERS = ("strategy.beta", "benchmark.noise_std")  # finite and >= 0
 WIDTH_LISTS = ("hnet.hidden", "target.hidden")              # lists of integers >= 1 (may be empty)
 MNIST_SIDE = 28
@@ -70,15 +70,15 @@ RESUME_SAFE_KEYS = ("resume", "progress", "run_dir", "data.root", "data.download
 RESUME_IGNORED_PREFIXES = ("benchmark.presets.",)
 # keys added to the config after runs were recorded: absent from an older run's config means the
 # behaviour it had then, which is this value (so resume and result tables accept those runs)
-ADDED_KEYS = {"train.eval_tasks": "all", "strategy.start": "random", "built.hnet.start": "random"}
+ADDED_KEYS = {"train.eval_tasks": "all", "strategy.start": "random", "built.hnet.start": "random", "hnet.emb_std": 1.0}
 CONFIG_GROUPS = ("benchmark", "strategy")
 # strategy keys whose value IS the strategy: a preset never changes them (fine-tuning is beta = 0)
 STRATEGY_DEFINING_KEYS = {"finetune": ("beta",)}
 # keys one kind of run does not read: setting them on the command line is an error, not a no-op
 NOT_READ = {
-    "pareto": ("hnet.emb_dim", "train.iterations", "train.eval_tasks"),
+    "pareto": ("hnet.emb_dim", "hnet.emb_std", "train.iterations", "train.eval_tasks"),
     "continual": ("train.epochs",),
-    "continual_pareto": ("train.epochs", "train.eval_tasks"),
+    "continual_pareto": ("train.epochs", "train.eval_tasks", "hnet.emb_std"),
 }
 # keys (a trailing "." : every key below it) a strategy does not read: the separate-LS baseline has
 # no hypernetwork, no solver and no ray sampling

@@ -29,13 +29,13 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from cl_moo import evaluation_rays, hypervolume, make_adam, non_dominated, uniformity
+from cl_moo import HealthLog, evaluation_rays, hypervolume, make_adam, non_dominated, uniformity
 from strategies.phn import ParetoHypernetworkStrategy, iterate_batches
 
 from .builders import build_phn_from_config, built_description, seed_everything
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
 from .pareto_problems import ParetoProblem, Predict, load_problem
-from .reporting import LossMonitor, pick_device, write_json, zero_hypervolume_note
+from .reporting import LossMonitor, epo_fallback_message, pick_device, write_json, zero_hypervolume_note
 from .run_dir import RunFolder, run_in_folder
 
 KIND = "pareto"
@@ -114,16 +114,20 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
     job = _Job(cfg, run, config, device, LossMonitor(bound=LOSS_BOUND), _clock(state), writer)
     try:
         train = _train_separate if cfg.strategy.name == "ls_separate" else _train_phn
-        predict, params, epo_fallbacks, built = train(job, problem, rays, state)
+        predict, params, (epo_fallbacks, epo_rays), built = train(job, problem, rays, state)
         scores = _evaluate(job, problem, predict, rays)
         warnings = run.divergence_warnings(job.monitor, cfg)
         note = zero_hypervolume_note(scores["test_losses"], scores["ref_point"], scores["objectives"], "the front")
+        health = HealthLog(emit=False)  # the run's log says each finding once, below
         if note:
-            run.log.warn(note)
+            health.report("hypervolume_zero", "the front", note, step=0, value=0.0)
+        if (epo := epo_fallback_message(epo_fallbacks, epo_rays)) is not None:
+            health.report("epo_fallbacks", "solver", epo, step=epo_rays, value=epo_fallbacks / epo_rays)
         result = {
             **run.record(cfg, device, config, built, warnings), **scores, "hypervolume_note": note, "params": params,
-            "epo_fallbacks": epo_fallbacks, "data_note": problem.info.get("note"),
+            "epo_fallbacks": epo_fallbacks, "epo_rays_solved": epo_rays, "data_note": problem.info.get("note"),
             "data_sizes": {"train": len(problem.train), "test": len(problem.test)},
+            "health": run.health_section(health, job.writer),
         }
         write_json(run.metrics, result, overwrite=False)
         run.log.say(f"{cfg.benchmark.name} {cfg.strategy.name}: HV {scores['hypervolume']:.4f} (ref "
@@ -178,7 +182,8 @@ def _clock(state: Optional[Dict[str, Any]]) -> Clock:
     return lambda: before + time.perf_counter() - t0
 
 
-Trained = Tuple[Predict, int, int, Dict[str, Any]]  # the K models' predict, parameters, EPO fallbacks, built
+# the K models' predict, parameters, (EPO fallbacks, rays EPO solved), built
+Trained = Tuple[Predict, int, Tuple[int, int], Dict[str, Any]]
 
 
 def _train_phn(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: Optional[Dict[str, Any]]) -> Trained:
@@ -208,8 +213,9 @@ def _train_phn(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: Optio
     strategy.hnet.eval()
     with torch.no_grad():
         weights = strategy.weights_for(rays)
+    epo_rays = strategy.iteration * strategy.rays_per_step if hasattr(strategy.solver, "fallbacks") else 0
     return (lambda x: strategy.target.forward_shared(weights, x)), strategy.hnet.num_params, \
-        strategy.epo_fallbacks, built
+        (strategy.epo_fallbacks, epo_rays), built
 
 
 def _restore_phn(state: Dict[str, Any], strategy: ParetoHypernetworkStrategy, monitor: LossMonitor) -> int:
@@ -251,7 +257,7 @@ def _train_separate(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: 
     for module in models:
         module.eval()
     params = sum(p.numel() for p in probe.parameters()) * len(rays)
-    return (lambda x: torch.stack([module(x) for module in models])), params, 0, built
+    return (lambda x: torch.stack([module(x) for module in models])), params, (0, 0), built
 
 
 def train_ls_model(cfg: DictConfig, problem: ParetoProblem, ray: np.ndarray, device: torch.device,

@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from cl_moo import evaluation_rays, hypervolume, uniformity
+from cl_moo import HealthLog, evaluation_rays, hypervolume, uniformity
 from strategies.phn_cl import ContinualParetoStrategy
 
 from .builders import built_description, hypernetwork_options, seed_everything
@@ -29,7 +29,7 @@ from .cl_figures import forgetting_figure, matrix_figure, pyplot
 from .config import OBJECTIVES
 from .multimnist import LOSSES, MLPTwoHeads, permuted_tasks
 from .pareto_problems import multimnist_problem
-from .reporting import LossMonitor, pick_device, write_json, zero_hypervolume_note
+from .reporting import LossMonitor, epo_fallback_message, pick_device, write_json, zero_hypervolume_note
 from .run_dir import RunFolder, run_in_folder
 
 KIND = "continual_pareto"
@@ -73,6 +73,8 @@ def _restore(state: Dict[str, Any], strategy: ContinualParetoStrategy, monitor: 
     strategy.target.load_state_dict(state["target"])
     strategy.generator.set_state(state["generator"])
     strategy.iteration = int(state["iteration"])
+    if hasattr(strategy.solver, "fallbacks"):
+        strategy.solver.fallbacks = int(state.get("epo_fallbacks", 0))
     strategy.trained_tasks = list(range(done))
     monitor.load_state_dict(state["losses"])
     set_rng_state(state["rng"])
@@ -121,16 +123,22 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             save_checkpoint(run.checkpoint, {
                 "kind": KIND, "config": config, "built": built, "hnet": strategy.hnet.state_dict(),
                 "target": strategy.target.state_dict(), "generator": strategy.generator.get_state(),
-                "iteration": strategy.iteration, "next_task": t + 1, "rng": rng_state(),
+                "iteration": strategy.iteration, "epo_fallbacks": strategy.epo_fallbacks, "next_task": t + 1,
+                "rng": rng_state(),
                 "losses": monitor.state_dict(), **progress,
             })
         warnings = run.divergence_warnings(monitor, cfg)
         names = list(OBJECTIVES[b.name])
         _figures(writer, run.path, progress["hv_matrix"], progress["fronts"], names)
-        notes = [note for t in range(b.n_tasks) if (note := zero_hypervolume_note(
-            progress["fronts"][t][t], ref, names, f"task {t} right after training it"))]
-        for note in notes:
-            run.log.warn(note)
+        health = HealthLog(emit=False)  # the run's log says each finding once (health_section)
+        notes = []
+        for t in range(b.n_tasks):
+            if (note := zero_hypervolume_note(progress["fronts"][t][t], ref, names, f"task {t} right after training it")):
+                notes.append(note)
+                health.report("hypervolume_zero", f"task {t}", note, step=0, value=0.0)
+        epo_rays = strategy.iteration * strategy.rays_per_step if hasattr(strategy.solver, "fallbacks") else 0
+        if (epo := epo_fallback_message(strategy.epo_fallbacks, epo_rays)) is not None:
+            health.report("epo_fallbacks", "solver", epo, step=strategy.iteration, value=strategy.epo_fallbacks / epo_rays)
         result = {
             **run.record(cfg, device, config, built, warnings),
             **summarize(progress["hv_matrix"], progress["fronts"], rays),
@@ -140,6 +148,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             "params": {"hnet": strategy.hnet.inner.num_params, "task_embeddings": b.n_tasks * cfg.hnet.emb_dim},
             "data_note": images.info["note"],
             "data_sizes": {"train_per_task": len(train), "test_per_task": len(test)},
+            "health": run.health_section(health, writer),
         }
         write_json(run.metrics, result, overwrite=False)
         run.log.say(f"final HV per task {np.round(result['hv_final'], 4).tolist()}, just after "

@@ -42,6 +42,9 @@ ALL_METRICS = CONTINUAL_METRICS + PARETO_METRICS + COMMON_METRICS
 SHORT_NAMES = {"benchmark.name": "benchmark", "strategy.name": "strategy"}
 ANCHORS = ("benchmark.name", "strategy.name", "preset")
 MISSING = "<unset>"
+# a group's mean this far from the published number is flagged: above FAR_ABOVE x published for a score
+# where lower is better (MSE), below FAR_BELOW x published where higher is better (accuracy, HV)
+FAR_ABOVE, FAR_BELOW = 2.0, 0.95
 
 
 class ReportError(Exception):
@@ -341,12 +344,41 @@ def _published(group: Group) -> Optional[Published]:
     return published_for(group.config, metric)
 
 
+def health_count(group: Group) -> Tuple[int, int]:
+    """(runs with training-health warnings or a divergence verdict, runs that recorded a ``health`` section)."""
+    recorded = [r for r in group.runs if isinstance(r.metrics.get("health"), dict)]
+    warned = [r for r in recorded if not r.metrics["health"].get("ok", True) or r.metrics.get("diverged")]
+    return len(warned), len(recorded)
+
+
+def health_cell(group: Group) -> str:
+    warned, recorded = health_count(group)
+    if not recorded:
+        return "not recorded"
+    text = f"{warned}/{recorded} runs warned" if warned else "ok"
+    return text + (f" ({len(group.runs) - recorded} not recorded)" if recorded < len(group.runs) else "")
+
+
+def far_from_published(group: Group) -> Optional[float]:
+    """The ratio mean / published when it is past :data:`FAR_ABOVE` / :data:`FAR_BELOW`, else None."""
+    entry = _published(group)
+    if entry is None or not entry.value or "different" in entry.note:  # e.g. another reference point
+        return None
+    stat = group_stats(group, (entry.metric,)).get(entry.metric)
+    if stat is None or not math.isfinite(stat.mean):
+        return None
+    ratio = stat.mean / entry.value
+    lower_is_better = group.kind == "continual" and group.score == "mse"
+    return ratio if (ratio > FAR_ABOVE if lower_is_better else ratio < FAR_BELOW) else None
+
+
 def write_csv(groups: Sequence[Group], path: Path) -> None:
     """One row per group: n seeds, mean/std/finite count per metric, the published number if any."""
     columns = ["group", "kind", "benchmark", "strategy", "score", "n_seeds", "seeds"]
     for m in ALL_METRICS:
         columns += [f"{m}_mean", f"{m}_std", f"{m}_n_finite"]
-    columns += ["published", "published_metric", "published_note", "published_source", "runs"]
+    columns += ["published", "published_metric", "published_note", "published_source", "far_from_published",
+                "health_warned_runs", "health_recorded_runs", "runs"]
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
@@ -357,6 +389,9 @@ def write_csv(groups: Sequence[Group], path: Path) -> None:
                 "n_seeds": len(group.runs), "seeds": " ".join(str(r.seed) for r in group.runs),
                 "runs": ";".join(str(r.path.parent) for r in group.runs),
             }
+            row["health_warned_runs"], row["health_recorded_runs"] = health_count(group)
+            far = far_from_published(group)
+            row["far_from_published"] = "" if far is None else _csv_number(far)
             for m, stat in group_stats(group).items():
                 row.update({f"{m}_mean": _csv_number(stat.mean), f"{m}_std": _csv_number(stat.std),
                             f"{m}_n_finite": stat.n_finite})
@@ -378,19 +413,21 @@ def _published_cell(group: Group, sources: List[Published]) -> str:
         return ""
     if entry not in sources:
         sources.append(entry)
-    return f"{entry.value:.4g} [{sources.index(entry) + 1}]"
+    far = far_from_published(group)
+    flag = f" **far: mean {far:.3g}x published**" if far is not None else ""
+    return f"{entry.value:.4g} [{sources.index(entry) + 1}]{flag}"
 
 
 def _results_table(groups: Sequence[Group], kind: str, sources: List[Published]) -> List[str]:
     metrics = (CONTINUAL_METRICS if kind == "continual" else PARETO_METRICS) + COMMON_METRICS
     header = ["group", "seeds"] + (["score"] if kind == "continual" else [])
-    header += [metrics[0], "published [source; note]"] + list(metrics[1:])
+    header += [metrics[0], "published [source; note]"] + list(metrics[1:]) + ["training health"]
     rows = []
     for group in groups:
         stats = group_stats(group, metrics)
         cells = [group.name, str(len(group.runs))] + ([group.score] if kind == "continual" else [])
         cells += [format_stat(stats.get(metrics[0])), _published_cell(group, sources)]
-        cells += [format_stat(stats.get(m)) for m in metrics[1:]]
+        cells += [format_stat(stats.get(m)) for m in metrics[1:]] + [health_cell(group)]
         rows.append(cells)
     return _markdown_table(header, rows)
 
@@ -407,7 +444,11 @@ def write_markdown(groups: Sequence[Group], figures: Dict[str, List[Tuple[str, P
              f"{n_runs} runs in {len(groups)} groups, from {', '.join(f'`{f}`' for f in folders)}. "
              "Cells: mean ± sample std (ddof=1) over seeds; `(n/N finite)`: only n of N runs gave a finite "
              "value, and the mean is over those. Accuracy is a fraction; forgetting and BWT are in the units "
-             "of the score. Per-metric numbers for every group are in `report.csv`.", ""]
+             "of the score. Per-metric numbers for every group are in `report.csv`. *training health*: runs "
+             "whose `metrics.json` `health` section holds warnings (dead units, loss at chance, forgetting "
+             "spikes, HV 0, EPO fallbacks) or that diverged; *far*: a mean above "
+             f"{FAR_ABOVE:g}x a published MSE or below {FAR_BELOW:g}x a published accuracy or HV (not for "
+             "numbers with a different reference point).", ""]
     sources: List[Published] = []
     for kind, title in (("continual", "Continual learning"), ("pareto", "Pareto fronts")):
         members = [g for g in groups if g.kind == kind]

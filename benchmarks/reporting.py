@@ -128,3 +128,17 @@ def zero_hypervolume_note(losses: Any, ref: List[float], names: List[str], what:
             f"point {list(ref)} (best per objective: {best}). The models did not learn a trade-off (a "
             "cross-entropy near ln(classes) is chance level): check train.lr and hnet.init (a chunked "
             "hypernetwork with hyperfan init collapses at lr 1e-3), or the reference point")
+
+
+EPO_FALLBACK_RATE = 0.05  # above this share of rays, a PHN-EPO front is partly a PHN-LS front
+
+
+def epo_fallback_message(fallbacks: int, rays: int, *, rate: float = EPO_FALLBACK_RATE) -> Optional[str]:
+    """A training-health message when EPO's LP failed on more than ``rate`` of the ``rays`` it solved, else
+    None. Each failed ray is trained with the linear-scalarization weights ``m r / sum(r)`` instead, so many
+    failures make an EPO run a partly-LS run without anything else showing it."""
+    if rays <= 0 or fallbacks / rays <= rate:
+        return None
+    return (f"EPO's LP failed on {fallbacks} of {rays} rays ({fallbacks / rays:.1%}, more than {rate:.0%}); those "
+            "steps used the linear-scalarization weights m * r / sum(r), so the front is partly PHN-LS's. Check the "
+            "losses' scale (EPO balances r_i l_i) or use strategy=phn_ls")

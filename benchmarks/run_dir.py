@@ -213,6 +213,21 @@ class RunFolder:
             self.log.warn(w)
         return warnings
 
+    def health_section(self, log: Any, writer: Any = None, *, announced: bool = False) -> Dict[str, Any]:
+        """The ``health`` section of ``metrics.json`` (:class:`cl_moo.health.HealthLog`), and with a TensorBoard
+        ``writer`` its text tab ``health``. Each finding goes to the log, so a run that did not learn says so
+        at its end; ``announced``: the findings were logged as they happened, so only their count is."""
+        section = log.as_dict()
+        if announced and section["warnings"]:
+            self.log.warn(f"training health: {len(section['warnings'])} finding(s) above; also in {self.metrics} "
+                          "(health)")
+        for message in [] if announced else section["warnings"]:
+            self.log.warn(f"training health: {message}")
+        if writer is not None:
+            text = "\n\n".join(section["warnings"]) or "no training-health warning"
+            writer.add_text("health", text, 0)
+        return section
+
     def record(self, cfg: DictConfig, device: Any, config: Dict[str, Any], built: Dict[str, Any],
                warnings: List[str]) -> Dict[str, Any]:
         """The ``metrics.json`` fields every runner writes: what ran and where, peak memory, the

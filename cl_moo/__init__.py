@@ -11,6 +11,7 @@ from .chunked_hypernetwork import ChunkedHypernetwork
 from .cl_metrics import cl_summary
 from .data import CsvTable, DataFileError, DataFormatError, DegenerateDataError, data_root, read_csv, read_idx, require_file
 from .encoding import IdentityEncoding, MIPEncoding, minmax_scale
+from .health import DeadUnitProbe, HealthLog, HealthWarning, constant_prediction_loss
 from .hypernetwork import ACTIVATIONS, HeadPiece, Hypernetwork, make_activation, mlp
 from .init import INIT_SCHEMES, init_hypernetwork, target_variances, variance_report
 from .layout import WeightLayout
@@ -25,10 +26,13 @@ __all__ = [
     "CsvTable",
     "DataFileError",
     "DataFormatError",
+    "DeadUnitProbe",
     "DegenerateDataError",
     "FunctionalTarget",
     "GENERATORS",
     "HeadPiece",
+    "HealthLog",
+    "HealthWarning",
     "Hypernetwork",
     "IdentityEncoding",
     "INIT_SCHEMES",
@@ -41,6 +45,7 @@ __all__ = [
     "build_hypernetwork",
     "check_rays",
     "cl_summary",
+    "constant_prediction_loss",
     "data_root",
     "evaluation_rays",
     "hypervolume",

@@ -16,6 +16,7 @@ _EXPORTS = {
     "NonFiniteLossError": "hnet_cl",
     "TaskLabelError": "hnet_cl",
     "OutputRegularizerPlugin": "regularizer_plugin",
+    "TrainingHealthPlugin": "health_plugin",
     "OutputRegularizer": "regularizer",
     "lookahead_delta": "regularizer",
     "TaskConditionedHypernetwork": "cl_model",

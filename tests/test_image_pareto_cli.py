@@ -195,8 +195,10 @@ def test_a_front_that_learned_nothing_gets_a_hypervolume_note(tmp_path, data_roo
     assert "hypervolume 0: none of its 25 models" in note and "best per objective: CE top-left" in note
     best = np.min(np.asarray(m["test_losses"]), axis=0)
     assert f"CE top-left {best[0]:.4g}" in note and "check train.lr and hnet.init" in note
-    assert "WARNING: the front: hypervolume 0" in capsys.readouterr().err
-    assert "WARNING: the front: hypervolume 0" in (out / "log.txt").read_text()
+    assert "WARNING: training health: the front: hypervolume 0" in capsys.readouterr().err
+    assert "WARNING: training health: the front: hypervolume 0" in (out / "log.txt").read_text()
+    health = json.loads((out / "metrics.json").read_text())["health"]
+    assert not health["ok"] and health["findings"][0]["kind"] == "hypervolume_zero"
 
 
 def test_zero_hypervolume_note_only_for_fronts_that_dominate_nothing():

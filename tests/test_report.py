@@ -146,7 +146,8 @@ def test_nan_values_are_counted_not_averaged(runs, tmp_path):
                   lambda m: (all_nan(m), m["config"]["strategy"].update(beta=0.5)))
     assert report_main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     rows = _read_csv(tmp_path / "out" / "report.csv")
-    row = rows[HNET_CL + " strategy.beta=0.005"]
+    beta = json.loads((runs / "reg-s0" / "metrics.json").read_text())["config"]["strategy"]["beta"]
+    row = rows[HNET_CL + f" strategy.beta={beta}"]
     finite = json.loads((runs / "reg-s1" / "metrics.json").read_text())["bwt"]
     assert row["bwt_n_finite"] == "1" and float(row["bwt_mean"]) == pytest.approx(finite)
     markdown = (tmp_path / "out" / "report.md").read_text()
@@ -205,3 +206,28 @@ def test_module_entry_point_exits_2_without_traceback(tmp_path):
                           cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert str(missing) in done.stderr and "Traceback" not in done.stderr
+
+
+def test_health_warnings_and_numbers_far_from_published_are_marked(runs, report):
+    rows, markdown = report
+    for group, folders in ((HNET_CL, ["reg-s0", "reg-s1"]), (PHN_LS, ["adult/ls-s0", "adult/ls-s1"])):
+        healths = [json.loads((runs / f / "metrics.json").read_text())["health"] for f in folders]
+        assert rows[group]["health_recorded_runs"] == "2"
+        assert rows[group]["health_warned_runs"] == str(sum(not h["ok"] for h in healths))
+    # 5 iterations of the regression: a final MSE far above the published 0.0042 (lower is better)
+    mean = float(rows[HNET_CL]["average_final_mean"])
+    assert mean > 2 * float(rows[HNET_CL]["published"])
+    assert float(rows[HNET_CL]["far_from_published"]) == pytest.approx(mean / float(rows[HNET_CL]["published"]))
+    assert "**far: mean" in markdown and "training health" in markdown
+
+
+def test_runs_without_a_health_section_say_not_recorded(runs, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(runs / "reg-s0", old / "reg-s0")
+    metrics = json.loads((old / "reg-s0" / "metrics.json").read_text())
+    del metrics["health"]
+    (old / "reg-s0" / "metrics.json").write_text(json.dumps(metrics))
+    assert report_main([str(old)]) == 0
+    assert "not recorded" in (old / "report.md").read_text()

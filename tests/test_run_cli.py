@@ -134,6 +134,7 @@ def test_resume_after_interruption_gives_identical_metrics(tmp_path, data_root, 
     b = json.loads((part / "metrics.json").read_text())
     assert a["matrix"] == b["matrix"]
     assert a["average_forgetting"] == b["average_forgetting"]
+    assert a["health"] == b["health"]  # the monitors' findings and reference values survive the kill
 
 
 def test_missing_data_file_names_the_file(tmp_path, capsys):
