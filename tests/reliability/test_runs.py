@@ -114,7 +114,7 @@ def pareto_full(tmp_path_factory, data_root):
 @pytest.mark.parametrize("change, named", [
     ("seed=1", "seed: 0 -> 1"),
     ("benchmark.n_tasks=2", "benchmark.n_tasks: 3 -> 2"),
-    ("train.lr=0.5", "train.lr: 0.001 -> 0.5"),
+    ("train.lr=0.5", "train.lr: 0.0003 -> 0.5"),  # the pmnist small preset's lr
 ])
 def test_resume_refuses_a_changed_result_key(cl_partial, data_root, capsys, change, named):
     before = (cl_partial / "checkpoint.pt").read_bytes()
