@@ -213,9 +213,8 @@ def _train_phn(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: Optio
     strategy.hnet.eval()
     with torch.no_grad():
         weights = strategy.weights_for(rays)
-    epo_rays = strategy.iteration * strategy.rays_per_step if hasattr(strategy.solver, "fallbacks") else 0
     return (lambda x: strategy.target.forward_shared(weights, x)), strategy.hnet.num_params, \
-        (strategy.epo_fallbacks, epo_rays), built
+        (strategy.epo_fallbacks, strategy.epo_rays_solved), built
 
 
 def _restore_phn(state: Dict[str, Any], strategy: ParetoHypernetworkStrategy, monitor: LossMonitor) -> int:

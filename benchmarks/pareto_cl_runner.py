@@ -136,9 +136,9 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             if (note := zero_hypervolume_note(progress["fronts"][t][t], ref, names, f"task {t} right after training it")):
                 notes.append(note)
                 health.report("hypervolume_zero", f"task {t}", note, step=0, value=0.0)
-        epo_rays = strategy.iteration * strategy.rays_per_step if hasattr(strategy.solver, "fallbacks") else 0
-        if (epo := epo_fallback_message(strategy.epo_fallbacks, epo_rays)) is not None:
-            health.report("epo_fallbacks", "solver", epo, step=strategy.iteration, value=strategy.epo_fallbacks / epo_rays)
+        fallbacks, epo_rays = strategy.epo_fallbacks, strategy.epo_rays_solved
+        if (epo := epo_fallback_message(fallbacks, epo_rays)) is not None:
+            health.report("epo_fallbacks", "solver", epo, step=strategy.iteration, value=fallbacks / epo_rays)
         result = {
             **run.record(cfg, device, config, built, warnings),
             **summarize(progress["hv_matrix"], progress["fronts"], rays),

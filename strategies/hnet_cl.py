@@ -158,7 +158,7 @@ class HypernetworkStrategy(SupervisedTemplate):
         super().__init__(
             model=model, optimizer=optimizer, criterion=criterion, train_mb_size=train_mb_size,
             train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device,
-            plugins=[self.regularizer_plugin, *(plugins or []), *([self.health] if self.health and not given else [])],
+            plugins=[self.regularizer_plugin, *(plugins or []), *([] if given or self.health is None else [self.health])],
             evaluator=evaluator, eval_every=eval_every,
             **kwargs,
         )

@@ -259,6 +259,12 @@ class ParetoHypernetworkStrategy:
         return int(getattr(self.solver, "fallbacks", 0))
 
     @property
+    def epo_rays_solved(self) -> int:
+        """Rays the EPO LP was asked to solve so far (steps x ``rays_per_step``; 0 for solvers without LPs),
+        the denominator of ``epo_fallbacks``."""
+        return self.iteration * self.rays_per_step if hasattr(self.solver, "fallbacks") else 0
+
+    @property
     def _dtype(self) -> torch.dtype:
         return self.hnet.output_head().weight.dtype
 
