@@ -11,13 +11,14 @@ training loss ends far above where it began is flagged (``"diverged"``, ``"warni
 from __future__ import annotations
 
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
-from avalanche.evaluation.metrics import accuracy_metrics, bwt_metrics, forgetting_metrics, loss_metrics
+from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
 from avalanche.logging import TensorboardLogger, TextLogger
 from avalanche.training.plugins import EvaluationPlugin
 from omegaconf import DictConfig
@@ -31,9 +32,11 @@ from .builders import build_cl_model_from_config, built_description, seed_everyt
 from .cl_figures import forgetting_figure, matrix_figure
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
 from .pmnist import avalanche_permuted_mnist, permuted_mnist
+from .progress import RunProgress
 from .regression import regression_1d
-from .reporting import LossMonitor, peak_memory_mb, pick_device, write_json
+from .reporting import LossMonitor, peak_memory_mb, pick_device, run_summary, write_json
 from .run_dir import RunFolder, run_in_folder
+from .tb_logging import log_config, log_hparams, open_writer
 from cl_moo import cl_summary
 
 KIND = "continual"
@@ -60,32 +63,50 @@ def make_benchmark(cfg: DictConfig):
 
 
 class IterationLogger(SupervisedPlugin):
-    """Per-iteration task and regularizer losses to TensorBoard, and a progress bar."""
+    """Per-iteration task and regularizer losses to TensorBoard, and the run's progress (tasks x iterations)."""
 
-    def __init__(self, writer: SummaryWriter, progress: bool, every: int = 10) -> None:
+    def __init__(self, writer: SummaryWriter, progress: Optional[RunProgress] = None, every: int = 10) -> None:
         super().__init__()
-        self.writer, self.progress, self.every, self.bar = writer, progress, every, None
-
-    def before_training_exp(self, strategy, **kwargs):
-        if self.progress:
-            from tqdm import tqdm
-
-            total = strategy.train_iterations or strategy.train_epochs * len(strategy.dataloader)
-            self.bar = tqdm(total=total, desc=f"task {strategy.current_task}", leave=False)
+        self.writer, self.progress, self.every = writer, progress, every
 
     def after_training_iteration(self, strategy, **kwargs):
         step = strategy.total_iterations
         if step % self.every == 0:
             self.writer.add_scalar("train/task_loss", strategy.last_task_loss, step)
             self.writer.add_scalar("train/regularizer", strategy.last_reg_loss, step)
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{strategy.last_task_loss:.4f}", reg=f"{strategy.last_reg_loss:.4f}")
+        if self.progress is not None:
+            self.progress.update(loss=float(strategy.last_task_loss), reg=float(strategy.last_reg_loss))
 
-    def after_training_exp(self, strategy, **kwargs):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+
+class AvalancheTensorboard(TensorboardLogger):
+    """Avalanche's TensorBoard logger (its metrics over ``strategy.clock.train_iterations``) whose writer, in a
+    resumed run, purges what the interrupted part wrote after the checkpoint (``purge_step``)."""
+
+    def __init__(self, folder: Path, purge_step: Optional[int] = None) -> None:
+        self.purge_step = purge_step
+        super().__init__(str(folder))
+
+    def _make_writer(self, tb_log_dir, filename_suffix):
+        writer = SummaryWriter(tb_log_dir, filename_suffix=filename_suffix,
+                               purge_step=getattr(self, "purge_step", None))
+        weakref.finalize(self, SummaryWriter.close, writer)  # as Avalanche's: closed when the logger goes
+        return writer
+
+    def log_metrics(self, metric_values) -> None:
+        super().log_metrics(metric_values)
+        self.writer.flush()  # on disk when a kill ends the run (the metrics come once per evaluation)
+
+
+# what the continual runner's TensorBoard scalars mean (the text tab "config" says it too; README: TensorBoard)
+METRIC_NOTES = (
+    "R[i, j]: the score on task j after training task i (T tasks so far). "
+    "`forgetting/average` = mean over j < T-1 of (best R[i, j] for i < T-1) - R[T-1, j] (Chaudhry et al. 2018; "
+    "for MSE the rise over the lowest). `bwt` = mean over j < T-1 of R[T-1, j] - R[j, j] (Lopez-Paz & Ranzato "
+    "2017; for MSE with the sign flipped). Avalanche's own forgetting (R[j, j] - R[T-1, j], i.e. -bwt) is not "
+    "logged: it restarts after a resume. `accuracy/*`, `mse/*`, `forgetting/*`, `bwt`, `time/*`: step = the "
+    "task index i; `train/*`, `health/*` and tensorboard/avalanche: step = the global training iteration, "
+    "continued across resumes."
+)
 
 
 class LossRecorder(SupervisedPlugin):
@@ -115,22 +136,23 @@ def run_cl(cfg: DictConfig) -> Dict[str, Any]:
 
 
 def _make_strategy(cfg: DictConfig, model, device: torch.device, run: RunFolder, writer: SummaryWriter,
-                   monitor: LossMonitor, classification: bool) -> HypernetworkStrategy:
-    metrics = (
-        [accuracy_metrics(experience=True, stream=True), forgetting_metrics(experience=True, stream=True),
-         bwt_metrics(experience=True, stream=True), loss_metrics(experience=True)]
-        if classification else [mse_metrics()]
-    )
-    evaluator = EvaluationPlugin(
-        *metrics, loggers=[TensorboardLogger(str(run.path / "tensorboard" / "avalanche")), TextLogger(run.log.file)],
-    )
+                   monitor: LossMonitor, classification: bool,
+                   progress: Optional[RunProgress] = None, resume_step: Optional[int] = None) -> HypernetworkStrategy:
+    # no Avalanche forgetting/BWT (nor our MSE forgetting in Avalanche's form): ours (forgetting/average, bwt) are
+    # the run's one definition, and Avalanche's would restart after a resume (its "just after training" values are
+    # not in the checkpoint); see METRIC_NOTES
+    metrics = [accuracy_metrics(experience=True, stream=True), loss_metrics(experience=True)] if classification \
+        else mse_metrics(forgetting=False)
+    avalanche_tb = AvalancheTensorboard(run.path / "tensorboard" / "avalanche",
+                                        purge_step=None if resume_step is None else resume_step + 1)
+    evaluator = EvaluationPlugin(*metrics, loggers=[avalanche_tb, TextLogger(run.log.file)])
     s = cfg.strategy
     strategy = HypernetworkStrategy(
         model=model, lr=cfg.train.lr, beta=s.beta, reg_targets=s.reg_targets, reg_subset=s.reg_subset,
         lookahead=s.lookahead, task_inference=s.task_inference, train_iterations=cfg.train.iterations,
         criterion=nn.CrossEntropyLoss() if classification else nn.MSELoss(),
         train_mb_size=cfg.train.batch_size, eval_mb_size=cfg.train.eval_batch_size, device=device,
-        evaluator=evaluator, plugins=[IterationLogger(writer, cfg.progress), LossRecorder(monitor)],
+        evaluator=evaluator, plugins=[IterationLogger(writer, progress), LossRecorder(monitor)],
     )
     assert strategy.health is not None
     strategy.health.on_scalar = writer.add_scalar  # health/* curves in TensorBoard
@@ -145,6 +167,9 @@ def _restore(state: Dict[str, Any], strategy: HypernetworkStrategy, monitor: Los
     """Loads a checkpoint into the strategy, the loss record and the global RNGs; returns the progress."""
     check_same_build(state.get("built"), built, run.path)
     strategy.load_cl_state_dict(state["strategy"])
+    # Avalanche's clock (the step of its TensorBoard metrics) continues from the checkpoint, as total_iterations does
+    strategy.clock.train_iterations = strategy.clock.total_iterations = strategy.total_iterations
+    strategy.clock.train_exp_counter = int(state["next_experience"])
     if "losses" in state:
         monitor.load_state_dict(state["losses"])
     set_rng_state(state["rng"])
@@ -196,17 +221,23 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
     classification = cfg.benchmark.name != "regression"
     model = build_cl_model_from_config(cfg, info)
     built = built_description(model.hnet, model.target.module)
-    writer = SummaryWriter(str(run.path / "tensorboard"))
+    # a resumed run continues the global step of its checkpoint: what the interrupted part wrote after it is purged
+    resume_step = None if state is None else int(state["strategy"]["total_iterations"])
+    writer = open_writer(run.path / "tensorboard", resume_step)
+    if state is None:
+        log_config(writer, config, METRIC_NOTES)
     monitor = LossMonitor(bound=CE_BOUND if classification else None)
+    n_tasks = len(benchmark.train_stream)
+    resumed = (state or {}).get("next_experience", 0) * cfg.train.iterations  # iterations done before this process
+    meter = RunProgress(n_tasks, cfg.train.iterations, done=resumed, enabled=cfg.progress)
     try:
-        strategy = _make_strategy(cfg, model, device, run, writer, monitor, classification)
+        strategy = _make_strategy(cfg, model, device, run, writer, monitor, classification, meter, resume_step)
         progress = {"matrix": [], "next_experience": 0, "elapsed": 0.0}
         if state is not None:
             progress = _restore(state, strategy, monitor, built, run)
         matrix, elapsed = progress["matrix"], progress["elapsed"]
         done = progress["next_experience"]  # a checkpoint from before per-task times were kept: None for those tasks
         times = {k: list(progress.get(k, [None] * done)) for k in ("train_s", "eval_s")}
-        n_tasks = len(benchmark.train_stream)
         key, name = ("Top1_Acc_Exp", "accuracy") if classification else ("MSE_Exp", "mse")
         for i in range(progress["next_experience"], n_tasks):
             row, train_s, eval_s = _train_experience(strategy, benchmark, i, key, cfg.train.eval_tasks)
@@ -227,15 +258,22 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                 "matrix": matrix, "next_experience": i + 1, "elapsed": elapsed, "rng": rng_state(),
                 "losses": monitor.state_dict(), **times,
             })
+        meter.close()
         warnings = run.divergence_warnings(monitor, cfg)
         health = run.health_section(strategy.health_log, writer, announced=True)
         _figures(writer, run.path, matrix, name)
         result = {**run.record(cfg, device, config, built, warnings),
                   **_result(model, matrix, classification, elapsed, info),
                   "task_train_s": times["train_s"], "task_eval_s": times["eval_s"], "health": health}
+        result["summary"] = run_summary(KIND, result, run.path)
+        log_hparams(writer, config, {f"average_{name}": result["average_final"],
+                                     "average_forgetting": result["average_forgetting"], "bwt": result["bwt"],
+                                     "wall_time_s": elapsed}, len(matrix) - 1)
         write_json(run.metrics, result, overwrite=False)
+        run.log.note(result["summary"]["line"])
         return result
     finally:
+        meter.close()
         writer.close()
 
 
@@ -243,7 +281,7 @@ def _figures(writer: SummaryWriter, folder: Path, matrix: List[List[float]], sco
     """Accuracy (or MSE) matrix heatmap and per-task score over time, as PNG and TensorBoard images."""
     data = np.array(matrix, dtype=float)
     for tag, make in (("matrix", matrix_figure), ("over_time", forgetting_figure)):
-        fig = make(data, score, f"{score}: {folder.name}")
+        fig = make(data, score, f"continual run {folder.name}")
         fig.savefig(folder / f"{score}_{tag}.png", dpi=100)
         writer.add_figure(f"{score}/{tag}", fig, len(matrix) - 1)  # closes the figure
 

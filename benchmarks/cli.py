@@ -19,19 +19,11 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from omegaconf import DictConfig
 
-from .config import (CONTINUAL_BENCHMARKS, CONTINUAL_PARETO_BENCHMARKS, CONTINUAL_PARETO_STRATEGIES, CONTINUAL_STRATEGIES,
-                     PARETO_BENCHMARKS, PARETO_STRATEGIES, ConfigError, load_config)
-from .reporting import run_folder
+from .cli_flags import config_text, help_text, info_text, parse_flags
+from .config import FAMILIES, ConfigError, load_config
 
 Runner = Callable[[DictConfig], Dict[str, Any]]
 MULTIRUN_FLAGS = ("-m", "--multirun")
-
-
-FAMILIES = (  # (kind, benchmarks, strategies)
-    ("continual", CONTINUAL_BENCHMARKS, CONTINUAL_STRATEGIES),
-    ("pareto", PARETO_BENCHMARKS, PARETO_STRATEGIES),
-    ("continual_pareto", CONTINUAL_PARETO_BENCHMARKS, CONTINUAL_PARETO_STRATEGIES),
-)
 
 
 def check_applies(cfg: DictConfig) -> str:
@@ -62,19 +54,42 @@ def runner_for(cfg: DictConfig) -> Runner:
     return run_moo
 
 
+def check_device(cfg: DictConfig) -> None:
+    """``device=cuda`` on a machine without a visible GPU is a usage error (exit 2), found before any
+    run folder is made; torch is imported only to answer this."""
+    if cfg.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("device=cuda was asked for but no CUDA GPU is visible; use device=auto or device=cpu")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs one command line; exit status 0 done, 1 the run failed, 2 a usage error (a bad key or
+    value, a missing GPU, a run folder that refuses the command), 130 interrupted."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
-    if any(a in MULTIRUN_FLAGS for a in argv):
-        return _multirun(argv)
     try:
-        cfg = load_config(argv)
-        runner = runner_for(cfg)
+        flags = parse_flags(argv)
+        if flags.help:
+            print(help_text(__doc__ or "", flags.overrides))
+            return 0
+        if flags.multirun:
+            return _multirun(flags.overrides)
+        cfg = load_config(flags.overrides)
+        check_applies(cfg)
+        if flags.cfg or flags.info:
+            print(config_text(cfg, flags) if flags.cfg else info_text(cfg, flags))
+            return 0
+        check_device(cfg)
     except ConfigError as exc:
         print(f"cl_moo.run: {exc}", file=sys.stderr)
         return 2
+    return _run(cfg, runner_for(cfg))
+
+
+def _run(cfg: DictConfig, runner: Runner) -> int:
+    from .reporting import run_folder
+
     try:
         result = runner(cfg)
     except KeyboardInterrupt:
@@ -82,6 +97,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"cl_moo.run: interrupted. {where} keeps what the last checkpoint saved; continue with the same "
               f"command plus resume=true (run_dir={where})", file=sys.stderr)
         return 130
+    except ConfigError as exc:  # the run folder refuses the command (resume of nothing, changed config)
+        print(f"cl_moo.run: {exc}", file=sys.stderr)
+        return 2
     except (FileExistsError, FileNotFoundError, RuntimeError) as exc:
         print(f"cl_moo.run: {exc}", file=sys.stderr)
         return 1
@@ -92,7 +110,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"NOTE: {result['data_note']}")
     print(f"metrics: {result['tensorboard'].rsplit('/', 1)[0]}/metrics.json")
     print(f"TensorBoard logs: {result['tensorboard']}  (tensorboard --logdir {result['tensorboard']})")
+    print(_summary_line(cfg, result))
     return 0
+
+
+def _summary_line(cfg: DictConfig, result: Dict[str, Any]) -> str:
+    """The run's summary line: from ``metrics.json`` (``summary``), or made for a run finished before it was kept."""
+    from .reporting import run_folder, run_summary
+
+    summary = result.get("summary") or run_summary(check_applies(cfg), result, run_folder(cfg))
+    return summary["line"]
 
 
 def _multirun(argv: Sequence[str]) -> int:

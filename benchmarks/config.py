@@ -8,31 +8,56 @@ it; :data:`STRATEGY_DEFINING_KEYS` are never taken from a preset), then checks e
 """
 from __future__ import annotations
 
+import difflib
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from cl_moo import ACTIVATIONS, INIT_SCHEMES
-from strategies.phn_cl import START
-from strategies.solvers import SOLVERS
-
-# choices come from the registries, so a registered solver, activation or init scheme is accepted
+# Nothing here imports torch: a bad command line is refused in well under a second.
 CHOICES: Dict[str, Sequence] = {
     "device": ("auto", "cpu", "cuda"),
-    "hnet.init": tuple(INIT_SCHEMES),
-    "hnet.activation": tuple(ACTIVATIONS),
-    "target.activation": tuple(a for a in ACTIVATIONS if a != "linear"),
     "strategy.reg_targets": ("stored", "online"),
     "strategy.task_inference": ("given", "entropy"),
-    "strategy.solver": tuple(SOLVERS),
-    "strategy.start": START,
     "benchmark.builder": ("tensors", "avalanche"),
     "train.eval_tasks": ("all", "current"),
     "benchmark.kind": ("mnist", "fashion", "fashion_mnist"),
 }
+# choices that come from a registry: (module, name, the built-in entries). The built-ins are checked
+# without importing the registry (torch); once the registry module is loaded (a Python user who
+# registered a solver or an activation), its live entries count too. tests/test_cli_conventions.py
+# checks the built-ins equal the registries.
+REGISTRY_CHOICES: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
+    "hnet.init": ("cl_moo.init", "INIT_SCHEMES", ("hyperfan_in", "hyperfan_out", "kaiming", "xavier")),
+    "hnet.activation": ("cl_moo.hypernetwork", "ACTIVATIONS",
+                        ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "linear")),
+    "target.activation": ("cl_moo.hypernetwork", "ACTIVATIONS", ("relu", "leaky_relu", "elu", "sigmoid", "tanh")),
+    "strategy.solver": ("strategies.solvers", "SOLVERS", ("ls", "epo", "tch", "stch", "hvi")),
+    "strategy.start": ("strategies.phn_cl", "START", ("phn", "random")),
+}
+NOT_A_TARGET_ACTIVATION = ("linear",)  # a target of linear layers only is a linear model
+
+
+def choices(key: str) -> Tuple[Any, ...]:
+    """The valid values of ``key`` (a key of :data:`CHOICES` or :data:`REGISTRY_CHOICES`)."""
+    if key in CHOICES:
+        return tuple(CHOICES[key])
+    module, name, builtin = REGISTRY_CHOICES[key]
+    loaded = sys.modules.get(module)
+    live = tuple(getattr(loaded, name, ())) if loaded is not None else ()
+    extra = tuple(v for v in live if v not in builtin and not (key == "target.activation" and v in NOT_A_TARGET_ACTIVATION))
+    return builtin + extra
+
+
+def did_you_mean(word: str, options: Iterable[Any]) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, or ``""`` when none is close."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 BOOLEANS = ("resume", "progress", "data.download", "data.verify", "hnet.mip", "hnet.chunked", "hnet.last_activation",
             "strategy.lookahead")
 CONTINUAL_BENCHMARKS = ("pmnist", "regression")
@@ -41,6 +66,11 @@ PARETO_BENCHMARKS = ("adult", "default", "bank", "multimnist")
 PARETO_STRATEGIES = ("phn_ls", "phn_epo", "ls_separate")
 CONTINUAL_PARETO_BENCHMARKS = ("multimnist_seq",)
 CONTINUAL_PARETO_STRATEGIES = ("phn_cl",)
+FAMILIES = (  # (kind, benchmarks, strategies): which strategies apply to which benchmarks
+    ("continual", CONTINUAL_BENCHMARKS, CONTINUAL_STRATEGIES),
+    ("pareto", PARETO_BENCHMARKS, PARETO_STRATEGIES),
+    ("continual_pareto", CONTINUAL_PARETO_BENCHMARKS, CONTINUAL_PARETO_STRATEGIES),
+)
 # counts: integers >= 1 (bool is not an integer here); the OPTIONAL ones may also be null
 POSITIVE_INTS = ("train.iterations", "train.epochs", "train.batch_size", "train.eval_batch_size", "hnet.chunk_size",
                  "hnet.chunk_emb_dim", "hnet.emb_dim", "benchmark.n_tasks",
@@ -96,7 +126,8 @@ def config_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "configs"
 
 
-def _group_options(group: str) -> List[str]:
+def group_options(group: str) -> List[str]:
+    """The shipped options of a config group (``benchmark``, ``strategy``, ``hydra/launcher``)."""
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
@@ -109,12 +140,13 @@ def _explicit_keys(overrides: Iterable[str]) -> List[str]:
     return keys
 
 
-def _flatten(d: dict, prefix: str = "") -> Dict[str, object]:
+def flatten_keys(d: dict, prefix: str = "") -> Dict[str, object]:
+    """A nested dict as ``{"a.b.c": value}``."""
     out: Dict[str, object] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten_keys(v, key + "."))
         else:
             out[key] = v
     return out
@@ -136,7 +168,7 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
     presets = OmegaConf.to_container(cfg.benchmark.get("presets", {}) or {}, resolve=True)
     if cfg.preset not in presets:
         raise ConfigError(
-            f"preset={cfg.preset!r} is not defined for benchmark={cfg.benchmark.name}; "
+            f"preset={cfg.preset!r} is not defined for benchmark={cfg.benchmark.name}{did_you_mean(cfg.preset, presets)}; "
             f"valid presets: {sorted(presets)}"
         )
     OmegaConf.set_struct(cfg, False)
@@ -144,7 +176,7 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
     # preset still sets them, except the keys that define the chosen strategy (finetune's beta = 0)
     keys = [k for k in explicit if k not in CONFIG_GROUPS]
     fixed = [f"strategy.{k}" for k in STRATEGY_DEFINING_KEYS.get(cfg.strategy.name, ())]
-    for key, value in _flatten(presets[cfg.preset]).items():
+    for key, value in flatten_keys(presets[cfg.preset]).items():
         if key not in keys + fixed and not any(key.startswith(e + ".") for e in keys):
             OmegaConf.update(cfg, key, value, merge=False)
     OmegaConf.set_struct(cfg, True)
@@ -171,25 +203,55 @@ def run_kind(benchmark: str) -> str:
 def _explain(message: str, overrides: Sequence[str]) -> str:
     first = message.strip().splitlines()[0].rstrip(".")
     if "Could not find" in message or "Could not load" in message:
+        missing = re.search(r"Could not (?:find|load) '([^'/]+)/([^']+)'", message)
+        hint = did_you_mean(missing.group(2), group_options(missing.group(1))) if missing else ""
         return (
-            f"{first}. Valid choices: benchmark={'|'.join(_group_options('benchmark'))}, "
-            f"strategy={'|'.join(_group_options('strategy'))}"
+            f"{first}{hint}. Valid choices: benchmark={'|'.join(group_options('benchmark'))}, "
+            f"strategy={'|'.join(group_options('strategy'))}"
         )
     if "not in struct" in message or "Could not override" in message:
         bad = re.search(r"override '([^']+)'", message)
-        group = bad.group(1).split(".", 1)[0] if bad else ""
+        key = bad.group(1) if bad else ""
+        group = key.split(".", 1)[0]
         choice = _chosen(group, overrides) if group in CONFIG_GROUPS else None
         if choice is not None:
-            keys = sorted(f"{group}.{k}" for k in _flatten(OmegaConf.to_container(
-                OmegaConf.load(config_dir() / group / f"{choice}.yaml"))) if not k.startswith("presets."))
-            return f"{first}. Unknown configuration key for {group}={choice}. Its keys: {', '.join(keys)}"
-        base = OmegaConf.load(config_dir() / "config.yaml")
-        keys = sorted(k for k in _flatten(OmegaConf.to_container(base)) if not k.startswith("defaults"))
+            keys = [f"{group}.{k}" for k in group_keys(group, choice)]
+            return (f"{first}. Unknown configuration key{did_you_mean(key, keys)} for {group}={choice}. "
+                    f"Its keys: {', '.join(keys)}")
+        keys = top_level_keys()
         return (
-            f"{first}. Unknown configuration key. Valid keys: {', '.join(keys)}, plus "
-            "benchmark.* and strategy.* from the chosen benchmark/strategy files"
+            f"{first}. Unknown configuration key{did_you_mean(key, keys)}. Valid keys: {', '.join(keys)}, plus "
+            "benchmark.* and strategy.* from the chosen benchmark/strategy files (all listed by --help)"
         )
     return f"invalid configuration ({first}); overrides were {list(overrides)}"
+
+
+def top_level_keys() -> List[str]:
+    """The dotted keys of ``configs/config.yaml`` (not those of the benchmark and strategy groups)."""
+    base = OmegaConf.load(config_dir() / "config.yaml")
+    return sorted(k for k in flatten_keys(OmegaConf.to_container(base)) if not k.startswith("defaults"))
+
+
+def group_keys(group: str, option: str) -> List[str]:
+    """The keys (below ``group.``) of one shipped option file, without its defaults list and presets."""
+    content = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"))
+    return sorted(k for k in flatten_keys(content) if not k.startswith(("presets.", "defaults")))
+
+
+def default_strategy(benchmark: str) -> str:
+    """The strategy ``benchmark=<benchmark>`` runs when the command line names none: the
+    ``override /strategy...`` entry of the benchmark file's defaults list, else the top-level default."""
+    path = config_dir() / "benchmark" / f"{benchmark}.yaml"
+    for entry in (OmegaConf.to_container(OmegaConf.load(path)).get("defaults", []) if path.is_file() else []):
+        for name, value in (entry.items() if isinstance(entry, dict) else ()):
+            if name.startswith("override /strategy"):
+                return value
+    return _primary_default("strategy")
+
+
+def _primary_default(group: str) -> str:
+    defaults = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"))["defaults"]
+    return next(d[group] for d in defaults if isinstance(d, dict) and group in d)
 
 
 def _chosen(group: str, overrides: Sequence[str]) -> Optional[str]:
@@ -203,9 +265,11 @@ def _chosen(group: str, overrides: Sequence[str]) -> Optional[str]:
         return None
     if parsed:
         choice = parsed[-1].value() if not parsed[-1].is_delete() else None
+    elif group == "strategy":
+        benchmark = _chosen("benchmark", overrides)
+        choice = default_strategy(benchmark) if benchmark is not None else None
     else:
-        defaults = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"))["defaults"]
-        choice = next(d[group] for d in defaults if isinstance(d, dict) and group in d)
+        choice = _primary_default(group)
     return choice if isinstance(choice, str) and (config_dir() / group / f"{choice}.yaml").is_file() else None
 
 
@@ -304,9 +368,10 @@ def _check_ref_point(value: Any, names: Sequence[str], benchmark: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Checks every value with a fixed set of choices, and numeric ranges; raises :class:`ConfigError`
     naming the key, the value and the valid range. Needs no data and no file system."""
-    for key, value in _present(cfg, tuple(CHOICES)):  # null is no choice either
-        if value not in CHOICES[key]:
-            raise ConfigError(f"{key}={value!r} is not valid; choose one of {list(CHOICES[key])}")
+    for key, value in _present(cfg, tuple(CHOICES) + tuple(REGISTRY_CHOICES)):  # null is no choice either
+        valid = choices(key)
+        if value not in valid:
+            raise ConfigError(f"{key}={value!r} is not valid{did_you_mean(value, valid)}; choose one of {list(valid)}")
     for key in BOOLEANS:
         value = OmegaConf.select(cfg, key)
         if value is not None and not isinstance(value, bool):
@@ -320,7 +385,7 @@ def validate(cfg: DictConfig) -> None:
 def resume_changes(old: Dict[str, Any], new: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
     """``(key, old value, new value)`` for every result-altering key that differs between two resolved
     configs (nested dicts); keys in :data:`RESUME_SAFE_KEYS` are allowed to differ."""
-    a, b = _flatten(old), _flatten(new)
+    a, b = flatten_keys(old), flatten_keys(new)
     changes = []
     for key in sorted(set(a) | set(b)):
         if key in RESUME_SAFE_KEYS or key.startswith(RESUME_IGNORED_PREFIXES):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -35,8 +35,11 @@ from strategies.phn import ParetoHypernetworkStrategy, iterate_batches
 from .builders import build_phn_from_config, built_description, seed_everything
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
 from .pareto_problems import ParetoProblem, Predict, load_problem
-from .reporting import LossMonitor, epo_fallback_message, pick_device, write_json, zero_hypervolume_note
+from .progress import ProgressPlugin, RunProgress
+from .reporting import (LossMonitor, epo_fallback_message, pick_device, run_summary, write_json,
+                        zero_hypervolume_note)
 from .run_dir import RunFolder, run_in_folder
+from .tb_logging import log_config, log_hparams, open_writer
 
 KIND = "pareto"
 PHN_REQUIRED = ("hnet", "target", "optimizer", "generator", "rng", "epochs_done", "iteration", "elapsed")
@@ -77,23 +80,81 @@ class EpochCheckpoint:
         save_checkpoint(self.run.checkpoint, self.payload(strategy, done))
 
 
-def pareto_figure(losses: np.ndarray, names: List[str], path: Path):
+# the front is evaluated after an epoch while one evaluation takes under HV_EVAL_FREE_S seconds, or all of them
+# together at most HV_EVAL_SHARE of the training time so far (see EpochFront)
+HV_EVAL_FREE_S = 1.0
+HV_EVAL_SHARE = 0.2
+
+
+def pareto_figure(losses: np.ndarray, names: List[str], path: Optional[Path] = None, *,
+                  ref: Optional[Sequence[float]] = None, hv: Optional[float] = None,
+                  title: str = "test losses per evaluation ray"):
+    """The test losses of every evaluation ray (2-D projections for 3+ objectives), the non-dominated ones
+    in red, the hypervolume's reference point as a black star; the title says the HV and the reference
+    point. Saved as PNG at ``path`` when given."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     pairs = list(combinations(range(losses.shape[1]), 2))
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 3.9), squeeze=False)
     front = non_dominated(losses)
     for ax, (i, j) in zip(axes[0], pairs):
         ax.scatter(losses[:, i], losses[:, j], s=14, c="tab:gray", label="all rays")
         ax.scatter(front[:, i], front[:, j], s=18, c="tab:red", label="non-dominated")
-        ax.set_xlabel(names[i]); ax.set_ylabel(names[j])
+        if ref is not None:
+            ax.scatter([ref[i]], [ref[j]], s=90, marker="*", c="k", label="HV reference point")
+        ax.set_xlabel(f"{names[i]} (lower is better)")
+        ax.set_ylabel(f"{names[j]} (lower is better)")
     axes[0][0].legend(fontsize=7)
+    if hv is not None:
+        where = "" if ref is None else f" (reference point {[round(float(v), 4) for v in ref]})"
+        title += f"\nhypervolume {hv:.4f}{where}"
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    if path is not None:
+        fig.savefig(path, dpi=110)
     return fig
+
+
+class EpochFront:
+    """After an epoch, the test front of the evaluation rays to TensorBoard at the global step (HV,
+    uniformity, the front figure) while that is cheap: scoring the rays on the test split takes under
+    :data:`HV_EVAL_FREE_S` seconds, or all scorings together at most :data:`HV_EVAL_SHARE` of the training
+    time so far (so the first epoch always; with a large test split, every few epochs). The figure (about
+    half a second) is not counted. The last epoch's front is the final evaluation's (:func:`_evaluate`).
+    Evaluating draws no random numbers: training is unchanged."""
+
+    def __init__(self, job: "_Job", problem: ParetoProblem, rays: np.ndarray, first_epoch: int, total: int) -> None:
+        self.job, self.problem, self.rays, self.first_epoch, self.total = job, problem, rays, first_epoch, total
+        self.train_s = self.eval_s = self.last_eval_s = 0.0
+        self.mark = time.perf_counter()
+
+    def before_training(self, strategy: ParetoHypernetworkStrategy) -> None:
+        self.mark = time.perf_counter()
+
+    def after_training_epoch(self, strategy: ParetoHypernetworkStrategy, epoch: int) -> None:
+        start = time.perf_counter()
+        self.train_s += start - self.mark
+        done = self.first_epoch + epoch + 1
+        if done < self.total and self._cheap():
+            strategy.hnet.eval()
+            try:
+                with torch.no_grad():
+                    weights = strategy.weights_for(self.rays)
+                    test_losses, soft_losses, hv = _score_front(
+                        self.job, self.problem, lambda x: strategy.target.forward_shared(weights, x))
+            finally:
+                strategy.hnet.train()
+            self.last_eval_s = time.perf_counter() - start
+            self.eval_s += self.last_eval_s
+            _log_front(self.job, self.problem, test_losses, soft_losses, self.rays, hv, strategy.iteration,
+                       f"epoch {done}/{self.total}")
+        self.mark = time.perf_counter()
+
+    def _cheap(self) -> bool:
+        return self.last_eval_s < HV_EVAL_FREE_S or self.eval_s + self.last_eval_s <= HV_EVAL_SHARE * self.train_s
 
 
 def run_moo(cfg: DictConfig) -> Dict[str, Any]:
@@ -110,7 +171,10 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
     seed_everything(cfg.seed)
     problem = load_problem(cfg)
     rays = evaluation_rays(problem.m, cfg.benchmark.n_eval_rays)
-    writer = SummaryWriter(str(run.path / "tensorboard"))
+    # a resumed PHN run continues the global step of its checkpoint (what the interrupted part wrote after it is purged)
+    writer = open_writer(run.path / "tensorboard", None if state is None else state.get("iteration"))
+    if state is None:
+        log_config(writer, config)
     job = _Job(cfg, run, config, device, LossMonitor(bound=LOSS_BOUND), _clock(state), writer)
     try:
         train = _train_separate if cfg.strategy.name == "ls_separate" else _train_phn
@@ -129,30 +193,52 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             "data_sizes": {"train": len(problem.train), "test": len(problem.test)},
             "health": run.health_section(health, job.writer),
         }
+        result["summary"] = run_summary(KIND, result, run.path)
+        log_hparams(writer, config, {"hypervolume": scores["hypervolume"], "uniformity_mean": scores["uniformity_mean"],
+                                     "wall_time_s": scores["wall_time_s"]}, job.step)
         write_json(run.metrics, result, overwrite=False)
-        run.log.say(f"{cfg.benchmark.name} {cfg.strategy.name}: HV {scores['hypervolume']:.4f} (ref "
-                    f"{scores['ref_point']}), uniformity {scores['uniformity_mean']:.4f}, {scores['wall_time_s']:.1f} s")
+        run.log.note(result["summary"]["line"])
         return result
     finally:
         writer.close()
 
 
-def _evaluate(job: "_Job", problem: ParetoProblem, predict: Predict, rays: np.ndarray) -> Dict[str, Any]:
-    """Test objectives of every ray, hypervolume, uniformity, the front figure; the wall time so far."""
+def _score_front(job: "_Job", problem: ParetoProblem, predict: Predict) -> Tuple[np.ndarray, np.ndarray, float]:
+    """The test objectives of every ray (reported; the objectives trained on) and the hypervolume."""
     with torch.no_grad():
-        test_losses, soft_losses = problem.score(predict, job.device)  # reported; the objectives trained on
-    wall = job.clock()
-    ref = list(job.cfg.benchmark.ref_point)
-    hv = hypervolume(test_losses, ref)
+        test_losses, soft_losses = problem.score(predict, job.device)
+    return test_losses, soft_losses, hypervolume(test_losses, list(job.cfg.benchmark.ref_point))
+
+
+def _log_front(job: "_Job", problem: ParetoProblem, test_losses: np.ndarray, soft_losses: np.ndarray,
+               rays: np.ndarray, hv: float, step: int, when: str,
+               path: Optional[Path] = None) -> Tuple[np.ndarray, float, float]:
+    """HV, uniformity and the front figure to TensorBoard at ``step`` (and the figure to ``path``);
+    returns the uniformity per ray, its mean, and its mean on the trained objectives."""
     unif = uniformity(test_losses, rays)
     unif_mean = _nanmean(unif)
     unif_soft_mean = _nanmean(uniformity(soft_losses, rays))  # on the objectives EPO balances in training
-    job.writer.add_scalar("pareto/hypervolume", hv, 0)
-    job.writer.add_scalar("pareto/uniformity_mean", unif_mean, 0)
-    job.writer.add_scalar("pareto/uniformity_trained_objectives_mean", unif_soft_mean, 0)
+    job.writer.add_scalar("pareto/hypervolume", hv, step)
+    job.writer.add_scalar("pareto/uniformity_mean", unif_mean, step)
+    job.writer.add_scalar("pareto/uniformity_trained_objectives_mean", unif_soft_mean, step)
+    cfg = job.cfg
+    fig = pareto_figure(test_losses, list(problem.objectives), path, ref=list(cfg.benchmark.ref_point), hv=hv,
+                        title=f"{cfg.benchmark.name} {cfg.strategy.name}: test losses per evaluation ray, {when}")
+    job.writer.add_figure("pareto/front", fig, step)  # closes the figure
+    job.writer.flush()
+    return unif, unif_mean, unif_soft_mean
+
+
+def _evaluate(job: "_Job", problem: ParetoProblem, predict: Predict, rays: np.ndarray) -> Dict[str, Any]:
+    """Test objectives of every ray, hypervolume, uniformity, the front figure (TensorBoard at the last
+    global step); the wall time so far."""
+    test_losses, soft_losses, hv = _score_front(job, problem, predict)
+    wall = job.clock()
+    ref = list(job.cfg.benchmark.ref_point)
+    when = "after training" if job.cfg.strategy.name == "ls_separate" else f"epoch {job.cfg.train.epochs} (final)"
+    unif, unif_mean, unif_soft_mean = _log_front(job, problem, test_losses, soft_losses, rays, hv, job.step, when,
+                                                 job.run.path / "pareto_front.png")
     names = list(problem.objectives)
-    fig = pareto_figure(test_losses, names, job.run.path / "pareto_front.png")
-    job.writer.add_figure("pareto/front", fig, 0)
     return {
         "hypervolume": hv, "ref_point": ref, "uniformity_mean": unif_mean, "uniformity": unif.tolist(),
         "uniformity_undefined_rays": int(np.isnan(unif).sum()),
@@ -174,6 +260,7 @@ class _Job:
     monitor: LossMonitor
     clock: Clock
     writer: SummaryWriter
+    step: int = 0  # the global training step of the final evaluation (PHN: its iterations; LS: 0)
 
 
 def _clock(state: Optional[Dict[str, Any]]) -> Clock:
@@ -206,10 +293,16 @@ def _train_phn(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: Optio
             "losses": monitor.state_dict(),
         }
 
-    strategy.plugins += [TensorBoardPlugin(job.writer), EpochCheckpoint(run, monitor, done, cfg.train.epochs, payload)]
-    if done < cfg.train.epochs:
-        strategy.train_epochs = cfg.train.epochs - done
-        strategy.train(problem.train)
+    strategy.plugins += [TensorBoardPlugin(job.writer), EpochFront(job, problem, rays, done, cfg.train.epochs),
+                         EpochCheckpoint(run, monitor, done, cfg.train.epochs, payload)]
+    batches = _batches(problem, cfg)
+    with RunProgress(cfg.train.epochs, batches, done=done * batches, stage_name="epoch", unit_name="batch",
+                     enabled=cfg.progress) as meter:
+        strategy.plugins.append(ProgressPlugin(meter))
+        if done < cfg.train.epochs:
+            strategy.train_epochs = cfg.train.epochs - done
+            strategy.train(problem.train)
+    job.step = strategy.iteration
     strategy.hnet.eval()
     with torch.no_grad():
         weights = strategy.weights_for(rays)
@@ -244,15 +337,18 @@ def _train_separate(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: 
             models[-1].load_state_dict(weights)
         monitor.load_state_dict(state["losses"])
         run.log.say(f"resuming {run.path} after LS model {len(models)}/{len(rays)}")
-    for k in range(len(models), len(rays)):
-        seed_everything(cfg.seed + k)
-        record = partial(monitor.record, f"LS model {k}")
-        models.append(train_ls_model(cfg, problem, rays[k], job.device, record))
-        run.log.say(f"LS model {k + 1}/{len(rays)} trained (ray {np.round(rays[k], 3).tolist()})")
-        save_checkpoint(run.checkpoint, {
-            "kind": KIND, "config": job.config, "built": built, "models": [m.state_dict() for m in models],
-            "elapsed": job.clock(), "losses": monitor.state_dict(),
-        })
+    per_model = cfg.train.epochs * _batches(problem, cfg)
+    with RunProgress(len(rays), per_model, done=len(models) * per_model, stage_name="LS model", unit_name="batch",
+                     enabled=cfg.progress) as meter:
+        for k in range(len(models), len(rays)):
+            seed_everything(cfg.seed + k)
+            record = partial(_record, monitor, meter, f"LS model {k}")
+            models.append(train_ls_model(cfg, problem, rays[k], job.device, record))
+            run.log.say(f"LS model {k + 1}/{len(rays)} trained (ray {np.round(rays[k], 3).tolist()})")
+            save_checkpoint(run.checkpoint, {
+                "kind": KIND, "config": job.config, "built": built, "models": [m.state_dict() for m in models],
+                "elapsed": job.clock(), "losses": monitor.state_dict(),
+            })
     for module in models:
         module.eval()
     params = sum(p.numel() for p in probe.parameters()) * len(rays)
@@ -282,6 +378,17 @@ def train_ls_model(cfg: DictConfig, problem: ParetoProblem, ray: np.ndarray, dev
             if record is not None:
                 record(float(loss.detach()))
     return module
+
+
+def _batches(problem: ParetoProblem, cfg: DictConfig) -> int:
+    """Training batches per epoch (the last one may be smaller)."""
+    return max(1, -(-len(problem.train) // cfg.train.batch_size))
+
+
+def _record(monitor: LossMonitor, meter: RunProgress, segment: str, loss: float) -> None:
+    """An LS model's iteration: its loss to the monitor, one unit of progress."""
+    monitor.record(segment, loss)
+    meter.update(loss=loss)
 
 
 def _nanmean(values: np.ndarray) -> float:

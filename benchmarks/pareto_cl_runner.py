@@ -29,12 +29,25 @@ from .cl_figures import forgetting_figure, matrix_figure, pyplot
 from .config import OBJECTIVES
 from .multimnist import LOSSES, MLPTwoHeads, permuted_tasks
 from .pareto_problems import multimnist_problem
-from .reporting import LossMonitor, epo_fallback_message, pick_device, write_json, zero_hypervolume_note
+from .progress import ProgressPlugin, RunProgress
+from .reporting import (LossMonitor, epo_fallback_message, pick_device, run_summary, write_json,
+                        zero_hypervolume_note)
 from .run_dir import RunFolder, run_in_folder
+from .tb_logging import log_config, log_hparams, open_writer
 
 KIND = "continual_pareto"
 REQUIRED = ("hnet", "target", "generator", "iteration", "hv_matrix", "fronts", "next_task", "elapsed", "rng")
 LOSS_BOUND = 100.0  # a scalarized cross-entropy this large means training diverged
+# what the continual Pareto runner's TensorBoard scalars mean (the text tab "config" says it too)
+METRIC_NOTES = (
+    "HV[t, j]: the hypervolume of task j's test front (the evaluation rays) after training task t, with the "
+    "benchmark's reference point. `hypervolume/task_j` = HV[t, j]; `hypervolume_forgetting/task_j` = "
+    "(HV[j, j] - HV[t, j]) / HV[j, j], the share of task j's HV lost since it was trained (metrics.json: "
+    "hv_forgetting_relative after the last task); `hypervolume_forgetting/mean_earlier_tasks`: their mean over "
+    "j < t. Step = the task index t. `train/scalarized_loss`: step = the global training iteration, continued "
+    "across resumes. `pareto_cl/fronts` at step t: each trained task's front just after training it and after "
+    "task t."
+)
 
 
 class _LossRecorder:
@@ -95,9 +108,15 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
     built = built_description(strategy.hnet.inner, strategy.target.module)
     built["hnet"].update({"emb_dim": cfg.hnet.emb_dim, "emb_std": float(cfg.strategy.emb_std)})
     monitor = LossMonitor(bound=LOSS_BOUND)
-    writer = SummaryWriter(str(run.path / "tensorboard"))
+    # a resumed run continues the global step of its checkpoint (what the interrupted part wrote after it is purged)
+    writer = open_writer(run.path / "tensorboard", None if state is None else int(state["iteration"]))
+    if state is None:
+        log_config(writer, config, METRIC_NOTES)
+    names = list(OBJECTIVES[b.name])
     progress: Dict[str, Any] = {"hv_matrix": [], "fronts": [], "elapsed": 0.0, "train_s": []}
     start = 0
+    resumed = (state or {}).get("next_task", 0) * cfg.train.iterations  # iterations done before this process
+    meter = RunProgress(b.n_tasks, cfg.train.iterations, done=resumed, enabled=cfg.progress)
     try:
         if state is not None:
             check_same_build(state.get("built"), built, run.path)
@@ -105,7 +124,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             progress = {k: state[k] for k in progress}
             run.log.say(f"resuming {run.path} after task {start - 1} of {b.n_tasks}")
         for t in range(start, b.n_tasks):
-            strategy.plugins = [_LossRecorder(monitor, writer, t)]
+            strategy.plugins = [_LossRecorder(monitor, writer, t), ProgressPlugin(meter)]
             t0 = time.perf_counter()
             strategy.train_task(t, tasks[t][0], steps=cfg.train.iterations)
             train_s = time.perf_counter() - t0
@@ -118,6 +137,9 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             for j, hv in enumerate(row):
                 writer.add_scalar(f"hypervolume/task_{j}", hv, t)
             writer.add_scalar("hypervolume/mean_trained_tasks", float(np.mean(row)), t)
+            _log_hv_forgetting(writer, progress["hv_matrix"], t)
+            writer.add_figure("pareto_cl/fronts", fronts_figure(progress["fronts"], names, ref), t)  # closes it
+            writer.flush()
             run.log.say(f"after task {t}: HV per task [{', '.join(f'{v:.4f}' for v in row)}] (ref {ref}); "
                         f"train {train_s:.2f} s")
             save_checkpoint(run.checkpoint, {
@@ -127,9 +149,9 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                 "rng": rng_state(),
                 "losses": monitor.state_dict(), **progress,
             })
+        meter.close()
         warnings = run.divergence_warnings(monitor, cfg)
-        names = list(OBJECTIVES[b.name])
-        _figures(writer, run.path, progress["hv_matrix"], progress["fronts"], names)
+        _figures(writer, run.path, progress["hv_matrix"], progress["fronts"], names, ref)
         health = HealthLog(emit=False)  # the run's log says each finding once (health_section)
         notes = []
         for t in range(b.n_tasks):
@@ -150,11 +172,18 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             "data_sizes": {"train_per_task": len(train), "test_per_task": len(test)},
             "health": run.health_section(health, writer),
         }
+        result["summary"] = run_summary(KIND, result, run.path)
+        earlier = [v for v in result["hv_forgetting_relative"][:-1] if v is not None]
+        log_hparams(writer, config, {"hypervolume": result["hypervolume"], "uniformity_mean": result["uniformity_mean"],
+                                     "hv_forgetting_relative_mean": float(np.mean(earlier)) if earlier else 0.0,
+                                     "wall_time_s": progress["elapsed"]}, b.n_tasks - 1)
         write_json(run.metrics, result, overwrite=False)
         run.log.say(f"final HV per task {np.round(result['hv_final'], 4).tolist()}, just after "
                     f"{np.round(result['hv_just_after'], 4).tolist()}")
+        run.log.note(result["summary"]["line"])
         return result
     finally:
+        meter.close()
         writer.close()
 
 
@@ -175,30 +204,55 @@ def summarize(hv_matrix: List[List[Optional[float]]], fronts: List[List[List[Lis
     }
 
 
-def fronts_figure(fronts: List[List[List[List[float]]]], names: List[str]):
-    """One panel per task: its front right after learning it and after the last task."""
+def fronts_figure(fronts: List[List[List[List[float]]]], names: List[str], ref: Optional[List[float]] = None):
+    """One panel per task trained so far (``fronts[t]``: the fronts after training task t): its test front
+    right after learning it and after the last task trained, with both hypervolumes (against ``ref``,
+    drawn as a black star) in the panel's title."""
     plt = pyplot()
     n = len(fronts)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 0.4, 3.7), squeeze=False)
     for t, ax in enumerate(axes[0]):
         before, after = np.asarray(fronts[t][t]), np.asarray(fronts[-1][t])
-        ax.plot(before[:, 0], before[:, 1], "o-", ms=3, c="tab:blue", label="just after")
-        ax.plot(after[:, 0], after[:, 1], "x--", ms=3, c="tab:red", label="after the last task")
-        ax.set_title(f"task {t}", fontsize=9)
-        ax.set_xlabel(names[0])
+        ax.plot(before[:, 0], before[:, 1], "o-", ms=3, c="tab:blue", label="just after training it")
+        ax.plot(after[:, 0], after[:, 1], "x--", ms=3, c="tab:red", label=f"after task {n - 1}")
+        title = f"task {t}"
+        if ref is not None:
+            ax.scatter([ref[0]], [ref[1]], s=80, marker="*", c="k", label="HV reference point")
+            title += f"\nHV {hypervolume(before, ref):.4f} -> {hypervolume(after, ref):.4f}"
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel(f"{names[0]} (lower is better)")
         if t == 0:
-            ax.set_ylabel(names[1])
-            ax.legend(fontsize=7)
+            ax.set_ylabel(f"{names[1]} (lower is better)")
+            ax.legend(fontsize=6)
+    where = "" if ref is None else f"; HV reference point {[round(v, 4) for v in ref]}"
+    fig.suptitle(f"test fronts per task (evaluation rays), just after training it and after task {n - 1}{where}",
+                 fontsize=8)
     fig.tight_layout()
     return fig
 
 
+def _log_hv_forgetting(writer: SummaryWriter, hv_matrix: List[List[Optional[float]]], t: int) -> None:
+    """After task ``t``: each earlier task's relative HV forgetting ``(HV[j, j] - HV[t, j]) / HV[j, j]`` (none
+    where its front right after training dominated nothing below the reference point) and their mean."""
+    drops = {j: (hv_matrix[j][j] - hv_matrix[t][j]) / hv_matrix[j][j] for j in range(t) if (hv_matrix[j][j] or 0) > 0}
+    for j, drop in drops.items():
+        writer.add_scalar(f"hypervolume_forgetting/task_{j}", drop, t)
+    if drops:
+        writer.add_scalar("hypervolume_forgetting/mean_earlier_tasks", float(np.mean(list(drops.values()))), t)
+
+
 def _figures(writer: SummaryWriter, folder: Path, hv_matrix: List[List[Optional[float]]],
-             fronts: List[List[List[List[float]]]], names: List[str]) -> None:
+             fronts: List[List[List[List[float]]]], names: List[str], ref: List[float]) -> None:
+    """HV matrix, HV over time and the fronts as PNG; the first two also as TensorBoard images (the fronts
+    figure went there after every task)."""
     data = np.array([[np.nan if v is None else v for v in row] for row in hv_matrix], dtype=float)
-    figures = {"hypervolume_matrix": matrix_figure(data, "hypervolume", f"hypervolume: {folder.name}"),
-               "hypervolume_over_time": forgetting_figure(data, "hypervolume", f"hypervolume: {folder.name}"),
-               "fronts": fronts_figure(fronts, names)}
+    title = f"continual Pareto run {folder.name} (HV reference point {[round(v, 4) for v in ref]})"
+    figures = {"hypervolume_matrix": matrix_figure(data, "hypervolume", title),
+               "hypervolume_over_time": forgetting_figure(data, "hypervolume", title),
+               "fronts": fronts_figure(fronts, names, ref)}
     for tag, fig in figures.items():
         fig.savefig(folder / f"{tag}.png", dpi=100)
-        writer.add_figure(f"pareto_cl/{tag}", fig, len(hv_matrix) - 1)  # closes the figure
+        if tag == "fronts":
+            pyplot().close(fig)
+        else:
+            writer.add_figure(f"pareto_cl/{tag}", fig, len(hv_matrix) - 1)  # closes the figure

@@ -252,14 +252,15 @@ def mean_matrix(group: Group) -> Optional[np.ndarray]:
         return np.nanmean(np.stack(matrices), axis=0)
 
 
-def plot_matrix(matrix: np.ndarray, score: str, title: str, path: Path) -> None:
-    """Heatmap: row i = after training task i, column j = evaluated on task j."""
-    save_figure(matrix_figure(matrix, score, title), path)
+def plot_matrix(matrix: np.ndarray, score: str, title: str, path: Path, n_seeds: int = 1) -> None:
+    """Heatmap: row i = after training task i, column j = evaluated on task j (``n_seeds > 1``: says
+    the mean over that many seeds)."""
+    save_figure(matrix_figure(matrix, score, title, n_seeds), path)
 
 
-def plot_forgetting(matrix: np.ndarray, score: str, title: str, path: Path) -> None:
+def plot_forgetting(matrix: np.ndarray, score: str, title: str, path: Path, n_seeds: int = 1) -> None:
     """Each task's score over the tasks trained since; just after training it vs at the end."""
-    save_figure(forgetting_figure(matrix, score, title), path)
+    save_figure(forgetting_figure(matrix, score, title, n_seeds), path)
 
 
 def _losses(run: Run) -> Optional[np.ndarray]:
@@ -293,7 +294,8 @@ def plot_fronts(groups: Sequence[Group], benchmark: str, path: Path) -> bool:
         ax.set_xlabel(names[i])
         ax.set_ylabel(names[j])
     axes[0][0].legend(fontsize=6, loc="best")
-    fig.suptitle(f"{benchmark}: test losses per evaluation ray (all seeds)", fontsize=9)
+    seeds = " (all seeds)" if any(len(g.runs) > 1 for g in groups) else ""
+    fig.suptitle(f"{benchmark}: test losses per evaluation ray{seeds}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -310,8 +312,8 @@ def _continual_figures(group: Group, stem: Path) -> List[Tuple[str, Path]]:
     if matrix is None:
         return []
     heatmap, forgetting = stem.with_name(stem.name + "-matrix.png"), stem.with_name(stem.name + "-forgetting.png")
-    plot_matrix(matrix, group.score, group.name, heatmap)
-    plot_forgetting(matrix, group.score, group.name, forgetting)
+    plot_matrix(matrix, group.score, group.name, heatmap, len(group.runs))
+    plot_forgetting(matrix, group.score, group.name, forgetting, len(group.runs))
     return [(f"{group.score} matrix", heatmap), ("forgetting over tasks", forgetting)]
 
 

@@ -142,3 +142,36 @@ def epo_fallback_message(fallbacks: int, rays: int, *, rate: float = EPO_FALLBAC
     return (f"EPO's LP failed on {fallbacks} of {rays} rays ({fallbacks / rays:.1%}, more than {rate:.0%}); those "
             "steps used the linear-scalarization weights m * r / sum(r), so the front is partly PHN-LS's. Check the "
             "losses' scale (EPO balances r_i l_i) or use strategy=phn_ls")
+
+
+def run_summary(kind: str, metrics: Dict[str, Any], folder: Any) -> Dict[str, Any]:
+    """The closing summary of a finished run (``kind``: continual, pareto or continual_pareto), from the numbers
+    its ``metrics`` already hold: ``{name: value, ..., "line": one line of text}`` (``metrics.json`` ``summary``)."""
+    values: Dict[str, Any] = {}
+    if kind == "continual":
+        score, n = metrics["score"], len(metrics["matrix"])
+        measured = metrics.get("forgetting_measured", 0)
+        values[f"average_{score}"] = metrics["average_final"]
+        values["average_forgetting"] = metrics["average_forgetting"] if measured else None
+        text = (f"average {score} {metrics['average_final']:.4f} over {n} tasks, average forgetting "
+                + (f"{metrics['average_forgetting']:.4f} ({measured} tasks)" if measured else "not measured"))
+    elif kind == "pareto":
+        values.update(hypervolume=metrics["hypervolume"], uniformity_mean=metrics["uniformity_mean"],
+                      ref_point=metrics["ref_point"])
+        text = (f"HV {metrics['hypervolume']:.4f} (ref {metrics['ref_point']}), "
+                f"uniformity {metrics['uniformity_mean']:.4f}")
+    elif kind == "continual_pareto":
+        forgetting = [v for v in metrics["hv_forgetting_relative"] if v is not None]
+        worst = max(forgetting) if forgetting else None
+        values.update(final_average_hypervolume=metrics["hypervolume"], max_hv_forgetting_relative=worst,
+                      ref_point=metrics["ref_point"])
+        text = (f"final average HV {metrics['hypervolume']:.4f} over {len(metrics['hv_final'])} tasks (ref "
+                f"{metrics['ref_point']}), max HV forgetting " + ("not measured" if worst is None else f"{worst:.2%}"))
+    else:
+        raise ValueError(f"unknown kind of run {kind!r}")
+    warnings = len(metrics.get("warnings", [])) + len(metrics.get("health", {}).get("warnings", []))
+    values.update(wall_time_s=metrics["wall_time_s"], warnings=warnings, run_dir=str(folder))
+    text += f", wall time {metrics['wall_time_s']:.1f} s"
+    text += f", {warnings} warning(s) in metrics.json" if warnings else ""
+    values["line"] = f"summary: {metrics['benchmark']} {metrics['strategy']}: {text}; results in {folder}"
+    return values

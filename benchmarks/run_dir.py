@@ -33,10 +33,17 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 from omegaconf import DictConfig
 
 from .checkpoint import check_resumable, load_checkpoint
+from .config import ConfigError
+from .progress import outside_bars
 from .reporting import LossMonitor, config_dict, peak_memory_mb, run_folder
 
 LOCK, CHECKPOINT, METRICS, LOG = ".lock", "checkpoint.pt", "metrics.json", "log.txt"
 NEW_FOLDER = "run_dir=<new folder>"
+
+
+class RunFolderRefused(ConfigError):
+    """The command line asks for something the run folder's contents forbid (a start over a run, a
+    resume of nothing): a usage error, fixed by changing ``resume`` or ``run_dir``."""
 
 
 class RunDirError(RuntimeError):
@@ -148,13 +155,19 @@ class RunLog:
         self.file = open(path, "a", buffering=1, encoding="utf-8")
 
     def say(self, line: str) -> None:
-        """A progress line: to stdout and to the log."""
-        print(line, flush=True)
+        """A progress line: to stdout (above the progress bar) and to the log."""
+        with outside_bars(sys.stdout):
+            print(line, flush=True)
+        self.file.write(line + "\n")
+
+    def note(self, line: str) -> None:
+        """A line to the log only (the command line prints it itself, e.g. the run's summary)."""
         self.file.write(line + "\n")
 
     def warn(self, line: str) -> None:
-        """A warning line: to stderr and to the log."""
-        print(f"WARNING: {line}", file=sys.stderr, flush=True)
+        """A warning line: to stderr (above the progress bar) and to the log."""
+        with outside_bars(sys.stderr):
+            print(f"WARNING: {line}", file=sys.stderr, flush=True)
         self.file.write(f"WARNING: {line}\n")
 
     def close(self) -> None:
@@ -254,14 +267,14 @@ def _check_contents(path: Path, resume: bool) -> bool:
     """Whether ``path`` holds a finished run; refuses a start over a run, and a resume of nothing."""
     finished, interrupted = (path / METRICS).exists(), (path / CHECKPOINT).exists()
     if not resume and finished:
-        raise FileExistsError(f"{path} already holds a finished run ({path / METRICS}, never overwritten); pass "
-                              f"{NEW_FOLDER} to start another")
+        raise RunFolderRefused(f"{path} already holds a finished run ({path / METRICS}, never overwritten); pass "
+                               f"{NEW_FOLDER} to start another")
     if not resume and interrupted:
-        raise FileExistsError(f"{path} already holds a run ({CHECKPOINT}); pass resume=true to continue it, or "
-                              f"{NEW_FOLDER} to start another")
+        raise RunFolderRefused(f"{path} already holds a run ({CHECKPOINT}); pass resume=true to continue it, or "
+                               f"{NEW_FOLDER} to start another")
     if resume and not (finished or interrupted):
-        raise FileNotFoundError(f"resume=true but {path / CHECKPOINT} does not exist; drop resume=true to start "
-                                "a new run")
+        raise RunFolderRefused(f"resume=true but {path / CHECKPOINT} does not exist; drop resume=true to start "
+                               "a new run")
     return finished
 
 
@@ -270,7 +283,7 @@ def open_run(cfg: DictConfig, kind: str) -> Iterator[RunFolder]:
     """Checks and locks the run folder of ``cfg``, opens its log; releases everything on exit."""
     path = run_folder(cfg)
     if cfg.resume and not path.exists():
-        raise FileNotFoundError(f"resume=true but run_dir={path} does not exist; drop resume=true to start a new run")
+        raise RunFolderRefused(f"resume=true but run_dir={path} does not exist; drop resume=true to start a new run")
     prepare_folder(path)
     lock = path / LOCK
     taken_over = acquire_lock(lock)

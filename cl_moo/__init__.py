@@ -5,62 +5,67 @@ an explicit output-head contract, MIP, hyperfan initialisation, one builder), me
 continual and Pareto learning, the Adam helper and data-file checks. Imports torch, numpy,
 scipy and pymoo only; the strategies (``strategies``) and the benchmarks and runners
 (``benchmarks``) build on it.
-"""
-from .builder import GENERATORS, build_hypernetwork
-from .chunked_hypernetwork import ChunkedHypernetwork
-from .cl_metrics import cl_summary
-from .data import CsvTable, DataFileError, DataFormatError, DegenerateDataError, data_root, read_csv, read_idx, require_file
-from .encoding import IdentityEncoding, MIPEncoding, minmax_scale
-from .health import DeadUnitProbe, HealthLog, HealthWarning, constant_prediction_loss
-from .hypernetwork import ACTIVATIONS, HeadPiece, Hypernetwork, make_activation, mlp
-from .init import INIT_SCHEMES, init_hypernetwork, target_variances, variance_report
-from .layout import WeightLayout
-from .mlp_hypernetwork import MLPHypernetwork
-from .moo_metrics import RayError, check_rays, evaluation_rays, hypervolume, non_dominated, uniformity
-from .optim import make_adam
-from .target import FunctionalTarget, TargetCallError, TargetFallbackWarning, make_functional_target
 
-__all__ = [
-    "ACTIVATIONS",
-    "ChunkedHypernetwork",
-    "CsvTable",
-    "DataFileError",
-    "DataFormatError",
-    "DeadUnitProbe",
-    "DegenerateDataError",
-    "FunctionalTarget",
-    "GENERATORS",
-    "HeadPiece",
-    "HealthLog",
-    "HealthWarning",
-    "Hypernetwork",
-    "IdentityEncoding",
-    "INIT_SCHEMES",
-    "MIPEncoding",
-    "MLPHypernetwork",
-    "RayError",
-    "TargetCallError",
-    "TargetFallbackWarning",
-    "WeightLayout",
-    "build_hypernetwork",
-    "check_rays",
-    "cl_summary",
-    "constant_prediction_loss",
-    "data_root",
-    "evaluation_rays",
-    "hypervolume",
-    "init_hypernetwork",
-    "make_activation",
-    "make_adam",
-    "make_functional_target",
-    "minmax_scale",
-    "mlp",
-    "non_dominated",
-    "read_csv",
-    "read_idx",
-    "require_file",
-    "target_variances",
-    "uniformity",
-    "variance_report",
-]
+Names load on first use (PEP 562), so ``import cl_moo`` and ``python -m cl_moo.run`` do not import
+torch before the command line is checked.
+"""
+from importlib import import_module
+from typing import Any, Dict
+
+_EXPORTS: Dict[str, str] = {
+    "GENERATORS": "builder",
+    "build_hypernetwork": "builder",
+    "ChunkedHypernetwork": "chunked_hypernetwork",
+    "cl_summary": "cl_metrics",
+    "CsvTable": "data",
+    "DataFileError": "data",
+    "DataFormatError": "data",
+    "DegenerateDataError": "data",
+    "data_root": "data",
+    "read_csv": "data",
+    "read_idx": "data",
+    "require_file": "data",
+    "IdentityEncoding": "encoding",
+    "MIPEncoding": "encoding",
+    "minmax_scale": "encoding",
+    "DeadUnitProbe": "health",
+    "HealthLog": "health",
+    "HealthWarning": "health",
+    "constant_prediction_loss": "health",
+    "ACTIVATIONS": "hypernetwork",
+    "HeadPiece": "hypernetwork",
+    "Hypernetwork": "hypernetwork",
+    "make_activation": "hypernetwork",
+    "mlp": "hypernetwork",
+    "INIT_SCHEMES": "init",
+    "init_hypernetwork": "init",
+    "target_variances": "init",
+    "variance_report": "init",
+    "WeightLayout": "layout",
+    "MLPHypernetwork": "mlp_hypernetwork",
+    "RayError": "moo_metrics",
+    "check_rays": "moo_metrics",
+    "evaluation_rays": "moo_metrics",
+    "hypervolume": "moo_metrics",
+    "non_dominated": "moo_metrics",
+    "uniformity": "moo_metrics",
+    "make_adam": "optim",
+    "FunctionalTarget": "target",
+    "TargetCallError": "target",
+    "TargetFallbackWarning": "target",
+    "make_functional_target": "target",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.2.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cl_moo' has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -143,7 +143,7 @@ def test_continual_pareto_resumes_after_a_task_like_an_uninterrupted_run(seq_ful
         run(SEQ, part, data_root)
     restore()
     assert not (part / "metrics.json").exists()
-    assert run(SEQ, part, data_root, "resume=true", "strategy.beta=0.4") == 1
+    assert run(SEQ, part, data_root, "resume=true", "strategy.beta=0.4") == 2
     assert "strategy.beta: 2.0 -> 0.4" in capsys.readouterr().err
     assert run(SEQ, part, data_root, "resume=true") == 0
     assert "after task 0 of 2" in (part / "log.txt").read_text()

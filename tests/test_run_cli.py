@@ -87,7 +87,7 @@ def test_run_writes_metrics_and_tensorboard(tmp_path, data_root, monkeypatch):
     assert m["data_note"] is None  # the full 60,000-image training split was used
     assert list((run_dir / "tensorboard").glob("events.out.tfevents*"))
     # a second run into the same folder is refused instead of overwriting it
-    assert main(TINY + [f"run_dir={run_dir}"]) == 1
+    assert main(TINY + [f"run_dir={run_dir}"]) == 2  # a usage error: the folder refuses the command
 
 
 def test_eval_tasks_current_evaluates_the_task_just_trained_and_all_at_the_end(tmp_path, data_root, monkeypatch):

@@ -10,7 +10,7 @@ from typing import Dict
 import pytest
 from omegaconf import OmegaConf
 
-from benchmarks.config import ConfigError, config_dir
+from benchmarks.config import ConfigError, config_dir, load_config
 from benchmarks.sweep import objective, prepare_sweep, sweep_combinations
 from cl_moo.report import main as report_main
 from cl_moo.run import main
@@ -69,9 +69,17 @@ def test_bad_value_anywhere_in_a_sweep_fails_before_anything_starts(tmp_path, ca
     assert "[seed=0 hnet.init=he]" in err and "[seed=1 hnet.init=he]" in err and "hyperfan_in" in err
     assert not sweep_dir.exists()
     # the single-run rules hold per combination: a strategy that does not fit one benchmark
-    assert main(["-m", "benchmark=regression,adult", f"hydra.sweep.dir={sweep_dir}"]) == 2
+    assert main(["-m", "benchmark=regression,adult", "strategy=hnet_cl", f"hydra.sweep.dir={sweep_dir}"]) == 2
     assert "[benchmark=adult]: strategy=hnet_cl does not apply" in capsys.readouterr().err
     assert not sweep_dir.exists()
+
+
+def test_a_sweep_over_benchmarks_gives_each_its_own_default_strategy():
+    from benchmarks.sweep import sweep_combinations, validate_sweep
+
+    combinations = sweep_combinations(["benchmark=regression,adult,multimnist_seq"])
+    validate_sweep(combinations)  # each benchmark with its own strategy: no "does not apply"
+    assert [load_config(c).strategy.name for c in combinations] == ["hnet_cl", "phn_ls", "phn_cl"]
 
 
 def test_run_dir_and_unknown_plugins_are_refused_with_the_fix():

@@ -118,7 +118,7 @@ def pareto_full(tmp_path_factory, data_root):
 ])
 def test_resume_refuses_a_changed_result_key(cl_partial, data_root, capsys, change, named):
     before = (cl_partial / "checkpoint.pt").read_bytes()
-    assert run(TINY, cl_partial, data_root, "resume=true", change) == 1
+    assert run(TINY, cl_partial, data_root, "resume=true", change) == 2
     err = capsys.readouterr().err
     assert "resume=true refused" in err and named in err and "run_dir=<new folder>" in err
     assert all(key in err for key in RESUME_SAFE_KEYS)
@@ -129,7 +129,7 @@ def test_resume_refuses_a_checkpoint_built_differently(cl_partial, data_root, ca
     state = torch.load(cl_partial / "checkpoint.pt", weights_only=False)
     state["built"]["target"]["hidden"] = [99]  # as if this version of the code built another target
     torch.save(state, cl_partial / "checkpoint.pt")
-    assert run(TINY, cl_partial, data_root, "resume=true") == 1
+    assert run(TINY, cl_partial, data_root, "resume=true") == 2
     err = capsys.readouterr().err
     assert "built differently" in err and "built.target.hidden: [99] -> [30]" in err
 
@@ -139,7 +139,7 @@ def test_pareto_resume_refuses_a_changed_seed(tmp_path, data_root, monkeypatch, 
     interrupt_after(monkeypatch, moo_runner, 1)
     with pytest.raises(Killed):
         run(PARETO, out, data_root)
-    assert run(PARETO, out, data_root, "resume=true", "seed=1") == 1
+    assert run(PARETO, out, data_root, "resume=true", "seed=1") == 2
     assert "seed: 0 -> 1" in capsys.readouterr().err
 
 
@@ -242,10 +242,10 @@ def test_temp_files_are_per_process_and_foreign_ones_are_left_alone(tmp_path, mo
 
 def test_a_finished_or_interrupted_run_dir_is_refused_without_resume(cl_full, cl_partial, data_root, capsys):
     before = (cl_full / "metrics.json").read_bytes()
-    assert run(TINY, cl_full, data_root) == 1
+    assert run(TINY, cl_full, data_root) == 2
     assert "already holds a finished run" in capsys.readouterr().err
     assert (cl_full / "metrics.json").read_bytes() == before
-    assert run(TINY, cl_partial, data_root) == 1
+    assert run(TINY, cl_partial, data_root) == 2
     assert "pass resume=true to continue it" in capsys.readouterr().err
     assert run(TINY, cl_full, data_root, "resume=true") == 0  # finished: reported, nothing rewritten
     assert "holds a finished run" in capsys.readouterr().out
