@@ -8,6 +8,7 @@ recomputes offsets.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
@@ -80,10 +81,23 @@ class WeightLayout:
         return dict(zip(self.names, tensors))
 
     def ordered(self, weights: Mapping[str, torch.Tensor]) -> List[torch.Tensor]:
-        """Tensors of a ``{name: tensor}`` weight set in layout order; names the missing ones."""
+        """Tensors of a ``{name: tensor}`` weight set in layout order. Refuses a set with missing or
+        unknown names (an ignored misspelled key would leave its tensor unused), naming both and, for
+        each unknown name, the closest expected one."""
+        expected = set(self.names)
         missing = [n for n in self.names if n not in weights]
-        if missing:
-            raise KeyError(f"weight set lacks {missing}; expected {list(self.names)}")
+        unknown = [n for n in weights if n not in expected]
+        if missing or unknown:
+            parts = []
+            if unknown:
+                hints = []
+                for n in unknown:
+                    close = difflib.get_close_matches(str(n), list(self.names), n=1)
+                    hints.append(f"{n!r} (did you mean {close[0]!r}?)" if close else repr(n))
+                parts.append(f"has unknown name(s) {', '.join(hints)}")
+            if missing:
+                parts.append(f"lacks {missing}")
+            raise KeyError(f"weight set {' and '.join(parts)}; expected exactly {list(self.names)}")
         return [weights[n] for n in self.names]
 
     def describe(self) -> List[Dict[str, object]]:

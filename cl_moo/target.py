@@ -20,6 +20,11 @@ starts from the same running statistics; after the call the buffers hold the mea
 weight sets of what each set would have written. That is one update per call (as for one
 network), with the mean of the sets' batch statistics, independent of the order of the sets
 (``num_batches_tracked`` grows by 1). Non-floating buffers take the last set's value.
+
+Buffers from outside: ``forward(weights, x, buffers={name: tensor})`` runs the call with those
+tensors in place of the module's own buffers of those names (e.g. one set of BatchNorm running
+statistics per task, :class:`strategies.cl_model.TaskConditionedHypernetwork`); in training mode
+they are updated in place exactly as the module's own would be, and the module's own stay untouched.
 """
 from __future__ import annotations
 
@@ -133,6 +138,7 @@ class FunctionalTarget(nn.Module):
         self._buffer_aliases: Tuple[Tuple[str, ...], ...] = tuple(
             tuple(g) for g in _alias_groups(module, buffers.items()).values()
         )
+        self._buffer_group: Dict[str, Tuple[str, ...]] = {a: g for g in self._buffer_aliases for a in g}
         self._owners = tuple(module.get_submodule(n.rpartition(".")[0]) for n in names)
         self._stat_layers = [m for m in module.modules() if isinstance(m, _NormBase)]
         rnns = sorted({type(m).__name__ for m in module.modules() if isinstance(m, nn.RNNBase)})
@@ -152,6 +158,37 @@ class FunctionalTarget(nn.Module):
     def num_weights(self) -> int:
         """Number of scalars a hypernetwork must emit for this target."""
         return self.layout.num_weights
+
+    def running_stat_names(self) -> List[str]:
+        """Names of the buffers that normalisation layers update in training mode (``running_mean``,
+        ``running_var``, ``num_batches_tracked`` of every BatchNorm/InstanceNorm layer that tracks running
+        statistics); one name per buffer."""
+        names = []
+        for prefix, m in self.module.named_modules():
+            if isinstance(m, _NormBase) and m.track_running_stats:
+                for local, t in m.named_buffers(recurse=False):
+                    name = f"{prefix}.{local}" if prefix else local
+                    if t is not None and name in self._buffer_group and self._buffer_group[name][0] == name:
+                        names.append(name)
+        return names
+
+    def _check_buffers(self, buffers: Optional[Mapping[str, torch.Tensor]]) -> Optional[Dict[str, torch.Tensor]]:
+        """Given buffers keyed by the first name of each buffer slot group; unknown names and shapes refused."""
+        if buffers is None:
+            return None
+        out: Dict[str, torch.Tensor] = {}
+        for name, t in buffers.items():
+            if name not in self._buffer_group:
+                raise KeyError(f"buffers= has unknown name {name!r}; {type(self.module).__name__}'s buffers are "
+                               f"{sorted(self._buffer_group)}")
+            own = self.module.get_buffer(name)
+            if own is not None and tuple(t.shape) != tuple(own.shape):
+                raise ValueError(f"buffer '{name}' has shape {tuple(t.shape)}; the module's is {tuple(own.shape)}")
+            out[self._buffer_group[name][0]] = t
+        return out
+
+    def _expand_buffers(self, buffers: Optional[Mapping[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+        return {} if not buffers else {a: t for n, t in buffers.items() for a in self._buffer_group[n]}
 
     def initial_weights(self) -> List[torch.Tensor]:
         """Current values of the selected parameters (copies), in layout order."""
@@ -228,15 +265,21 @@ class FunctionalTarget(nn.Module):
         """The weights under every slot that holds them (for ``tie_weights=False``)."""
         return {a: wdict[aliases[0]] for aliases in self._aliases for a in aliases}
 
-    def _call(self, wdict: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.module, self._expand(wdict), (x,), tie_weights=False)
+    def _call(self, wdict: Dict[str, torch.Tensor], x: torch.Tensor,
+              buffers: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        call = self._expand(wdict)
+        call.update(self._expand_buffers(buffers))
+        return functional_call(self.module, call, (x,), tie_weights=False)
 
-    def _vmapped(self, wdict: Dict[str, torch.Tensor], x: torch.Tensor, x_dim: Optional[int]) -> torch.Tensor:
-        return vmap(self._call, in_dims=(0, x_dim), randomness="different")(wdict, x)
+    def _vmapped(self, wdict: Dict[str, torch.Tensor], x: torch.Tensor, x_dim: Optional[int],
+                 buffers: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        return vmap(lambda w, xs: self._call(w, xs, buffers), in_dims=(0, x_dim), randomness="different")(wdict, x)
 
-    def _loop(self, wdict: Dict[str, torch.Tensor], x: torch.Tensor, x_dim: Optional[int], batch: int) -> torch.Tensor:
+    def _loop(self, wdict: Dict[str, torch.Tensor], x: torch.Tensor, x_dim: Optional[int], batch: int,
+              buffers: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
         """B single-set calls; each starts from the same buffers, which then hold their mean."""
         own = {g[0]: self.module.get_buffer(g[0]) for g in self._buffer_aliases}
+        own.update(buffers or {})
         own = {n: t for n, t in own.items() if t is not None}
         outs, written = [], []
         for b in range(batch):
@@ -256,24 +299,26 @@ class FunctionalTarget(nn.Module):
                     t.copy_(vals[-1])
         return torch.stack(outs)
 
-    def _batched(self, wdict: Dict[str, torch.Tensor], x: torch.Tensor, x_dim: Optional[int], batch: int) -> torch.Tensor:
+    def _batched(self, wdict: Dict[str, torch.Tensor], x: torch.Tensor, x_dim: Optional[int], batch: int,
+                 buffers: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
         reason = self._loop_reason()
         if reason is not None:
             self._warn(reason, batch)
-            return self._loop(wdict, x, x_dim, batch)
+            return self._loop(wdict, x, x_dim, batch, buffers)
         mode = self.module.training
         snapshot = None
         if mode not in self._vmap_ok:  # first vectorised try in this mode: undo side effects if it fails
-            snapshot = [(t, t.detach().clone()) for _, t in self.module.named_buffers()]
+            given = list((buffers or {}).values())
+            snapshot = [(t, t.detach().clone()) for t in [t for _, t in self.module.named_buffers()] + given]
         try:
-            out = self._vmapped(wdict, x, x_dim)
+            out = self._vmapped(wdict, x, x_dim, buffers)
         except RuntimeError as err:
             if isinstance(err, torch.OutOfMemoryError) or not _VMAP_FAILURE.search(str(err)):
                 raise
             with torch.no_grad():
                 for t, saved in snapshot or ():
                     t.copy_(saved)
-            out = self._loop(wdict, x, x_dim, batch)  # an unrelated error surfaces from here
+            out = self._loop(wdict, x, x_dim, batch, buffers)  # an unrelated error surfaces from here
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             self._vmap_failed[mode] = f"vmap failed ({first_line})"
             self._warn(self._vmap_failed[mode], batch)
@@ -281,17 +326,19 @@ class FunctionalTarget(nn.Module):
         self._vmap_ok.add(mode)
         return out
 
-    def _run(self, weights: WeightSet, x: torch.Tensor, shared: bool) -> torch.Tensor:
+    def _run(self, weights: WeightSet, x: torch.Tensor, shared: bool,
+             buffers: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
         wdict, batch = self._as_dict(weights, x)
+        given = self._check_buffers(buffers)
         try:
             if batch is None:
-                return self._call(wdict, x)
+                return self._call(wdict, x, given)
             if not shared and x.shape[0] != batch:
                 raise ValueError(
                     f"{batch} weight sets need inputs of shape ({batch}, N, ...), got {tuple(x.shape)}; "
                     "use forward_shared() to feed the same inputs to every weight set"
                 )
-            return self._batched(wdict, x, None if shared else 0, batch)
+            return self._batched(wdict, x, None if shared else 0, batch, given)
         except RuntimeError as err:
             if isinstance(err, (TargetCallError, torch.OutOfMemoryError)):
                 raise
@@ -309,19 +356,22 @@ class FunctionalTarget(nn.Module):
         hint = f" Its first layer {hint}; check the input's shape and feature width." if hint else ""
         return f"{type(self.module).__name__} failed on {given}: {str(err).rstrip('. ')}.{hint}"
 
-    def forward(self, weights: WeightSet, x: torch.Tensor) -> torch.Tensor:
-        """Runs the model with ``weights``.
+    def forward(self, weights: WeightSet, x: torch.Tensor, *,
+                buffers: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
+        """Runs the model with ``weights`` (and ``buffers``, if given, in place of the module's own
+        buffers of those names; see the module docstring).
 
         One weight set: ``x`` is an ordinary input batch ``(N, ...)``. A batch of B weight sets
         (every tensor with a leading dimension B): ``x`` is ``(B, N, ...)``, one input group per
         weight set, and the result is ``(B, N, ...)``. Use :meth:`forward_shared` to run the
         same inputs through every weight set.
         """
-        return self._run(weights, x, shared=False)
+        return self._run(weights, x, shared=False, buffers=buffers)
 
-    def forward_shared(self, weights: WeightSet, x: torch.Tensor) -> torch.Tensor:
+    def forward_shared(self, weights: WeightSet, x: torch.Tensor, *,
+                       buffers: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
         """Runs the same inputs ``x`` ``(N, ...)`` through B weight sets; returns ``(B, N, ...)``."""
-        return self._run(weights, x, shared=True)
+        return self._run(weights, x, shared=True, buffers=buffers)
 
 
 def make_functional_target(

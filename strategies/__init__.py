@@ -4,6 +4,8 @@
   strategy, with :class:`OutputRegularizer` and :func:`build_cl_model`.
 * Pareto fronts: :class:`ParetoHypernetworkStrategy` (Navon et al. 2021), PHN-LS / PHN-EPO and other
   solvers; :class:`ContinualParetoStrategy`: the fronts of a task sequence in one hypernetwork.
+* Objective-only problems: :class:`ObjectiveProblem` (``f(x)`` over a box, or a pymoo ``Problem``),
+  :func:`train_on_problem`, :func:`evaluate_front` (IGD and HV against the known front).
 
 Names load on first use, so ``from strategies.phn import ...`` or ``import strategies`` does not
 import Avalanche unless a continual-learning name is used.
@@ -25,6 +27,12 @@ _EXPORTS = {
     "DirichletRays": "phn",
     "ContinualParetoStrategy": "phn_cl",
     "TaskRayHypernetwork": "phn_cl",
+    "ObjectiveProblem": "objective_problem",
+    "ObjectiveProblemError": "objective_problem",
+    "ObjectiveProblemStrategy": "objective_problem",
+    "train_on_problem": "objective_problem",
+    "evaluate_front": "objective_problem",
+    "front_rays": "objective_problem",
     "Solver": "solvers",
     "SOLVERS": "solvers",
     "LinearScalarization": "solvers",

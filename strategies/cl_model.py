@@ -13,7 +13,25 @@ default) or copied from the previous task's embedding (``emb_init="previous"``, 
 reference code's option; a new task starts from the last task's network). Measured on 5-task
 Split MNIST (``benchmarks/cl_fast_start.py``), copying did not start new tasks faster and
 forgot more (the new task's gradient first moves the old task's outputs), so it is not the default. Evaluation creates nothing and draws no
-random numbers: a task without an embedding is run with the all-zero embedding.
+random numbers.
+
+A task id without an embedding (never trained) is refused with :class:`TaskLabelError`, naming it and
+the trained ids, by every path (``forward``, ``forward_single_task``, :meth:`weights`,
+:meth:`all_task_outputs`, :meth:`infer_task`): its network would be the untrained one that the
+hypernetwork generates from no embedding. ``allow_untrained=True`` runs that network (the all-zero
+embedding) on purpose; ``HypernetworkStrategy(untrained_tasks="evaluate")`` does so to score untrained
+experiences in Avalanche's full-stream evaluation.
+
+Running statistics (BatchNorm/InstanceNorm with ``track_running_stats``) are kept per task, as in the
+hypernetwork papers' code (hypnettorch: one set of ``running_mean``/``running_var`` per task, chosen by
+the task id): each task normalises with its own statistics at evaluation, so training a later task no
+longer changes an earlier task's outputs through shared statistics. A new task starts from the target
+module's own statistics (its initial or pretrained ones, which the model never changes). In training
+mode only the task :attr:`TaskConditionedHypernetwork.stats_task` updates its statistics (the strategy
+sets it to the task being trained; replayed samples of other tasks are normalised with the mini-batch
+statistics, as BatchNorm does in training, without touching their task's); ``stats_task=None`` (the
+default outside the strategy) updates whichever task is run. ``per_task_stats=False`` shares the
+module's one set across tasks (the behaviour before).
 """
 from __future__ import annotations
 
@@ -28,11 +46,29 @@ from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork
 EMB_INITS = ("previous", "random")
 
 
+class TaskLabelError(ValueError):
+    """Task labels that cannot be used: missing, several in one training experience, already trained,
+    or (for a forward pass or an evaluation) never trained."""
+
+
+class _TaskStats(nn.Module):
+    """One task's copy of the target's running statistics, as buffers ``s0, s1, ...`` (the order of
+    :meth:`FunctionalTarget.running_stat_names`)."""
+
+    def __init__(self, tensors: Sequence[torch.Tensor]) -> None:
+        super().__init__()
+        for i, t in enumerate(tensors):
+            self.register_buffer(f"s{i}", t)
+
+    def tensors(self) -> List[torch.Tensor]:
+        return [getattr(self, f"s{i}") for i in range(len(self._buffers))]
+
+
 class TaskConditionedHypernetwork(MultiTaskModule):
     """Target network + hypernetwork + one learned embedding per task, as a ``MultiTaskModule``."""
 
     def __init__(self, target: FunctionalTarget, hnet: Hypernetwork, *, emb_std: float = 1.0,
-                 emb_init: str = "random", seed: int = 0) -> None:
+                 emb_init: str = "random", seed: int = 0, per_task_stats: bool = True) -> None:
         super().__init__()
         if emb_init not in EMB_INITS:
             raise ValueError(f"emb_init must be one of {list(EMB_INITS)}, got {emb_init!r}")
@@ -43,6 +79,10 @@ class TaskConditionedHypernetwork(MultiTaskModule):
         self.emb_init = emb_init
         self.seed = seed
         self.task_embeddings = nn.ParameterList()
+        # one set of normalisation running statistics per task (module docstring)
+        self.stat_names: List[str] = target.running_stat_names() if per_task_stats else []
+        self.task_stats = nn.ModuleList()
+        self.stats_task: Optional[int] = None
 
     # ------------------------------------------------------------------ embeddings
     @property
@@ -71,6 +111,25 @@ class TaskConditionedHypernetwork(MultiTaskModule):
         """Adds embeddings until there are ``n`` (tasks are numbered 0, 1, ...)."""
         while len(self.task_embeddings) < n:
             self.task_embeddings.append(nn.Parameter(self._new_embedding(len(self.task_embeddings))))
+        while self.stat_names and len(self.task_stats) < n:
+            self.task_stats.append(_TaskStats(self._module_stats(copy=True)))
+
+    def _module_stats(self, copy: bool) -> List[torch.Tensor]:
+        own = [self.target.module.get_buffer(n) for n in self.stat_names]
+        return [t.detach().clone() for t in own] if copy else own
+
+    def stats(self, task: int) -> Optional[Dict[str, torch.Tensor]]:
+        """The running statistics task ``task`` runs with (``{buffer name: tensor}``; None without
+        per-task statistics). In training mode a task other than :attr:`stats_task` gets copies, so its
+        statistics stay as they are; an untrained task gets copies of the module's own."""
+        if not self.stat_names:
+            return None
+        if task >= len(self.task_stats):
+            return dict(zip(self.stat_names, self._module_stats(copy=True)))
+        tensors = self.task_stats[task].tensors()
+        if self.training and self.stats_task is not None and task != self.stats_task:
+            tensors = [t.clone() for t in tensors]
+        return dict(zip(self.stat_names, tensors))
 
     def adaptation(self, experience) -> None:
         """Avalanche's model adaptation: embeddings for a training experience's task labels."""
@@ -79,8 +138,9 @@ class TaskConditionedHypernetwork(MultiTaskModule):
             self.ensure_tasks(max(labels) + 1)
             self.known_train_tasks_labels = self.known_train_tasks_labels.union(labels)
 
-    def embeddings(self, tasks: Sequence[int]) -> torch.Tensor:
-        """Embeddings of ``tasks`` stacked, ``(len(tasks), emb_dim)``; a task without one gets zeros."""
+    def embeddings(self, tasks: Sequence[int], *, allow_untrained: bool = False) -> torch.Tensor:
+        """Embeddings of ``tasks`` stacked, ``(len(tasks), emb_dim)``. A task without one is refused
+        (:class:`TaskLabelError`); with ``allow_untrained=True`` it gets the all-zero embedding."""
         zero = None
         rows = []
         for t in tasks:
@@ -88,19 +148,27 @@ class TaskConditionedHypernetwork(MultiTaskModule):
                 raise KeyError(f"task labels must be >= 0, got {t}")
             if t < self.num_tasks:
                 rows.append(self.task_embeddings[t])
+            elif not allow_untrained:
+                raise TaskLabelError(
+                    f"task {t} is not trained: it has no task embedding (trained tasks: {list(range(self.num_tasks))}), "
+                    "so its network would be the untrained one the hypernetwork generates from no embedding. Use a "
+                    "trained task id, infer the task among the trained ones (model.infer_task(x, trained_tasks), or "
+                    'HypernetworkStrategy(task_inference="entropy")), or pass allow_untrained=True to run the '
+                    "untrained network (all-zero embedding) on purpose")
             else:
                 if zero is None:
                     zero = self.hnet.output_head().weight.new_zeros(self.emb_dim)
                 rows.append(zero)
         return torch.stack(rows)
 
-    def weights(self, task: int) -> List[torch.Tensor]:
+    def weights(self, task: int, *, allow_untrained: bool = False) -> List[torch.Tensor]:
         """Generated weight set of one task (unbatched tensors)."""
-        return self.hnet(self.embeddings([task])[0])
+        return self.hnet(self.embeddings([task], allow_untrained=allow_untrained)[0])
 
     # ------------------------------------------------------------------ forward
-    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-        return self.target(self.weights(int(task_label)), x)
+    def forward_single_task(self, x: torch.Tensor, task_label: int, *, allow_untrained: bool = False) -> torch.Tensor:
+        task = int(task_label)
+        return self.target(self.weights(task, allow_untrained=allow_untrained), x, buffers=self.stats(task))
 
     def forward_all_tasks(self, x: torch.Tensor) -> Dict[int, torch.Tensor]:
         tasks = sorted(self.known_train_tasks_labels)
@@ -108,29 +176,36 @@ class TaskConditionedHypernetwork(MultiTaskModule):
             return {}
         return dict(zip(tasks, self.all_task_outputs(x, tasks)))
 
-    def forward(self, x: torch.Tensor, task_labels: Optional[torch.Tensor]) -> torch.Tensor:
-        """Each sample through its own task's weights (one hypernetwork call for all tasks)."""
+    def forward(self, x: torch.Tensor, task_labels: Optional[torch.Tensor], *,
+                allow_untrained: bool = False) -> torch.Tensor:
+        """Each sample through its own task's weights (one hypernetwork call for all tasks). A task
+        id without an embedding is refused unless ``allow_untrained=True`` (see the module docstring)."""
         if task_labels is None:
             return self.forward_all_tasks(x)
         if isinstance(task_labels, int) or (torch.is_tensor(task_labels) and task_labels.dim() == 0):
-            return self.forward_single_task(x, int(task_labels))
+            return self.forward_single_task(x, int(task_labels), allow_untrained=allow_untrained)
         tasks = task_labels.unique().tolist()
         if len(tasks) == 1:
-            return self.forward_single_task(x, int(tasks[0]))
-        weight_sets = self.hnet(self.embeddings([int(t) for t in tasks]))
+            return self.forward_single_task(x, int(tasks[0]), allow_untrained=allow_untrained)
+        weight_sets = self.hnet(self.embeddings([int(t) for t in tasks], allow_untrained=allow_untrained))
         out: Optional[torch.Tensor] = None
         for i, t in enumerate(tasks):
             mask = task_labels == t
-            y = self.target([w[i] for w in weight_sets], x[mask])
+            y = self.target([w[i] for w in weight_sets], x[mask], buffers=self.stats(int(t)))
             if out is None:
                 out = y.new_empty((len(x),) + tuple(y.shape[1:]))
             out[mask] = y
         assert out is not None
         return out
 
-    def all_task_outputs(self, x: torch.Tensor, tasks: Sequence[int]) -> torch.Tensor:
+    def all_task_outputs(self, x: torch.Tensor, tasks: Sequence[int], *, allow_untrained: bool = False) -> torch.Tensor:
         """Outputs of every task's network on ``x``: ``(len(tasks), N, ...)``, one batched call."""
-        return self.target.forward_shared(self.hnet(self.embeddings(list(tasks))), x)
+        weight_sets = self.hnet(self.embeddings(list(tasks), allow_untrained=allow_untrained))
+        if not self.stat_names:
+            return self.target.forward_shared(weight_sets, x)
+        # each task with its own running statistics: one call per task
+        return torch.stack([self.target([w[i] for w in weight_sets], x, buffers=self.stats(int(t)))
+                            for i, t in enumerate(tasks)])
 
     def infer_task(self, x: torch.Tensor, tasks: Sequence[int]) -> tuple:
         """HNET+ENT: per sample, the task whose softmax output has the lowest entropy.
@@ -162,12 +237,14 @@ def build_cl_model(
     emb_std: float = 1.0,
     emb_init: str = "random",
     seed: int = 0,
+    per_task_stats: bool = True,
 ) -> TaskConditionedHypernetwork:
     """Target, hypernetwork (:func:`cl_moo.build_hypernetwork`: chunked or one head per tensor,
     MIP on/off, initialised on probe embeddings ``N(0, emb_std^2)``) and the task embeddings.
 
     With ``mip=True`` the task embedding goes through a logistic and the MIP encoding, and the
     hypernetwork predicts a residual around the model's own (e.g. pretrained) weights.
+    ``per_task_stats``: one set of BatchNorm/InstanceNorm running statistics per task (module docstring).
     """
     target = FunctionalTarget(module, param_names)
     hnet = build_hypernetwork(
@@ -175,4 +252,5 @@ def build_cl_model(
         activation=activation, last_activation=last_activation, mip=mip, input_range="unbounded", init=init,
         target_gain=target_gain, probe_conditions=torch.randn(256, emb_dim) * emb_std,
     )
-    return TaskConditionedHypernetwork(target, hnet, emb_std=emb_std, emb_init=emb_init, seed=seed)
+    return TaskConditionedHypernetwork(target, hnet, emb_std=emb_std, emb_init=emb_init, seed=seed,
+                                       per_task_stats=per_task_stats)

@@ -23,6 +23,7 @@ becoming fine-tuning.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable, List, Optional, Sequence, Union
 
 import torch
@@ -33,14 +34,26 @@ from torch import nn
 
 from cl_moo import make_adam
 
-from .cl_model import TaskConditionedHypernetwork
+from .cl_model import TaskConditionedHypernetwork, TaskLabelError
 from .health_plugin import TrainingHealthPlugin
+from .optimizer_pickling import PickledOptimizer, describe_optimizer
 from .regularizer import OutputRegularizer, TargetMode, check_lookahead_optimizer
 from .regularizer_plugin import OutputRegularizerPlugin
 
 SHARED, EMBEDDING = 0, 1  # parameter-group indices
+UNTRAINED_TASKS = ("evaluate", "refuse")  # what eval() does with an experience of a task not trained yet
 
-# Avalanche plugins that cannot work with a generated-weights model, and why (checked at construction).
+# How to learn a class-incremental stream (one task label for every experience) with this strategy.
+CLASS_INCREMENTAL_HINT = (
+    "For a class-incremental stream (new classes per experience, no task id at test time), give each "
+    "training experience its own task label (with_task_labels(...), or the benchmark's return_task_id=True) "
+    'and evaluate with HypernetworkStrategy(..., task_inference="entropy"): every test sample is then '
+    "answered by the trained task whose network is most confident (lowest predictive entropy, HNET+ENT), "
+    "so test experiences need no task label"
+)
+
+# Avalanche plugins that cannot work with a generated-weights model, and why (checked at construction and
+# again at every train(), so a plugin appended to strategy.plugins later is refused too).
 UNSUPPORTED_PLUGINS = {
     "LFLPlugin": "it distils the model's feature extractor (model.get_features), which a hypernetwork target "
                  "does not have",
@@ -49,6 +62,52 @@ UNSUPPORTED_PLUGINS = {
     "RWalkPlugin": "it tracks a fixed set of parameters, but every new task adds a task-embedding parameter",
     "GDumbPlugin": "it restarts from a fresh copy of the model at every experience, while the output regularizer "
                    "anchors earlier tasks to the outputs of the model it replaced",
+    "FromScratchTrainingPlugin": "it re-initialises the model at every experience, which would erase the "
+                                 "hypernetwork that generates the earlier tasks' networks",
+    "BiCPlugin": "its bias-correction layer sits on the single shared head of a class-incremental model; here every "
+                 "task has its own generated network (for class-incremental streams use task_inference=\"entropy\")",
+    "CoPEPlugin": "it learns class prototypes in the model's output space as a continual-prototype classifier; a "
+                  "task-conditioned network's outputs are per-task logits, not prototype embeddings (its loss is NaN)",
+    "FeatureDistillationPlugin": "it distils the previous model's feature extractor (model.feature_extractor) on the "
+                                 "new task's data; a hypernetwork target has no shared feature extractor, every "
+                                 "layer is generated per task",
+    "RARPlugin": "it perturbs the features of a named layer, extracted by torch.fx tracing of model(x); the "
+                 "task-conditioned model cannot be traced without its task labels",
+    "GSS_greedyPlugin": "it scores samples by gradients of model(x) called without task labels; the "
+                        "task-conditioned model needs the task label of every sample",
+    "GenerativeReplayPlugin": "it replays samples from a generative model (model.generate()); the hypernetwork "
+                              "model is a classifier/regressor, not a generator",
+    "TrainGeneratorAfterExpPlugin": "it trains the generator of GenerativeReplayPlugin, which does not apply "
+                                    "(no generative model)",
+    "NCMOracle": "it replaces the classifier by a nearest-class-mean classifier over model features "
+                 "(NCMClassifier); the generated network has no feature extractor to compute class means on",
+    "FeCAMOracle": "it replaces the classifier by FeCAM's class-prototype classifier over model features; the "
+                   "generated network has no feature extractor",
+    "CurrentDataNCMUpdate": "it updates an NCMClassifier's class means from model features; the generated network "
+                            "has no feature extractor",
+    "MemoryNCMUpdate": "it updates an NCMClassifier's class means from model features; the generated network has "
+                       "no feature extractor",
+    "CurrentDataFeCAMUpdate": "it updates a FeCAM classifier from model features; the generated network has no "
+                              "feature extractor",
+    "MemoryFeCAMUpdate": "it updates a FeCAM classifier from model features; the generated network has no feature "
+                         "extractor",
+}
+# the plugins avalanche-lib ships that work with this strategy, each with a test in tests/test_cl_plugins.py
+# (tests/test_cl_plugins.py checks that every shipped plugin is in exactly one of the two tables)
+SUPPORTED_PLUGINS = {
+    "EWCPlugin": "works (3 experiences; training changes with the plugin)",
+    "LwFPlugin": "works (3 experiences; training changes with the plugin)",
+    "MASPlugin": "works (3 experiences; training changes with the plugin)",
+    "SynapticIntelligencePlugin": "works on a GPU; refused on the CPU (avalanche-lib 0.6 keeps its weights as "
+                                  "views there, so its importances stay 0)",
+    "ReplayPlugin": "works: mixed-task mini-batches, each sample through its own task's weights",
+    "MIRPlugin": "works: replays the stored samples whose loss a virtual step would raise most, each through its "
+                 "own task's weights",
+    "GEMPlugin": "works (GEM's QP solver quadprog is installed)",
+    "AGEMPlugin": "works",
+    "LRSchedulerPlugin": "works: the schedule sets the learning rate actually used by both groups",
+    "EarlyStoppingPlugin": "works: stops a task's training when the validation metric stops improving",
+    "EvaluationPlugin": "works (the runner uses it with TensorBoard and text loggers)",
 }
 
 
@@ -71,10 +130,6 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-class TaskLabelError(ValueError):
-    """A training experience's task labels cannot be used (missing, several, or already trained)."""
-
-
 class HypernetworkStrategy(SupervisedTemplate):
     """Task-conditioned hypernetwork with output regularization, as a ``SupervisedTemplate``.
 
@@ -93,6 +148,27 @@ class HypernetworkStrategy(SupervisedTemplate):
     ``optimizer``: by default Adam (fused where available) with the two groups above. A user
     optimizer must have the same two groups, built with ``model.param_groups(lr=..., emb_lr=...)``
     before any scheduler, so schedules act on both.
+
+    **Evaluating a task that was never trained** (``untrained_tasks``). Avalanche's usual loop
+    evaluates the whole test stream after every experience (the runners' ``train.eval_tasks=all``),
+    which scores the tasks still to come: the upper triangle of the accuracy matrix, and what
+    Avalanche's forward-transfer metrics need. Avalanche's own ``MultiHeadClassifier`` scores such a
+    task with a fresh, untrained head; here:
+
+    * ``"evaluate"`` (default): the experience is scored with the untrained network, the one the
+      hypernetwork generates from the all-zero task embedding (nothing is created, no random number
+      is drawn). The untrained task ids of the last ``eval()`` are in :attr:`untrained_eval_tasks`, so
+      their cells can be told apart.
+    * ``"refuse"``: ``eval()`` raises :class:`TaskLabelError` before evaluating anything, naming the
+      untrained task ids and the trained ones.
+    * With ``task_inference="entropy"`` the given task label is not used at evaluation: every sample,
+      an untrained task's included, is routed to the trained task of lowest predictive entropy, so
+      neither choice applies (the ids are still recorded); before any task is trained, the choice
+      above applies.
+
+    Outside ``eval()`` the model refuses an untrained task id in every forward path
+    (``model(x, task_label)``, ``forward_single_task``, ``infer_task``) unless called with
+    ``allow_untrained=True``.
     """
 
     def __init__(
@@ -108,6 +184,7 @@ class HypernetworkStrategy(SupervisedTemplate):
         reg_subset: Optional[int] = None,
         lookahead: bool = False,
         task_inference: str = "given",
+        untrained_tasks: str = "evaluate",
         train_iterations: Optional[int] = None,
         allow_task_revisit: bool = False,
         reset_optimizer_state: bool = True,
@@ -129,6 +206,10 @@ class HypernetworkStrategy(SupervisedTemplate):
             )
         if task_inference not in ("given", "entropy"):
             raise ValueError(f"task_inference must be 'given' or 'entropy', got {task_inference!r}")
+        if untrained_tasks not in UNTRAINED_TASKS:
+            raise ValueError(f"untrained_tasks must be one of {list(UNTRAINED_TASKS)}, got {untrained_tasks!r}: "
+                             "'evaluate' scores a task not trained yet with the untrained network (all-zero task "
+                             "embedding), 'refuse' raises")
         if train_iterations is not None and (not isinstance(train_iterations, int) or train_iterations < 1):
             raise ValueError(f"train_iterations must be an integer >= 1 or None, got {train_iterations!r}")
         for name, value in (("lr", lr), ("emb_lr", emb_lr if emb_lr is not None else lr)):
@@ -140,6 +221,8 @@ class HypernetworkStrategy(SupervisedTemplate):
         self.regularizer_plugin = OutputRegularizerPlugin(self.regularizer, lookahead=lookahead)
         self.lookahead = lookahead
         self.task_inference = task_inference
+        self.untrained_tasks = untrained_tasks
+        self.untrained_eval_tasks: List[int] = []  # task ids of the last eval() that were not trained
         self.train_iterations = train_iterations
         self.allow_task_revisit = allow_task_revisit
         self.reset_optimizer_state = reset_optimizer_state
@@ -162,6 +245,12 @@ class HypernetworkStrategy(SupervisedTemplate):
             evaluator=evaluator, eval_every=eval_every,
             **kwargs,
         )
+
+    def train(self, experiences: Any, eval_streams: Optional[Sequence[Any]] = None, **kwargs: Any):
+        """Avalanche's ``train``, after checking ``strategy.plugins`` again: a plugin appended to it
+        after construction is refused with the same message as one passed to the constructor."""
+        check_plugins(self.plugins, torch.device(self.device))
+        return super().train(experiences, eval_streams, **kwargs)
 
     # ------------------------------------------------------------------ optimizer
     def _checked_optimizer(self, model: TaskConditionedHypernetwork, optimizer: Optional[torch.optim.Optimizer],
@@ -207,6 +296,7 @@ class HypernetworkStrategy(SupervisedTemplate):
     def check_model_and_optimizer(self, **kwargs: Any) -> None:
         self._check_task_labels()
         self.model = self.model_adaptation()
+        self.model.stats_task = self.current_task  # only this task's normalisation statistics are updated
         self.make_optimizer(**kwargs)
 
     def _check_task_labels(self) -> None:
@@ -215,7 +305,8 @@ class HypernetworkStrategy(SupervisedTemplate):
         if not labels:
             raise TaskLabelError(
                 "HypernetworkStrategy needs experiences with task labels; build the benchmark with task "
-                "labels (avalanche.benchmarks.scenarios.with_task_labels, or return_task_id=True)"
+                "labels (avalanche.benchmarks.scenarios.with_task_labels, or return_task_id=True). "
+                + CLASS_INCREMENTAL_HINT
             )
         if len(labels) != 1:
             raise TaskLabelError(f"a training experience must hold one task, got task labels {labels}")
@@ -225,8 +316,8 @@ class HypernetworkStrategy(SupervisedTemplate):
                 f"task label {task} was already trained (trained tasks {self.trained_tasks}); continuing it would "
                 "overwrite what the regularizer protects. If every experience of your stream carries task label "
                 f"{task}, the benchmark has no task labels: build it with return_task_id=True (e.g. "
-                "PermutedMNIST(n, return_task_id=True)) or with_task_labels(...). To continue training a task on "
-                "purpose, pass allow_task_revisit=True"
+                "PermutedMNIST(n, return_task_id=True)) or with_task_labels(...). " + CLASS_INCREMENTAL_HINT
+                + ". To continue training a task on purpose, pass allow_task_revisit=True"
             )
         self.current_task = task
 
@@ -288,6 +379,10 @@ class HypernetworkStrategy(SupervisedTemplate):
         """Avalanche's ``eval``, leaving the random-number generators as they were: evaluating
         (e.g. the whole test stream after each experience) never changes later training
         (PyTorch's data loaders draw a seed from the global generator even without shuffling)."""
+        self.untrained_eval_tasks = []
+        if not isinstance(exp_list, Iterator):  # a one-shot iterator is checked per experience instead
+            for exp in exp_list if isinstance(exp_list, Iterable) else [exp_list]:  # as Avalanche reads it
+                self._check_untrained(exp)  # refuses before evaluating anything
         cpu = torch.get_rng_state()
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         try:
@@ -297,12 +392,38 @@ class HypernetworkStrategy(SupervisedTemplate):
             if cuda is not None:
                 torch.cuda.set_rng_state_all(cuda)
 
+    def _check_untrained(self, experience: Any) -> None:
+        """Records the experience's task ids that are not trained; with ``untrained_tasks="refuse"``
+        (and no task inference to route them to) refuses them."""
+        labels = [int(t) for t in (getattr(experience, "task_labels", None) or [])]
+        known = set(self.trained_tasks) | ({self.current_task} if self.current_task is not None else set())
+        untrained = sorted(set(labels) - known)
+        if not untrained:
+            return
+        routed = self.task_inference == "entropy" and bool(self.trained_tasks)
+        if self.untrained_tasks == "refuse" and not routed:
+            listed = ", ".join(str(t) for t in untrained)
+            raise TaskLabelError(
+                f"evaluation experience {getattr(experience, 'current_experience', '?')} holds task {listed}, which "
+                f"is not trained (trained tasks: {sorted(self.trained_tasks)}); untrained_tasks=\"refuse\" refuses "
+                "it. Evaluate the trained tasks only (e.g. test_stream[:i + 1] after experience i), infer the task "
+                'among the trained ones with task_inference="entropy", or pass untrained_tasks="evaluate" to score '
+                "it with the untrained network (all-zero task embedding), as Avalanche's full-stream evaluation "
+                "after each experience expects")
+        self.untrained_eval_tasks.extend(t for t in untrained if t not in self.untrained_eval_tasks)
+
+    def _before_eval_exp(self, **kwargs: Any) -> None:
+        self._check_untrained(self.experience)  # experiences given as a one-shot iterator arrive here unchecked
+        super()._before_eval_exp(**kwargs)
+
     def forward(self) -> torch.Tensor:
         model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
         if self.is_eval and self.task_inference == "entropy" and self.trained_tasks:
             _, logits = model.infer_task(self.mb_x, self.trained_tasks)
             return logits
-        return model(self.mb_x, self.mb_task_id)
+        # eval() has checked (or recorded) the untrained task ids; training only sees trained or current ones
+        return model(self.mb_x, self.mb_task_id,
+                     allow_untrained=self.is_eval and self.untrained_tasks == "evaluate")
 
     # ------------------------------------------------------------------ checkpoints
     def cl_state_dict(self) -> dict:
@@ -329,3 +450,18 @@ class HypernetworkStrategy(SupervisedTemplate):
         if self.health is not None and state.get("health"):
             self.health.load_state_dict(state["health"])
         # the regularizer's targets are recorded anew at the next experience (before_training_exp)
+
+    def __getstate__(self) -> dict:
+        """Pickled (``avalanche.checkpointing.save_checkpoint``, dill) with the optimizer as a
+        :class:`PickledOptimizer`: dill cannot pickle torch 2.14's optimizers (see
+        :mod:`strategies.optimizer_pickling`). ``save_checkpoint(strategy, path)`` then keeps the
+        optimizer's state and learning rates; ``exclude=["optimizer"]`` keeps the live one instead."""
+        state = self.__dict__.copy()
+        if isinstance(state.get("optimizer"), torch.optim.Optimizer):
+            state["optimizer"] = describe_optimizer(state["optimizer"], state["model"])
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if isinstance(state.get("optimizer"), PickledOptimizer):
+            self.optimizer = state["optimizer"].rebuild(self.model)

@@ -12,13 +12,22 @@ B rays at once:
 It returns one scalar tensor; the strategy calls ``backward()`` on it. New solvers subclass
 :class:`Solver` and are passed as ``solver=MySolver()``, or are registered in :data:`SOLVERS`
 to be chosen by name from a config.
+
+**Negative losses: one rule** (:func:`check_loss_floor`). Every solver whose result depends on where
+the losses' zero is measures them from a reference, 0 unless the solver is given an explicit one, and
+refuses a loss below it with one message (solver, objective, ray, value, and the fixes): EPO (always
+0), Chebyshev / SmoothChebyshev (their ``ideal=``, 0 by default: with an explicit ideal below the
+losses, negative losses are fine), HypervolumeMaximization (0 while its ray penalty ``lam > 0`` or
+its dynamic reference ``ref=None`` is in use; with ``lam=0`` and an explicit ``ref=`` any losses below
+``ref`` are fine). LinearScalarization accepts any losses: a constant shift leaves its gradient
+unchanged. The general fix is to shift an objective by a constant so that it is >= 0.
 """
 from __future__ import annotations
 
 import logging
 import math
 import numbers
-from typing import Dict, Optional, Sequence, Tuple, Type, Union
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import torch
@@ -28,6 +37,61 @@ from cl_moo.moo_metrics import hypervolume, non_dominated_fronts
 from .epo import epo_weights_batch
 
 logger = logging.getLogger(__name__)
+
+
+def point_argument(solver: str, name: str, value: object) -> Tuple[float, ...]:
+    """A finite number or a 1-D sequence of finite numbers (one per objective), as a tuple of floats;
+    anything else is refused naming ``solver(name=...)`` and the expected form."""
+    expected = (f"{solver}({name}=...) must be a number or a 1-D sequence of numbers, one per objective "
+                f"(shape (m,)), e.g. {name}=0.0 or {name}=[0.0, 0.0]")
+    if torch.is_tensor(value):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, (str, bytes, Mapping)) or isinstance(value, bool):
+        raise TypeError(f"{expected}; got {value!r}")
+    if isinstance(value, numbers.Real):
+        items = [value]
+    else:
+        try:
+            items = list(np.asarray(value, dtype=object).reshape(-1)) if np.ndim(value) <= 1 else None
+        except (TypeError, ValueError):
+            items = None
+        if items is None or not items:
+            raise TypeError(f"{expected}; got {value!r}" + (f" (shape {np.shape(value)})" if items is None else ""))
+    bad = [v for v in items if isinstance(v, bool) or not isinstance(v, numbers.Real)]
+    if bad:
+        raise TypeError(f"{expected}; got {value!r} (entry {bad[0]!r} is not a number)")
+    floats = tuple(float(v) for v in items)
+    if not all(math.isfinite(v) for v in floats):
+        raise ValueError(f"{expected}, all finite; got {value!r}")
+    return floats
+
+
+def check_loss_floor(solver: str, losses: torch.Tensor, floor: Optional[torch.Tensor] = None, *,
+                     why: str, alternative: str) -> None:
+    """The one rule for negative losses, used by every solver whose result depends on where the
+    losses' zero is (all but linear scalarization, whose gradient a constant shift leaves unchanged).
+
+    Each such solver measures the losses from a reference: ``floor`` (``(m,)``, an explicit ideal
+    point) or, by default, 0. A loss below it is refused, naming the solver, the objective, the ray
+    and the value, why the solver needs the bound (``why``) and the fixes: shift the objective by a
+    constant so that it is >= 0, or the solver's own option (``alternative``, e.g. an explicit
+    ``ideal=`` below the losses).
+    """
+    values = losses.detach()
+    z = torch.zeros(values.shape[-1], dtype=values.dtype, device=values.device) if floor is None else floor.detach()
+    below = torch.nonzero(values < z)
+    if not len(below):
+        return
+    b, i = (int(v) for v in below[0])
+    value = float(values[b, i])
+    if floor is None:
+        bound, needs = "0", "losses >= 0 (non-negative losses)"
+    else:
+        bound, needs = f"the ideal point ideal[{i}] = {float(z[i]):.4g}", "losses >= its ideal point"
+    raise ValueError(
+        f"{solver}: objective {i} has a loss of {value:.4g} (ray {b}), below {bound}; {solver} needs {needs}: {why} "
+        f"({len(below)} such entries this step). Fix: shift objective {i} by a constant so that it is >= 0 "
+        f"(l_{i} - c, with c a lower bound of it){alternative}")
 
 
 class Solver:
@@ -84,16 +148,15 @@ class EPO(Solver):
     """
 
     def __init__(self, *, eps: float = 1e-4) -> None:
-        self.eps = eps
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps <= 0:
+            raise TypeError(f"EPO(eps=...) must be a finite number > 0 (the LP's tolerance), got {eps!r}")
+        self.eps = float(eps)
         self.fallbacks = 0
         self.steps = 0
 
     def get_weighted_loss(self, losses: torch.Tensor, rays: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        low = float(losses.detach().min())
-        if low < 0:
-            raise ValueError(
-                f"EPO needs non-negative losses (it balances the shares r_i l_i / sum_j r_j l_j), got a loss of "
-                f"{low:.4g}; shift the objective by a constant lower bound, or use solver='ls'")
+        check_loss_floor("EPO", losses, why="it balances the shares r_i l_i / sum_j r_j l_j, which a negative "
+                         "loss turns around", alternative=", or use solver='ls' (unchanged by a shift)")
         G = self.per_objective_gradients(losses, weights)
         grams = torch.bmm(G, G.transpose(1, 2)).detach().cpu().double().numpy()
         results = epo_weights_batch(losses.detach().cpu().double().numpy(), rays.detach().cpu().double().numpy(),
@@ -123,12 +186,19 @@ def _ideal(ideal: Optional[Sequence[float]], losses: torch.Tensor) -> torch.Tens
     return z
 
 
-def _check_ideal(ideal: Optional[Sequence[float]]) -> Optional[Tuple[float, ...]]:
-    if ideal is None:
-        return None
-    z = tuple(float(v) for v in np.atleast_1d(np.asarray(ideal, dtype=np.float64)))
-    if not all(math.isfinite(v) for v in z):
-        raise ValueError(f"ideal= must be finite, got {ideal!r}")
+def _check_ideal(solver: str, ideal: Optional[Sequence[float]]) -> Optional[Tuple[float, ...]]:
+    return None if ideal is None else point_argument(solver, "ideal", ideal)
+
+
+def _check_against_ideal(solver: str, ideal: Optional[Tuple[float, ...]], losses: torch.Tensor) -> torch.Tensor:
+    """The ideal point ``z`` (``(m,)``), after :func:`check_loss_floor`: ``r (l - z)`` measures a
+    loss's distance from a lower bound, so every loss must be >= z (z = 0 when ``ideal`` is None)."""
+    z = _ideal(ideal, losses)
+    check_loss_floor(solver, losses, None if ideal is None else z,
+                     why="it scores r_i (l_i - z_i), the distance from a lower bound z of the losses, and a loss "
+                     "below z turns its term around",
+                     alternative=", or pass an ideal= at or below the smallest losses (e.g. ideal=[-1.0, -1.0] for "
+                     "losses >= -1)")
     return z
 
 
@@ -137,7 +207,9 @@ class Chebyshev(Solver):
 
     .. math:: \mathcal{L} = \frac{1}{B} \sum_b \max_i \; r_{bi} \, (l_{bi} - z_i)
 
-    with ``z`` the ideal point (``ideal=``; default 0, a lower bound of non-negative losses).
+    with ``z`` the ideal point (``ideal=``: a number or ``(m,)``; default 0, a lower bound of non-negative
+    losses). Every loss must be >= ``z`` (a loss below it is refused, see the module docstring), so for
+    objectives that can be negative pass an explicit ideal below them.
 
     **Convention.** As in :class:`LinearScalarization` (``sum_i r_i l_i``), a large ``r_i`` makes
     objective i expensive, so the ray's solution is small in ``l_i``. The minimiser on a connected
@@ -149,10 +221,10 @@ class Chebyshev(Solver):
     """
 
     def __init__(self, *, ideal: Optional[Sequence[float]] = None) -> None:
-        self.ideal = _check_ideal(ideal)
+        self.ideal = _check_ideal("Chebyshev", ideal)
 
     def get_weighted_loss(self, losses: torch.Tensor, rays: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        z = _ideal(self.ideal, losses)
+        z = _check_against_ideal("Chebyshev", self.ideal, losses)
         return torch.amax(rays.to(losses.dtype) * (losses - z), dim=1).mean()
 
     def __repr__(self) -> str:
@@ -181,10 +253,10 @@ class SmoothChebyshev(Solver):
         if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not math.isfinite(mu) or mu <= 0:
             raise ValueError(f"the STCH smoothing mu must be a finite number > 0, got {mu!r}")
         self.mu = float(mu)
-        self.ideal = _check_ideal(ideal)
+        self.ideal = _check_ideal("SmoothChebyshev", ideal)
 
     def get_weighted_loss(self, losses: torch.Tensor, rays: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        z = _ideal(self.ideal, losses)
+        z = _check_against_ideal("SmoothChebyshev", self.ideal, losses)
         scaled = rays.to(losses.dtype) * (losses - z) / self.mu
         return (self.mu * torch.logsumexp(scaled, dim=1)).mean()
 
@@ -262,15 +334,14 @@ class HypervolumeMaximization(Solver):
       ``ref=None`` (default, for configs) uses a dynamic one per step, as the authors' code does:
       ``max(1.1 * max_b l_b, 1e-8)`` per objective.
     * Needs ``rays_per_step >= 2`` (a set of one point has no front to spread); raises ``ValueError``
-      otherwise. Needs non-negative ``cos``: losses should be non-negative (shift them otherwise).
+      otherwise. Losses must be >= 0 while ``lam > 0`` (the cosine to ``1/r``) or ``ref=None``; with
+      ``lam=0`` and an explicit ``ref`` any losses below ``ref`` are accepted (module docstring).
     """
 
     def __init__(self, *, ref: Optional[Union[float, Sequence[float]]] = None, lam: float = 10.0,
                  normalize: bool = False) -> None:
         if ref is not None:
-            ref = tuple(float(v) for v in np.atleast_1d(np.asarray(ref, dtype=np.float64)))
-            if not all(math.isfinite(v) for v in ref):
-                raise ValueError(f"ref= must be finite, got {ref!r}")
+            ref = point_argument("HypervolumeMaximization", "ref", ref)
         if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not math.isfinite(lam) or lam < 0:
             raise ValueError(f"the penalty weight lam must be a finite number >= 0, got {lam!r}")
         self.ref = ref
@@ -319,10 +390,15 @@ class HypervolumeMaximization(Solver):
         values = losses.detach().cpu().double().numpy()
         if not np.isfinite(values).all():
             raise ValueError("HVI got non-finite losses")
-        if self.lam > 0 and (values < 0).any():
-            raise ValueError(f"HVI's ray penalty compares loss vectors with the direction 1/r, which needs losses >= 0; "
-                             f"got a minimum of {values.min():.4g}: shift the objectives to be non-negative, or "
-                             "use lam=0 (hypervolume only)")
+        if self.lam > 0 or self.ref is None:
+            check_loss_floor(
+                "HypervolumeMaximization", losses,
+                why=" and ".join(
+                    ([f"its ray penalty (lam={self.lam:g}) compares loss vectors with the direction 1/r"] if self.lam > 0
+                     else []) + (["its default reference point (ref=None, 1.1 x the step's largest losses) lies above "
+                                  "the losses only when they are >= 0"] if self.ref is None else [])),
+                alternative=", or use lam=0 (hypervolume only, unchanged by a shift) with an explicit ref= above "
+                "the losses")
         w = torch.as_tensor(self.hv_weights(values), dtype=losses.dtype, device=losses.device)
         loss = (w * losses).sum()
         if self.lam > 0:

@@ -244,3 +244,107 @@ def test_mas_gem_and_agem_change_training(tiny_pmnist):
     for plugin in (MASPlugin(lambda_reg=1.0), GEMPlugin(patterns_per_experience=16, memory_strength=0.5),
                    AGEMPlugin(patterns_per_experience=16, sample_size=16)):
         assert not torch.allclose(plain, final([plugin])), type(plugin).__name__
+
+
+def _shipped_plugins():
+    import inspect
+
+    import avalanche.training.plugins as shipped
+    from avalanche.core import BasePlugin
+
+    return sorted(n for n in dir(shipped) if inspect.isclass(getattr(shipped, n))
+                  and issubclass(getattr(shipped, n), BasePlugin) and n != "SupervisedPlugin")
+
+
+def test_every_plugin_avalanche_ships_is_either_supported_or_refused_with_a_reason():
+    from strategies.hnet_cl import SUPPORTED_PLUGINS, UNSUPPORTED_PLUGINS
+
+    shipped = _shipped_plugins()
+    assert len(shipped) >= 28  # avalanche-lib 0.6 ships 28 (a smaller count means the scan broke)
+    unclassified = [n for n in shipped if n not in SUPPORTED_PLUGINS and n not in UNSUPPORTED_PLUGINS]
+    both = [n for n in shipped if n in SUPPORTED_PLUGINS and n in UNSUPPORTED_PLUGINS]
+    assert not unclassified and not both, (unclassified, both)
+
+
+PLUGIN_ARGS = {"BiCPlugin": {"mem_size": 64, "stage_2_epochs": 1}, "CoPEPlugin": {"mem_size": 64, "p_size": 10},
+               "GSS_greedyPlugin": {"mem_size": 32, "input_size": [784]}, "RARPlugin": {"batch_size_mem": 8},
+               "MemoryNCMUpdate": {"mem_size": 32}, "MemoryFeCAMUpdate": {"mem_size": 32}}
+
+
+@pytest.mark.parametrize("name", ["BiCPlugin", "CoPEPlugin", "FeatureDistillationPlugin", "FromScratchTrainingPlugin",
+                                  "GSS_greedyPlugin", "GenerativeReplayPlugin", "TrainGeneratorAfterExpPlugin",
+                                  "RARPlugin", "NCMOracle", "FeCAMOracle", "CurrentDataNCMUpdate", "MemoryNCMUpdate",
+                                  "CurrentDataFeCAMUpdate", "MemoryFeCAMUpdate"])
+def test_plugins_that_crashed_with_foreign_errors_are_refused_with_the_reason(name):
+    import avalanche.training.plugins as shipped
+    from strategies.hnet_cl import UNSUPPORTED_PLUGINS
+
+    plugin = getattr(shipped, name)(**PLUGIN_ARGS.get(name, {}))
+    with pytest.raises(ValueError, match=f"{name} does not work with HypernetworkStrategy: .*") as refused:
+        make_strategy(plugins=[plugin])
+    assert UNSUPPORTED_PLUGINS[name][:40] in str(refused.value)
+
+
+def test_mir_replays_stored_samples_and_changes_training(tiny_pmnist):
+    from avalanche.training.plugins import MIRPlugin
+
+    def final(plugins):
+        strategy = make_strategy(iterations=4, plugins=plugins)
+        for exp in tiny_pmnist.train_stream:
+            strategy.train(exp)
+        return hnet_params(strategy)
+
+    mir = MIRPlugin(batch_size_mem=8, mem_size=32)
+    assert not torch.allclose(final([]), final([mir]))
+    assert len(mir.storage_policy.buffer) == 32
+
+
+def test_early_stopping_stops_a_task_when_the_validation_metric_stalls(tiny_pmnist):
+    from avalanche.evaluation.metrics import accuracy_metrics
+    from avalanche.training.plugins import EarlyStoppingPlugin, EvaluationPlugin
+
+    def iterations(plugins):
+        torch.manual_seed(0)
+        model = build_cl_model(nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)), emb_dim=8,
+                               chunk_size=3000, hidden=(16,))
+        strategy = HypernetworkStrategy(model=model, lr=1e-3, beta=0.05, train_iterations=60, train_mb_size=32,
+                                        evaluator=EvaluationPlugin(accuracy_metrics(stream=True)), plugins=plugins,
+                                        eval_every=5, peval_mode="iteration")
+        strategy.train(tiny_pmnist.train_stream[0], eval_streams=[tiny_pmnist.test_stream[0]])
+        return strategy.total_iterations
+
+    # a margin of 0.5 accuracy is never gained between two checks: patience 1 stops at the second check
+    stopper = EarlyStoppingPlugin(patience=1, val_stream_name="test_stream", peval_mode="iteration", margin=0.5)
+    assert iterations([]) == 60
+    assert iterations([stopper]) < 60
+
+
+@pytest.mark.parametrize("reset_optimizer_state", [True, False])
+def test_avalanche_checkpointing_resumes_bit_identically_without_excluding_the_optimizer(
+        tiny_pmnist, tmp_path, reset_optimizer_state):
+    from avalanche.checkpointing import maybe_load_checkpoint, save_checkpoint
+
+    path = tmp_path / "checkpoint.pkl"
+    through = make_strategy(reset_optimizer_state=reset_optimizer_state)
+    through.train(tiny_pmnist.train_stream[0])
+    save_checkpoint(through, str(path))  # dill; failed with "Can't pickle sentinel" before
+    rng = torch.get_rng_state()
+    through.train(tiny_pmnist.train_stream[1])
+    resumed, start = maybe_load_checkpoint(make_strategy(reset_optimizer_state=reset_optimizer_state), str(path))
+    assert start == 1 and resumed.trained_tasks == [0]
+    if not reset_optimizer_state:  # Adam's moments came back with the optimizer
+        assert resumed.optimizer.state and all(s["step"] > 0 for s in resumed.optimizer.state.values())
+    torch.set_rng_state(rng)
+    resumed.train(tiny_pmnist.train_stream[1])
+    assert torch.equal(hnet_params(through), hnet_params(resumed))
+
+
+def test_a_checkpoint_refuses_an_optimizer_over_tensors_outside_the_model(tiny_pmnist, tmp_path):
+    import pickle
+
+    from strategies.optimizer_pickling import OptimizerPicklingError
+
+    strategy = make_strategy()
+    strategy.optimizer.add_param_group({"params": [torch.zeros(3, requires_grad=True)]})
+    with pytest.raises(OptimizerPicklingError, match="not parameters of the strategy's model.*exclude"):
+        pickle.dumps(strategy)
