@@ -1,9 +1,17 @@
 """Installs cl_moo: the core package, the strategies, the benchmarks and the configs."""
+import re
 from pathlib import Path
 
 from setuptools import setup
 
 HERE = Path(__file__).parent
+
+
+def _version() -> str:
+    """``cl_moo.__version__``, read without importing the package."""
+    match = re.search(r'^__version__ = "([^"]+)"', (HERE / "cl_moo" / "__init__.py").read_text(), re.M)
+    assert match, "cl_moo/__init__.py defines no __version__"
+    return match.group(1)
 
 
 def _requirements() -> list:
@@ -12,7 +20,8 @@ def _requirements() -> list:
 
 
 # Hydra plugins for sweeps: local processes (joblib), a Ray cluster, SLURM (submitit) and Optuna search.
-# Versions that work with hydra-core 1.3.8 on Python 3.11 (``pip install -e ".[sweep]"``).
+# Versions that work with hydra-core 1.3.8 on Python 3.11 (``pip install -e ".[sweep]"``); the tested
+# versions of everything are in constraints.txt.
 SWEEP = [
     "hydra-joblib-launcher==1.2.0",
     "hydra-ray-launcher==1.2.2",
@@ -23,14 +32,16 @@ SWEEP = [
 
 setup(
     name="cl_moo",
-    version="0.1.0",
+    version=_version(),
     description="Continual learning and multi-objective learning with hypernetworks",
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
+    license="MIT",
     python_requires=">=3.10",
     packages=["cl_moo", "strategies", "benchmarks", "configs"],
     package_data={"configs": ["*.yaml", "*/*.yaml", "hydra/*/*.yaml"]},
     include_package_data=True,
     install_requires=_requirements(),
+    entry_points={"console_scripts": ["cl-moo=cl_moo.run:main", "cl-moo-report=cl_moo.report:main"]},
     extras_require={"sweep": SWEEP, "test": ["pytest>=8", "import-linter>=2.1", *SWEEP]},
 )
