@@ -20,6 +20,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint file cannot be read (empty, truncated, or not a checkpoint of this program)."""
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint cannot be written (a full disk, a lost folder); the message names the path and the fix."""
+
+
 class ResumeMismatchError(ConfigError, RuntimeError):
     """``resume=true`` with a configuration that would change the run's results."""
 
@@ -58,8 +62,22 @@ def save_checkpoint(path: Path, payload: Dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _write_failed(path, exc.strerror or str(exc)) from exc
+    except RuntimeError as exc:  # torch's writer: "[enforce fail at inline_container.cc:...] ... file write failed"
+        if not any(s in str(exc) for s in ("inline_container", "PytorchStreamWriter", "write failed")):
+            raise
+        raise _write_failed(path, "the write failed, most likely because the disk is full") from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_failed(path: Path, why: str) -> CheckpointWriteError:
+    kept = (f"the previous checkpoint {path} is intact: free space there (df -h {path.parent}) and continue with "
+            "the same command plus resume=true" if path.exists() else
+            f"no checkpoint was saved yet: free space there (df -h {path.parent}) and run the same command again")
+    return CheckpointWriteError(f"cannot save the checkpoint {path} ({why}); {kept}, or start over in "
+                                "run_dir=<a folder on a disk with space>")
 
 
 def _broken(path: Path, problem: str) -> CheckpointError:

@@ -126,18 +126,37 @@ def _multirun(argv: Sequence[str]) -> int:
     """``-m``: checks every combination, then runs the sweep through Hydra (see :mod:`benchmarks.sweep`)."""
     from hydra.errors import HydraException
 
-    from .sweep import SweepJobError, launch_sweep, prepare_sweep
+    from .sweep import SweepJobError, describe_jobs, failed_jobs, launch_sweep, prepare_sweep, resume_command
 
     try:
         sweep = prepare_sweep(argv)
     except ConfigError as exc:
         print(f"cl_moo.run: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("cl_moo.run: interrupted while checking the sweep; nothing was started", file=sys.stderr)
+        return 130
     print(f"sweep: {sweep.combinations} combinations checked; jobs write to {sweep.sweep_dir}/<job number>")
+    finish = (f"finish the sweep with: {resume_command(sweep)}" if sweep.grid else
+              "a search cannot be finished job by job: run it again in a new hydra.sweep.dir=<folder> "
+              "(hydra.sweeper.storage and study_name keep its trials)")
     try:
         outcome = launch_sweep(sweep)
+    except KeyboardInterrupt:
+        print(f"cl_moo.run: sweep interrupted; in {sweep.sweep_dir}: {describe_jobs(sweep.sweep_dir, sweep.jobs)}. "
+              f"Finished jobs are kept and an interrupted one continues from its last checkpoint: {finish}",
+              file=sys.stderr)
+        return 130
     except (SweepJobError, HydraException) as exc:
-        print(f"cl_moo.run: {exc}\nFinished jobs are in {sweep.sweep_dir}", file=sys.stderr)
+        failed = failed_jobs(sweep.sweep_dir) or [str(exc).strip().splitlines()[0]]
+        print(f"cl_moo.run: {len(failed)} sweep job{'s' if len(failed) > 1 else ''} failed:\n  " + "\n  ".join(failed)
+              + f"\nIn {sweep.sweep_dir}: {describe_jobs(sweep.sweep_dir, sweep.jobs)}. Fix the cause, then {finish}",
+              file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:  # a plugin refusing what the checks let through
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"cl_moo.run: the sweep failed: {type(exc).__name__}: {first}. In {sweep.sweep_dir}: "
+              f"{describe_jobs(sweep.sweep_dir, sweep.jobs)}", file=sys.stderr)
         return 1
     for job in outcome.jobs:
         print(f"job {job.num} [{' '.join(job.swept)}]: objective {job.objective:.6g}  {job.folder}")

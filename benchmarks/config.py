@@ -133,9 +133,15 @@ def group_options(group: str) -> List[str]:
 
 def _explicit_keys(overrides: Iterable[str]) -> List[str]:
     keys = []
-    for o in overrides:
+    for i, o in enumerate(overrides):
         if "=" not in o:
-            raise ConfigError(f"override {o!r} is not of the form key=value")
+            before = overrides[i - 1] if i > 0 and "=" in overrides[i - 1] else None
+            hint = ""
+            if before is not None:  # the shell split a value with a space: run_dir=/tmp/a b
+                key, value = before.split("=", 1)
+                hint = (f"; if it belongs to the value before it (a path with a space), quote the whole value: "
+                        f"\"{key}='{value} {o}'\"")
+            raise ConfigError(f"override {o!r} is not of the form key=value{hint}")
         keys.append(o.split("=", 1)[0].lstrip("+~"))
     return keys
 
@@ -200,8 +206,39 @@ def run_kind(benchmark: str) -> str:
     return "continual_pareto" if benchmark in CONTINUAL_PARETO_BENCHMARKS else "continual"
 
 
+def quote_hint(overrides: Sequence[str]) -> Optional[str]:
+    """For the first override Hydra's grammar cannot read (an unquoted path with a space and ``~``, ``#``,
+    ``(``, ...): a message naming it and the quoted spelling; None when every override parses."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        key, eq, value = override.partition("=")
+        try:
+            parser.parse_override(override)
+        except HydraException:
+            if not eq or not key.strip():
+                return None
+            if value == "~" or value.startswith("~/"):  # the shell does not expand ~ inside quotes: done here
+                value = str(Path(value).expanduser())
+            quoted = f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            shell = f'"{quoted}"' if not re.search(r'["$`\\!]', quoted) else shlex.quote(quoted)
+            return (f"{override!r} cannot be read: its value holds characters that Hydra's override syntax "
+                    f"allows only quoted (a path with a space, ~, #, parentheses, ...); quote the value: {quoted} "
+                    f"(on the shell command line: {shell})")
+    return None
+
+
 def _explain(message: str, overrides: Sequence[str]) -> str:
     first = message.strip().splitlines()[0].rstrip(".")
+    if any(s in message for s in ("LexerNoViableAlt", "mismatched input", "token recognition error",
+                                  "no viable alternative", "extraneous input")):
+        hint = quote_hint(overrides)
+        if hint:
+            return hint
     if "Could not find" in message or "Could not load" in message:
         missing = re.search(r"Could not (?:find|load) '([^'/]+)/([^']+)'", message)
         hint = did_you_mean(missing.group(2), group_options(missing.group(1))) if missing else ""

@@ -11,7 +11,8 @@ Categorical columns are one-hot encoded; numeric columns are standardised with t
 std of the training split only; a missing numeric value (empty, ``?`` or ``nan``, e.g. the two
 ``nan`` ages in the Default file) is set to the training mean. Malformed files (missing columns,
 ragged rows, non-numeric cells, empty labels) and degenerate data (one group, one class, an empty
-(group, label) cell in train or test) are refused with the file, line, column and counts.
+(group, label) cell in train or test) are refused with the file, line, column and counts; so is a
+numeric column whose standardisation is not finite (a value so large that the mean or std overflows).
 Splits (70% / 10% / 20% train / val / test) are fixed by the seed.
 
 Objectives, with ``p = sigmoid(z)`` the predicted probability and groups ``g in {0, 1}``:
@@ -24,6 +25,7 @@ For evaluation the hard rates replace ``p`` by the decision ``1[z > 0]`` (:func:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple, Union
@@ -123,6 +125,22 @@ def _check_cells(table: CsvTable, spec: FairnessSpec, y: np.ndarray, s: np.ndarr
             )
 
 
+def _check_standardised(table: CsvTable, col: str, values: np.ndarray, scaled: np.ndarray, mean: float,
+                        std: float, rows_note: str) -> None:
+    """Refuses a numeric column whose standardisation is not finite in the float32 features (a value so
+    large that the training mean or std overflows would otherwise turn the column into zeros), naming the cell."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.isfinite(scaled.astype(np.float32)) & ~np.isnan(values)
+    if math.isfinite(mean) and math.isfinite(std) and not bad.any():
+        return
+    i = int(np.nanargmax(np.abs(values)))  # the largest magnitude: the cell that overflows
+    raise DataFormatError(
+        f"{table.where(i, col)}{rows_note}: standardising column '{col}' gives non-finite values (training mean "
+        f"{mean}, std {std}; the largest cell is {table.rows[i][table.header.index(col)]!r}, too large to standardise "
+        "into float32 features); correct that cell, or rescale the column, or delete the row"
+    )
+
+
 def load_fairness(
     name: str, root: Union[str, Path, None] = None, *, seed: int = 0, max_rows: Optional[int] = None,
     verify: bool = True,
@@ -176,8 +194,10 @@ def load_fairness(
                     f"(all empty, '?' or nan; {known} values in the whole column), so it cannot be standardised or "
                     "imputed; fill in the column, or delete it from the file"
                 )
-            mean, std = np.nanmean(train), np.nanstd(train)
-            scaled = (num - mean) / (std if std > 0 else 1.0)
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean, std = np.nanmean(train), np.nanstd(train)
+                scaled = (num - mean) / (std if std > 0 else 1.0)
+            _check_standardised(table, col, num[:, 0], scaled[:, 0], float(mean), float(std), rows_note)
             blocks.append(np.nan_to_num(scaled, nan=0.0).astype(np.float32))  # missing -> train mean
             names.append(col)
     x = np.concatenate(blocks, axis=1)

@@ -6,7 +6,9 @@ Collects every ``metrics.json`` below the folders, groups the runs by configurat
 mean ± sample std (ddof=1) over seeds per group, published numbers beside ours where a group ran
 a published setting (:mod:`benchmarks.published`), accuracy matrices and forgetting for continual
 groups, and overlaid Pareto fronts per benchmark. Metric values that are NaN are left out of the
-mean and counted: a cell says ``(n/N finite)`` when some runs gave NaN.
+mean and counted: a cell says ``(n/N finite)`` when some runs gave NaN. A run folder that repeats
+another's configuration and seed (a sweep's ``seed=0,0``, a copied folder) is counted once: the report
+and the command say which.
 """
 from __future__ import annotations
 
@@ -153,6 +155,29 @@ def load_run(path: Path) -> Run:
 
 def _config_key(config: Dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, default=str)
+
+
+def dedupe_runs(runs: Sequence[Run]) -> Tuple[List[Run], List[Tuple[Run, Run]]]:
+    """The runs with each (configuration, seed) once, and ``(duplicate, kept run)`` for every other copy (a
+    sweep's ``seed=0,0``, a copied run folder): a copy would count as a second seed with std 0."""
+    kept: Dict[Tuple[str, str], Run] = {}
+    duplicates: List[Tuple[Run, Run]] = []
+    for run in sorted(runs, key=lambda r: str(r.path)):
+        key = (_config_key(run.config), json.dumps(run.seed, default=str))
+        if key in kept:
+            duplicates.append((run, kept[key]))
+        else:
+            kept[key] = run
+    return list(kept.values()), duplicates
+
+
+def duplicate_note(duplicates: Sequence[Tuple[Run, Run]]) -> str:
+    """One line per duplicate folder and the run it repeats (empty without duplicates)."""
+    if not duplicates:
+        return ""
+    lines = [f"{len(duplicates)} run folder(s) repeat another run's configuration and seed and are counted once:"]
+    lines += [f"  {dup.path.parent} duplicates {first.path.parent} (seed {dup.seed})" for dup, first in duplicates]
+    return "\n".join(lines)
 
 
 def group_runs(runs: Sequence[Run]) -> List[Group]:
@@ -439,7 +464,7 @@ def _link(path: Path, out: Path) -> str:
 
 
 def write_markdown(groups: Sequence[Group], figures: Dict[str, List[Tuple[str, Path]]], folders: Sequence[Path],
-                   out: Path) -> Path:
+                   out: Path, duplicates: Sequence[Tuple[Run, Run]] = ()) -> Path:
     """``report.md``: results tables, sources of published numbers, figures, and which runs form each group."""
     n_runs = sum(len(g.runs) for g in groups)
     lines = ["# Results report", "",
@@ -451,6 +476,11 @@ def write_markdown(groups: Sequence[Group], figures: Dict[str, List[Tuple[str, P
              "spikes, HV 0, EPO fallbacks) or that diverged; *far*: a mean above "
              f"{FAR_ABOVE:g}x a published MSE or below {FAR_BELOW:g}x a published accuracy or HV (not for "
              "numbers with a different reference point).", ""]
+    if duplicates:
+        lines += [f"**{len(duplicates)} duplicate run(s) left out** (the same configuration and seed as a run "
+                  "counted; a copy is not another seed):", ""]
+        lines += [f"* `{_link(dup.path.parent, out)}` duplicates `{_link(first.path.parent, out)}` (seed {dup.seed})"
+                  for dup, first in duplicates] + [""]
     sources: List[Published] = []
     for kind, title in (("continual", "Continual learning"), ("pareto", "Pareto fronts")):
         members = [g for g in groups if g.kind == kind]
@@ -478,16 +508,20 @@ def write_markdown(groups: Sequence[Group], figures: Dict[str, List[Tuple[str, P
 # ---------------------------------------------------------------- entry point
 
 
-def build_report(folders: Sequence[Path], out: Optional[Path] = None) -> Path:
-    """Collects, groups and writes ``report.md``, ``report.csv`` and figures into ``out``; returns report.md."""
+def build_report(folders: Sequence[Path], out: Optional[Path] = None,
+                 notes: Optional[List[str]] = None) -> Path:
+    """Collects, groups and writes ``report.md``, ``report.csv`` and figures into ``out``; returns report.md.
+    A run that repeats another's configuration and seed is counted once; ``notes`` gets a line saying so."""
     folders = [Path(f) for f in folders]
-    runs = [load_run(p) for p in find_metrics(folders)]
+    runs, duplicates = dedupe_runs([load_run(p) for p in find_metrics(folders)])
+    if duplicates and notes is not None:
+        notes.append(duplicate_note(duplicates))
     groups = group_runs(runs)
     out = Path(out) if out is not None else folders[0]
     out.mkdir(parents=True, exist_ok=True)
     write_csv(groups, out / "report.csv")
     figures = write_figures(groups, out)
-    return write_markdown(groups, figures, folders, out)
+    return write_markdown(groups, figures, folders, out, duplicates)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -506,13 +540,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse has printed usage or help
         return exc.code if isinstance(exc.code, int) else 2
+    notes: List[str] = []
     try:
-        path = build_report(args.folders, args.out)
+        path = build_report(args.folders, args.out, notes)
     except ReportError as exc:
         print(f"cl_moo.report: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"cl_moo.report: cannot write the report ({exc}); pass --out <a writable folder>", file=sys.stderr)
         return 1
+    for note in notes:
+        print(f"NOTE: {note}")
     print(f"report: {path} (table: {path.with_suffix('.csv')}, figures: {path.parent / 'figures'})")
     return 0

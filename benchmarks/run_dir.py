@@ -37,7 +37,7 @@ from .config import ConfigError
 from .progress import outside_bars
 from .reporting import LossMonitor, config_dict, peak_memory_mb, run_folder
 
-LOCK, CHECKPOINT, METRICS, LOG = ".lock", "checkpoint.pt", "metrics.json", "log.txt"
+LOCK, CHECKPOINT, METRICS, LOG, TENSORBOARD = ".lock", "checkpoint.pt", "metrics.json", "log.txt", "tensorboard"
 NEW_FOLDER = "run_dir=<new folder>"
 
 
@@ -66,6 +66,15 @@ def prepare_folder(path: Path) -> None:
                           "place you can write to") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise _not_writable(path, "permission denied")
+
+
+def check_layout(path: Path) -> None:
+    """The run's own folders (``tensorboard/``, ``tensorboard/avalanche/``) must not exist as files."""
+    for sub in (TENSORBOARD, f"{TENSORBOARD}/avalanche"):
+        place = path / sub
+        if place.exists() and not place.is_dir():
+            raise RunDirError(f"{place} is a file, but the run writes its TensorBoard logs into a folder of that "
+                              f"name; move or delete that file, or pass {NEW_FOLDER}")
 
 
 def _not_writable(path: Path, why: str) -> RunDirError:
@@ -285,6 +294,7 @@ def open_run(cfg: DictConfig, kind: str) -> Iterator[RunFolder]:
     if cfg.resume and not path.exists():
         raise RunFolderRefused(f"resume=true but run_dir={path} does not exist; drop resume=true to start a new run")
     prepare_folder(path)
+    check_layout(path)
     lock = path / LOCK
     taken_over = acquire_lock(lock)
     log: Optional[RunLog] = None

@@ -8,12 +8,21 @@ has: before anything starts, every combination of the sweep is checked with
 Each job loads its configuration the same way from its own overrides (presets apply, explicit
 overrides win), runs in its own folder ``<hydra.sweep.dir>/<job number>`` and returns its
 :func:`objective` to the sweeper.
+
+The sweep folder is checked before Hydra writes into it: one that holds a sweep is refused, unless
+``resume=true`` finishes that (grid) sweep, where job n is combination n: finished jobs return their
+objective untouched, a job with a checkpoint resumes, and one that saved nothing starts; a job whose
+folder holds another configuration's run is refused first. A failed job records why in its folder
+(``failed.txt``), so a failed sweep names every failed job.
 """
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
+import re
+import shlex
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +31,14 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from .cli import MULTIRUN_FLAGS, check_applies, runner_for
-from .config import ConfigError, config_dir, load_config
+from .config import ConfigError, config_dir, load_config, quote_hint
 
 TASK_NAME = "cl_moo"
 CONFIG_NAME = "config"
 INSTALL_HINT = 'install the sweep plugins with: pip install -e ".[sweep]"'
 MAX_LISTED = 3  # combinations named per error in a message
+FAILED = "failed.txt"  # in a job's folder: why the job failed (one line), so a sweep names every failed job
+METRICS, CHECKPOINT = "metrics.json", "checkpoint.pt"  # as benchmarks.run_dir names them (not imported: torch)
 
 
 class SweepJobError(RuntimeError):
@@ -41,6 +52,9 @@ class Sweep:
     overrides: List[str]
     sweep_dir: Path
     combinations: int  # checked combinations (for a search: the corners of its intervals)
+    args: List[str] = field(default_factory=list)  # the command line's overrides (for the resume command)
+    grid: bool = True  # the basic sweeper: job n is combination n, so the sweep can be finished with resume=true
+    jobs: Optional[int] = None  # how many jobs the sweep runs (grid: its combinations; a search: n_trials)
 
 
 @dataclass
@@ -118,7 +132,8 @@ def _parse(args: Sequence[str], config_loader: Any = None) -> List[Any]:
     try:
         return OverridesParser.create(config_loader=config_loader).parse_overrides(list(args))
     except HydraException as exc:
-        raise ConfigError(f"{str(exc).strip().splitlines()[0]}; write overrides as key=value, "
+        hint = quote_hint(args)
+        raise ConfigError(hint or f"{str(exc).strip().splitlines()[0]}; write overrides as key=value, "
                           "and sweeps as key=a,b or key=range(0,3)") from None
 
 
@@ -163,6 +178,9 @@ def _values(override: Any) -> List[str]:
         return [f"{key}={v}" for v in override.sweep_string_iterator()]
     if override.is_interval_sweep():
         interval = override.value()
+        if interval.start > interval.end:
+            raise ConfigError(f"{key}=interval({interval.start},{interval.end}): the low end is above the high end; "
+                              f"write {key}=interval({interval.end},{interval.start}) (low first)")
         return [f"{key}={interval.start}", f"{key}={interval.end}"]
     raise ConfigError(f"{key}: sweep type {override.value_type.name} is not supported; "
                       "use key=a,b, key=range(...), key=choice(...) or key=interval(low,high)")
@@ -222,7 +240,8 @@ def _quote(value: str) -> str:
 
 
 def prepare_sweep(args: Sequence[str]) -> Sweep:
-    """Validates the whole sweep and fixes its folder; raises :class:`ConfigError` before any job starts."""
+    """Validates the whole sweep, its Hydra settings and its folder; raises :class:`ConfigError` before
+    any job starts and before Hydra writes anything (a folder holding a sweep is never rewritten)."""
     args = [a for a in args if a not in MULTIRUN_FLAGS]
     task, hydra_args = split_overrides(args)
     with _hydra_app() as hydra:
@@ -230,12 +249,214 @@ def prepare_sweep(args: Sequence[str]) -> Sweep:
         params = hcfg.sweeper.get("params")
         params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
         combinations = sweep_combinations(task, params, hydra.config_loader)
+        if not combinations:
+            raise ConfigError(f"the sweep {task} has no combination (an empty range or list?); nothing was started")
+        check_hydra_settings(hcfg, task, params)
         validate_sweep(combinations)
         sweep_dir = Path(str(hcfg.sweep.dir)).resolve()  # resolved once: ${now:...} and worker cwd
+        grid = str(hcfg.sweeper.get("_target_", "")).endswith("BasicSweeper")
+        n_trials = hcfg.sweeper.get("n_trials")
+    check_sweep_dir(sweep_dir, combinations, grid, args)
     fixed = [a for a in args if not a.startswith("hydra.sweep.dir=")] + [f"hydra.sweep.dir={_quote(str(sweep_dir))}"]
     if not any(a.startswith("hydra.job.chdir=") for a in args):
         fixed.append("hydra.job.chdir=false")  # jobs see paths as the command line did
-    return Sweep(overrides=fixed, sweep_dir=sweep_dir, combinations=len(combinations))
+    return Sweep(overrides=fixed, sweep_dir=sweep_dir, combinations=len(combinations), args=list(args), grid=grid,
+                 jobs=len(combinations) if grid else (int(n_trials) if isinstance(n_trials, int) else None))
+
+
+# ---------------------------------------------------------------------------------------------
+# Hydra settings the plugins would only reject with a traceback once the sweep runs
+
+
+def check_hydra_settings(hcfg: DictConfig, task: Sequence[str], params: Mapping[str, Any]) -> None:
+    """Counts the plugins need (``n_trials``, ``n_jobs``) and, for an Optuna study kept in a database,
+    that this search space fits the one it was searched with; raises :class:`ConfigError`."""
+    counts = (("sweeper", "n_trials", "the number of trials the search runs, >= 1"),
+              ("sweeper", "n_jobs", "the number of trials asked for at once, >= 1"),
+              ("launcher", "n_jobs", "the number of jobs run at once, >= 1, or -1 for one per core"))
+    for group, key, meaning in counts:
+        value = hcfg[group].get(key)
+        bad = value == 0 or (value < 0 and group == "sweeper") if isinstance(value, int) else False
+        if bad and not isinstance(value, bool):
+            raise ConfigError(f"hydra.{group}.{key}={value} is not valid: give {meaning}; nothing was started")
+    if "Optuna" in str(hcfg.sweeper.get("_target_", "")):
+        _check_optuna_study(hcfg.sweeper, task, params)
+
+
+def _check_optuna_study(sweeper: DictConfig, task: Sequence[str], params: Mapping[str, Any]) -> None:
+    """A study reused through ``hydra.sweeper.storage`` / ``study_name`` must get the distributions it was
+    searched with (Optuna refuses a changed one once the first trial asks)."""
+    storage, name = sweeper.get("storage"), sweeper.get("study_name")
+    if not storage or not name:
+        return
+    storage = str(storage)
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
+        return  # a new database: nothing searched yet (and nothing created here)
+    import optuna
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    args = [f"{k}={v}" for k, v in params.items()] + [a for a in task if _parse([a])[0].is_sweep_override()]
+    try:
+        distributions, _ = create_params_from_overrides(args)
+    except ValueError as exc:
+        raise ConfigError(f"invalid search space {args}: {exc}") from None
+    try:
+        study = optuna.load_study(study_name=str(name), storage=storage)
+    except KeyError:
+        return  # no study of that name in the database yet
+    for trial in study.get_trials(deepcopy=False):
+        for key, new in distributions.items():
+            old = trial.distributions.get(key)
+            if old is None:
+                continue
+            try:
+                optuna.distributions.check_distribution_compatibility(old, new)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"hydra.sweeper.study_name={name} in {storage} searched {key} as {old}, and this sweep asks "
+                    f"for {new} ({str(exc).rstrip('.')}); search the study's space again, or pass a new "
+                    "hydra.sweeper.study_name=<name> for the new space; nothing was started") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep folder: what it holds, and the check before Hydra writes into it
+
+
+def _job_folders(sweep_dir: Path) -> Dict[int, Path]:
+    """The job folders ``<sweep_dir>/<job number>`` that exist, by number."""
+    if not sweep_dir.is_dir():
+        return {}
+    return {int(p.name): p for p in sweep_dir.iterdir() if p.name.isdigit() and p.is_dir()}
+
+
+def job_state(folder: Path) -> str:
+    """``finished`` (``metrics.json``), ``failed`` (the job's failure record) or ``interrupted`` (stopped,
+    with or without a checkpoint)."""
+    if (folder / METRICS).is_file():
+        return "finished"
+    return "failed" if (folder / FAILED).is_file() else "interrupted"
+
+
+def _numbers(nums: Sequence[int]) -> str:
+    return " ".join(str(n) for n in sorted(nums))
+
+
+def describe_jobs(sweep_dir: Path, total: Optional[int] = None) -> str:
+    """``2 finished (jobs 0 1), 1 interrupted (job 2), 3 not started`` for a sweep folder."""
+    by_state: Dict[str, List[int]] = {}
+    folders = _job_folders(sweep_dir)
+    for num, folder in folders.items():
+        by_state.setdefault(job_state(folder), []).append(num)
+    parts = [f"{len(nums)} {state} (job{'s' if len(nums) > 1 else ''} {_numbers(nums)})"
+             for state in ("finished", "failed", "interrupted") if (nums := by_state.get(state))]
+    if total is not None and total > len(folders):
+        parts.append(f"{total - len(folders)} not started")
+    return ", ".join(parts) or "no job started"
+
+
+def _holds_sweep(sweep_dir: Path) -> bool:
+    return (sweep_dir / "multirun.yaml").exists() or bool(_job_folders(sweep_dir))
+
+
+def _resume_requested(combinations: Sequence[Sequence[str]]) -> bool:
+    return any(o.partition("=")[0].lstrip("+") == "resume" and o.partition("=")[2].lower() == "true"
+               for c in combinations for o in c)
+
+
+def check_sweep_dir(sweep_dir: Path, combinations: Sequence[Sequence[str]], grid: bool,
+                    args: Sequence[str] = ()) -> None:
+    """Refuses, before Hydra writes its ``multirun.yaml`` and the jobs' ``.hydra/`` files, a sweep into a
+    folder that holds one: without ``resume=true`` always; with it, a search (its trials are sampled anew)
+    or a grid whose jobs would change a started job's results (checked as a single run's resume is)."""
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise ConfigError(f"hydra.sweep.dir={sweep_dir} is an existing file, not a folder; pass "
+                          "hydra.sweep.dir=<new folder>")
+    resume = _resume_requested(combinations)
+    if not _holds_sweep(sweep_dir):
+        if resume:
+            raise ConfigError(f"resume=true but hydra.sweep.dir={sweep_dir} holds no sweep (no multirun.yaml, no job "
+                              "folder); drop resume=true to start the sweep")
+        return
+    jobs = describe_jobs(sweep_dir)
+    if not resume:
+        finish = (f"finish this one with the same overrides plus resume=true: {_resume_command(args, sweep_dir)}"
+                  if grid else "a search cannot be finished job by job")
+        raise ConfigError(f"hydra.sweep.dir={sweep_dir} already holds a sweep ({jobs}); nothing was written. Pass "
+                          f"hydra.sweep.dir=<new folder> to start another, or {finish}")
+    if not grid:
+        raise ConfigError(f"resume=true finishes a sweep of key=a,b lists (the basic sweeper); a search samples its "
+                          f"trials anew, so the jobs in hydra.sweep.dir={sweep_dir} ({jobs}) cannot be matched. "
+                          "Start the search in a new hydra.sweep.dir=<folder> (hydra.sweeper.storage and "
+                          "study_name keep a study's trials across sweeps)")
+    for num, folder in sorted(_job_folders(sweep_dir).items()):
+        if num < len(combinations):
+            _check_job_resumable(num, folder, combinations[num], combinations)
+
+
+def _started_config(folder: Path) -> Optional[Dict[str, Any]]:
+    """The resolved configuration a job folder's run was started with: from ``metrics.json``, else from
+    Hydra's ``.hydra/overrides.yaml`` of a job that has a checkpoint; None when it holds no run."""
+    finished, interrupted = (folder / METRICS).is_file(), (folder / CHECKPOINT).is_file()
+    if finished:
+        try:
+            config = json.loads((folder / METRICS).read_text()).get("config")
+        except (OSError, ValueError, AttributeError):
+            config = None
+        if isinstance(config, dict):
+            return config
+    overrides = folder / ".hydra" / "overrides.yaml"
+    if (finished or interrupted) and overrides.is_file():
+        old = [str(o) for o in OmegaConf.load(overrides)]
+        with _outside_running_hydra():
+            return OmegaConf.to_container(load_config(old + [f"run_dir={_quote(str(folder))}"]), resolve=True)
+    return None
+
+
+def _check_job_resumable(num: int, folder: Path, combination: Sequence[str],
+                         combinations: Sequence[Sequence[str]]) -> None:
+    from .config import resume_changes
+
+    old = _started_config(folder)
+    if old is None:
+        return
+    with _outside_running_hydra():
+        new = OmegaConf.to_container(load_config(list(combination) + [f"run_dir={_quote(str(folder))}"]),
+                                     resolve=True)
+    changes = resume_changes(json.loads(json.dumps(old, default=str)), json.loads(json.dumps(new, default=str)))
+    if changes:
+        what = "; ".join(f"{key}: {a!r} -> {b!r}" for key, a, b in changes)
+        raise ConfigError(f"resume=true refused: job {num} [{' '.join(_swept(combination, combinations))}] would "
+                          f"run in {folder}, which holds a run started with a different configuration ({what}); "
+                          "nothing was written. Resume with the sweep's original overrides (in "
+                          f"{folder.parent / 'multirun.yaml'}), or pass hydra.sweep.dir=<new folder>")
+
+
+def _hydra_value(value: str) -> str:
+    """A path as a Hydra override value: bare when Hydra reads it as is, else quoted."""
+    return value if re.fullmatch(r"[A-Za-z0-9_./:@%+-]+", value) else _quote(value)
+
+
+def resume_command(sweep: Sweep) -> str:
+    """The one command that finishes ``sweep``: the same overrides, its folder and ``resume=true``."""
+    return _resume_command(sweep.args, sweep.sweep_dir)
+
+
+def _resume_command(args: Sequence[str], sweep_dir: Path) -> str:
+    keep = [a for a in args if a not in MULTIRUN_FLAGS and not a.startswith("hydra.sweep.dir=")
+            and a.partition("=")[0].lstrip("+~") != "resume"]
+    return shlex.join(["python", "-m", "cl_moo.run", "-m", *keep, f"hydra.sweep.dir={_hydra_value(str(sweep_dir))}",
+                       "resume=true"])
+
+
+def failed_jobs(sweep_dir: Path) -> List[str]:
+    """``sweep job <n> [<overrides>] failed in <folder>: <error>`` for every job of the folder that recorded
+    a failure (its ``failed.txt``), by job number."""
+    lines = []
+    for num, folder in sorted(_job_folders(sweep_dir).items()):
+        if job_state(folder) == "failed":
+            why = (folder / FAILED).read_text(errors="replace").strip().splitlines() or ["(no reason recorded)"]
+            lines.append(why[0])
+    return lines
 
 
 @contextmanager
@@ -299,10 +520,19 @@ def sweep_job(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
     folder = str(hc.runtime.output_dir)
+    record = Path(folder) / FAILED
+    record.unlink(missing_ok=True)  # a failure of an earlier attempt
     try:
         with _outside_running_hydra():
-            job_cfg = load_config(overrides + [f"run_dir={folder}"])
+            job_cfg = load_config(overrides + [f"run_dir={_quote(folder)}"])
+        if job_cfg.resume and not ((Path(folder) / METRICS).exists() or (Path(folder) / CHECKPOINT).exists()):
+            job_cfg.resume = False  # finishing a sweep: this job never saved anything, so it starts
         return objective(runner_for(job_cfg)(job_cfg))
     except Exception as exc:
-        raise SweepJobError(f"sweep job {hc.job.num} [{' '.join(overrides)}] failed in {folder}: "
-                            f"{type(exc).__name__}: {exc}") from exc
+        error = SweepJobError(f"sweep job {hc.job.num} [{' '.join(overrides)}] failed in {folder}: "
+                              f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        try:
+            record.write_text(f"{error}\n")
+        except OSError:
+            pass  # a full disk or a removed folder: the launcher still reports this job
+        raise error from exc

@@ -10,7 +10,7 @@ Names load on first use (PEP 562), so ``import cl_moo`` and ``python -m cl_moo.r
 torch before the command line is checked.
 """
 from importlib import import_module
-from typing import Any, Dict
+from typing import Any, Dict, TYPE_CHECKING
 
 _EXPORTS: Dict[str, str] = {
     "GENERATORS": "builder",
@@ -56,6 +56,30 @@ _EXPORTS: Dict[str, str] = {
     "make_functional_target": "target",
 }
 __all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # the names as static type checkers and IDEs see them (loaded lazily at run time)
+    from .builder import GENERATORS, build_hypernetwork
+    from .chunked_hypernetwork import ChunkedHypernetwork
+    from .cl_metrics import cl_summary
+    from .data import (
+        CsvTable,
+        DataFileError,
+        DataFormatError,
+        DegenerateDataError,
+        data_root,
+        read_csv,
+        read_idx,
+        require_file,
+    )
+    from .encoding import IdentityEncoding, MIPEncoding, minmax_scale
+    from .health import DeadUnitProbe, HealthLog, HealthWarning, constant_prediction_loss
+    from .hypernetwork import ACTIVATIONS, HeadPiece, Hypernetwork, make_activation, mlp
+    from .init import INIT_SCHEMES, init_hypernetwork, target_variances, variance_report
+    from .layout import WeightLayout
+    from .mlp_hypernetwork import MLPHypernetwork
+    from .moo_metrics import RayError, check_rays, evaluation_rays, hypervolume, non_dominated, uniformity
+    from .optim import make_adam
+    from .target import FunctionalTarget, TargetCallError, TargetFallbackWarning, make_functional_target
 __version__ = "0.2.0"
 
 

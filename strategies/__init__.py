@@ -11,7 +11,7 @@ Names load on first use, so ``from strategies.phn import ...`` or ``import strat
 import Avalanche unless a continual-learning name is used.
 """
 from importlib import import_module
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 _EXPORTS = {
     "HypernetworkStrategy": "hnet_cl",
@@ -47,6 +47,26 @@ _EXPORTS = {
     "ExperienceMSEForgetting": "avalanche_metrics",
 }
 __all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # the names as static type checkers and IDEs see them (loaded lazily at run time)
+    from .avalanche_metrics import ExperienceMSE, ExperienceMSEForgetting, MeanSquaredError, StreamMSE, mse_metrics
+    from .cl_model import TaskConditionedHypernetwork, build_cl_model
+    from .epo import EPOResult, epo_weights
+    from .health_plugin import TrainingHealthPlugin
+    from .hnet_cl import HypernetworkStrategy, NonFiniteLossError, TaskLabelError
+    from .objective_problem import (
+        ObjectiveProblem,
+        ObjectiveProblemError,
+        ObjectiveProblemStrategy,
+        evaluate_front,
+        front_rays,
+        train_on_problem,
+    )
+    from .phn import DirichletRays, ParetoHypernetworkStrategy
+    from .phn_cl import ContinualParetoStrategy, TaskRayHypernetwork
+    from .regularizer import OutputRegularizer, lookahead_delta
+    from .regularizer_plugin import OutputRegularizerPlugin
+    from .solvers import EPO, LinearScalarization, SOLVERS, Solver, make_solver
 
 
 def __getattr__(name: str) -> Any:

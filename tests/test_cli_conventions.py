@@ -139,3 +139,21 @@ def test_the_command_line_exits_2_with_one_line_for_a_bad_key():
     done = cli("benchmark=adult", "train.lrr=1")
     assert done.returncode == 2 and "did you mean 'train.lr'?" in done.stderr and "Traceback" not in done.stderr
     assert time.perf_counter() - start < 10.0
+
+
+def test_a_value_the_shell_split_at_a_space_gets_the_quoted_spelling(capsys):
+    assert main(["run_dir=/tmp/my", "runs"]) == 2
+    assert "quote the whole value: \"run_dir='/tmp/my runs'\"" in capsys.readouterr().err
+
+
+def test_lazy_packages_declare_every_export_for_type_checkers():
+    import ast
+
+    for package in ("cl_moo", "strategies"):
+        tree = ast.parse((ROOT / package / "__init__.py").read_text())
+        exports = next(n.value for n in tree.body if isinstance(n, ast.AnnAssign | ast.Assign)
+                       and "_EXPORTS" in ast.unparse(n.targets[0] if isinstance(n, ast.Assign) else n.target))
+        lazy = {k.value: v.value for k, v in zip(exports.keys, exports.values)}
+        block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+        static = {a.name: imp.module for imp in block.body for a in imp.names}
+        assert static == lazy, package

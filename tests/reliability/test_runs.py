@@ -249,7 +249,7 @@ def test_a_finished_or_interrupted_run_dir_is_refused_without_resume(cl_full, cl
     assert "pass resume=true to continue it" in capsys.readouterr().err
     assert run(TINY, cl_full, data_root, "resume=true") == 0  # finished: reported, nothing rewritten
     assert "holds a finished run" in capsys.readouterr().out
-    assert run(TINY, cl_full, data_root, "resume=true", "seed=1") == 1  # ... but not as another configuration
+    assert run(TINY, cl_full, data_root, "resume=true", "seed=1") == 2  # ... but not as another configuration (a usage error)
     assert "seed: 0 -> 1" in capsys.readouterr().err
     assert (cl_full / "metrics.json").read_bytes() == before
 
