@@ -43,5 +43,5 @@ setup(
     include_package_data=True,
     install_requires=_requirements(),
     entry_points={"console_scripts": ["cl-moo=cl_moo.run:main", "cl-moo-report=cl_moo.report:main"]},
-    extras_require={"sweep": SWEEP, "test": ["pytest>=8", "import-linter>=2.1", *SWEEP]},
+    extras_require={"sweep": SWEEP, "test": ["pytest>=8", "import-linter>=2.1", "ruff>=0.6", "mypy>=1.10", *SWEEP]},
 )

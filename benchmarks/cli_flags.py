@@ -48,7 +48,10 @@ class Flags:
 
 def parse_flags(argv: Sequence[str]) -> Flags:
     """Splits the flags from the overrides; an unknown flag or a bad flag value is a :class:`ConfigError`."""
-    flags, args = Flags(), list(argv)
+    flags, args = Flags(), []
+    for arg in argv:  # Hydra also takes --cfg=job, --info=defaults, --package=hnet
+        name, eq, value = arg.partition("=")
+        args += [name, value] if eq and name in ("--cfg", "--info", "--package") else [arg]
     i = 0
     while i < len(args):
         arg = args[i]
@@ -81,6 +84,12 @@ def parse_flags(argv: Sequence[str]) -> Flags:
         i += 1
     if flags.package is not None and flags.cfg is None:
         raise ConfigError(f"-p/--package {flags.package} selects a part of --cfg's output; add --cfg job")
+    if flags.resolve and flags.cfg is None:
+        raise ConfigError("--resolve resolves the interpolations of --cfg's output; add --cfg job")
+    swept = [o for o in flags.overrides if "," in o.partition("=")[2] and o.partition("=")[2][:1] not in "[{'\""]
+    if swept and not flags.multirun:
+        raise ConfigError(f"{swept[0]} lists several values, which is a sweep: add -m (python -m cl_moo.run -m "
+                          f"{' '.join(flags.overrides)}), or give one value")
     if flags.multirun and (flags.cfg or flags.info):
         raise ConfigError("--cfg and --info show one run's configuration; drop -m (each combination of a sweep "
                           "is one run: name its values without commas)")

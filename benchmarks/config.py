@@ -100,7 +100,8 @@ RESUME_SAFE_KEYS = ("resume", "progress", "run_dir", "data.root", "data.download
 RESUME_IGNORED_PREFIXES = ("benchmark.presets.",)
 # keys added to the config after runs were recorded: absent from an older run's config means the
 # behaviour it had then, which is this value (so resume and result tables accept those runs)
-ADDED_KEYS = {"train.eval_tasks": "all", "strategy.start": "random", "built.hnet.start": "random", "hnet.emb_std": 1.0}
+ADDED_KEYS = {"train.eval_tasks": "all", "strategy.start": "random", "built.hnet.start": "random", "hnet.emb_std": 1.0,
+              "built.hnet.theta0": None}  # theta0: recorded (MIP runs only) since MIP draws theta_0 like a target
 CONFIG_GROUPS = ("benchmark", "strategy")
 # strategy keys whose value IS the strategy: a preset never changes them (fine-tuning is beta = 0)
 STRATEGY_DEFINING_KEYS = {"finetune": ("beta",)}

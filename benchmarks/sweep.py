@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import MULTIRUN_FLAGS, check_applies, runner_for
+from .cli import MULTIRUN_FLAGS, check_applies, check_device, runner_for
 from .config import ConfigError, config_dir, load_config, quote_hint
 
 TASK_NAME = "cl_moo"
@@ -213,6 +213,7 @@ def _check(combination: Sequence[str]) -> None:
     with _outside_running_hydra():
         cfg = load_config(combination)
     check_applies(cfg)
+    check_device(cfg)  # device=cuda without a GPU: refused before any job folder is written
 
 
 def validate_sweep(combinations: Sequence[Sequence[str]]) -> None:

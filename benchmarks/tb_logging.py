@@ -19,14 +19,21 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 HParam = Union[str, float, int]
-LEFT_OUT = ("benchmark.presets",)  # the preset tables: the values a run used are in the resolved keys
+# the preset tables (the values a run used are in the resolved keys), and the keys that say where and how a
+# run reads and shows things (a resumed run is not another hyperparameter setting)
+LEFT_OUT = ("benchmark.presets", "resume", "run_dir", "progress", "data.root", "data.download", "data.verify")
 
 
 def open_writer(folder: Path, resume_step: Optional[int] = None) -> SummaryWriter:
     """A ``SummaryWriter`` on ``folder``. ``resume_step``: the global step of the checkpoint a resumed run
     continues from; events of the interrupted part with a larger step are purged (TensorBoard and
     ``EventAccumulator`` drop them), so the resumed part's steps follow on without duplicates."""
-    return SummaryWriter(str(folder), purge_step=None if resume_step is None else int(resume_step) + 1)
+    if resume_step is None:
+        # a fresh start in a folder that already holds events (a run killed before its first checkpoint,
+        # a sweep job started again): the old events are purged, not shown beside the new ones
+        stale = folder.is_dir() and any(folder.glob("events.out.tfevents*"))
+        return SummaryWriter(str(folder), purge_step=0 if stale else None)
+    return SummaryWriter(str(folder), purge_step=int(resume_step) + 1)
 
 
 def flat_config(config: Mapping[str, Any], prefix: str = "") -> Dict[str, HParam]:

@@ -9,8 +9,9 @@ scipy and pymoo only; the strategies (``strategies``) and the benchmarks and run
 Names load on first use (PEP 562), so ``import cl_moo`` and ``python -m cl_moo.run`` do not import
 torch before the command line is checked.
 """
+
 from importlib import import_module
-from typing import Any, Dict, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Dict
 
 _EXPORTS: Dict[str, str] = {
     "GENERATORS": "builder",

@@ -6,9 +6,10 @@ MIP on or off (encoding + residual, Gonzalez Ortiz et al. 2024) and initialises 
 (:func:`cl_moo.init_hypernetwork`). The returned hypernetwork records what it was built with in
 ``hnet.build_options``, which runs write next to their config.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, cast
 
 import torch
 from torch import nn
@@ -16,7 +17,7 @@ from torch import nn
 from .chunked_hypernetwork import ChunkedHypernetwork
 from .encoding import InputRange
 from .hypernetwork import ACTIVATIONS, Hypernetwork
-from .init import INIT_SCHEMES, init_hypernetwork
+from .init import INIT_SCHEMES, THETA0_INITS, InitScheme, Theta0Init, init_hypernetwork
 from .mlp_hypernetwork import MLPHypernetwork
 from .target import FunctionalTarget
 
@@ -38,13 +39,17 @@ def build_hypernetwork(
     target_gain: float = 2.0,
     probe_conditions: Optional[torch.Tensor] = None,
     residual_scale: float = 0.01,
+    theta0: str = "init",
     param_names: Optional[Sequence[str]] = None,
     generator: Optional[str] = None,
 ) -> Hypernetwork:
     """Builds and initialises a hypernetwork for ``target`` (an ``nn.Module`` or a ``FunctionalTarget``).
 
-    ``mip=True``: MIP encoding of the condition and the residual ``theta_0 + Delta theta`` around
-    the target's current weights. ``input_range``: ``"unit"`` for conditions in [0, 1] (rays),
+    ``mip=True``: MIP encoding of the condition and the residual ``theta_0 + Delta theta``; the
+    start weights are ``theta_0``: with ``theta0="init"`` drawn as ``init`` initialises a target
+    (Kaiming / Xavier with zero biases, or the hyperfan variances;
+    :func:`cl_moo.init.start_variances`), with ``theta0="keep"`` the target's current weights (a
+    pretrained model). ``input_range``: ``"unit"`` for conditions in [0, 1] (rays),
     ``"unbounded"`` for learned embeddings (a logistic first). ``probe_conditions``: samples of
     the conditions the hypernetwork will see, for the init (default: uniform / normal).
     ``generator``: a name in :data:`GENERATORS` (default: ``"chunked"`` when ``chunk_size`` is
@@ -52,6 +57,13 @@ def build_hypernetwork(
     """
     if init not in INIT_SCHEMES:
         raise ValueError(f"unknown init scheme {init!r}; choose one of {list(INIT_SCHEMES)}")
+    if theta0 not in THETA0_INITS:
+        raise ValueError(
+            f"theta0 must be one of {list(THETA0_INITS)} ('init': drawn as init={init!r} initialises a "
+            f"target; 'keep': the target's current, e.g. pretrained, weights), got {theta0!r}"
+        )
+    if theta0 != "init" and not mip:
+        raise ValueError(f"theta0={theta0!r} applies with mip=True (MIP's residual theta_0 + Delta theta)")
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
     if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in hidden):
@@ -59,10 +71,18 @@ def build_hypernetwork(
     if not isinstance(target, FunctionalTarget):
         target = FunctionalTarget(target, param_names)
     elif param_names is not None and list(param_names) != target.param_names:
-        raise ValueError("param_names applies when target is an nn.Module; this FunctionalTarget already selects "
-                         f"{target.param_names}")
-    common: Dict[str, Any] = dict(hidden=tuple(hidden), activation=activation, last_activation=last_activation,
-                                  mip_encoding=mip, residual=mip, input_range=input_range)
+        raise ValueError(
+            "param_names applies when target is an nn.Module; this FunctionalTarget already selects "
+            f"{target.param_names}"
+        )
+    common: Dict[str, Any] = dict(
+        hidden=tuple(hidden),
+        activation=activation,
+        last_activation=last_activation,
+        mip_encoding=mip,
+        residual=mip,
+        input_range=input_range,
+    )
     generator = generator or ("mlp" if chunk_size is None else "chunked")
     if generator not in GENERATORS:
         raise ValueError(f"unknown generator {generator!r}; choose one of {sorted(GENERATORS)}")
@@ -73,13 +93,28 @@ def build_hypernetwork(
     elif chunk_size is not None and generator == "mlp":
         raise ValueError(f"chunk_size={chunk_size} applies to the chunked generator, not {generator!r}")
     hnet: Hypernetwork = GENERATORS[generator](target, cond_dim, **common)
-    init_hypernetwork(hnet, init, target_gain=target_gain, probe_conditions=probe_conditions,
-                      residual_scale=residual_scale)
+    init_hypernetwork(
+        hnet,
+        cast(InitScheme, init),  # checked against INIT_SCHEMES above
+        target_gain=target_gain,
+        probe_conditions=probe_conditions,
+        residual_scale=residual_scale,
+        theta0=cast(Theta0Init, theta0),  # checked against THETA0_INITS above
+    )
     hnet.build_options = {
-        "generator": generator, "cond_dim": cond_dim,
-        "chunk_size": chunk_size, "chunk_emb_dim": chunk_emb_dim if chunk_size is not None else None,
-        "hidden": list(hidden), "activation": activation, "last_activation": last_activation, "mip": mip,
-        "input_range": input_range, "init": init, "target_gain": target_gain,
-        "residual_scale": residual_scale if mip else None, "target_layout": target.layout.describe(),
+        "generator": generator,
+        "cond_dim": cond_dim,
+        "chunk_size": chunk_size,
+        "chunk_emb_dim": chunk_emb_dim if chunk_size is not None else None,
+        "hidden": list(hidden),
+        "activation": activation,
+        "last_activation": last_activation,
+        "mip": mip,
+        "input_range": input_range,
+        "init": init,
+        "target_gain": target_gain,
+        "residual_scale": residual_scale if mip else None,
+        "theta0": theta0 if mip else None,
+        "target_layout": target.layout.describe(),
     }
     return hnet

@@ -10,6 +10,7 @@ Head contract: piece 1 applies all head rows to the first ``C - 1`` chunks; piec
 the rows the last chunk uses (no padding is computed). Chunk embeddings are the per-application
 scale that hyperfan init uses (:meth:`scale_applications`).
 """
+
 from __future__ import annotations
 
 import math

@@ -7,6 +7,7 @@
 * backward transfer (Lopez-Paz & Ranzato 2017): ``mean_{j<T-1} R[T-1, j] - R[j, j]``
   (for errors, the sign is flipped so that positive means better)
 """
+
 from __future__ import annotations
 
 import math

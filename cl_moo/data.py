@@ -9,6 +9,7 @@ dimensions, payload size) and :func:`read_csv` (header, ragged rows, named colum
 cells). Every fault raises a :class:`DataFileError` naming the file (and the line and column
 where it applies), the problem and the fix.
 """
+
 from __future__ import annotations
 
 import csv
@@ -167,9 +168,14 @@ def require_file(
 # ----------------------------------------------------------------------------- gzip and idx files
 
 _REPLACE = "replace it with the published file (delete it and copy or download it again)"
-_IDX_TYPES = {0x08: ("ubyte", np.dtype(np.uint8)), 0x09: ("byte", np.dtype(np.int8)),
-              0x0B: ("short", np.dtype(">i2")), 0x0C: ("int", np.dtype(">i4")),
-              0x0D: ("float", np.dtype(">f4")), 0x0E: ("double", np.dtype(">f8"))}
+_IDX_TYPES: Dict[int, Tuple[str, np.dtype]] = {
+    0x08: ("ubyte", np.dtype(np.uint8)),
+    0x09: ("byte", np.dtype(np.int8)),
+    0x0B: ("short", np.dtype(">i2")),
+    0x0C: ("int", np.dtype(">i4")),
+    0x0D: ("float", np.dtype(">f4")),
+    0x0E: ("double", np.dtype(">f8")),
+}
 
 
 def read_gzip(path: Union[str, Path]) -> bytes:

@@ -5,6 +5,7 @@ MIP Sec. 4.1: each input dimension gamma in [0, 1] is encoded as
 encoded input has a constant norm whatever the input magnitude. Bounded inputs are min-max
 scaled to [0, 1] first; unbounded inputs go through a logistic first.
 """
+
 from __future__ import annotations
 
 import math

@@ -14,17 +14,18 @@ The measures here are plain tensor functions, cheap enough to run every N steps 
 :class:`HealthWarning` naming the likely cause and the setting to change) and kept for the
 ``health`` section of a run's ``metrics.json``.
 """
+
 from __future__ import annotations
 
 import contextlib
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type
 
 import torch
 from torch import nn
 
-DEAD_UNIT_MODULES: Tuple[type, ...] = (nn.ReLU, nn.ReLU6)
+DEAD_UNIT_MODULES: Tuple[Type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
 
 
 class HealthWarning(UserWarning):
@@ -71,8 +72,11 @@ class HealthLog:
         return not self.findings
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"ok": self.ok, "warnings": [f.message for f in self.findings],
-                "findings": [asdict(f) for f in self.findings]}
+        return {
+            "ok": self.ok,
+            "warnings": [f.message for f in self.findings],
+            "findings": [asdict(f) for f in self.findings],
+        }
 
     def state_dict(self) -> Dict[str, Any]:
         return {"findings": [asdict(f) for f in self.findings]}
@@ -109,8 +113,9 @@ class DeadUnitProbe:
     """
 
     def __init__(self, module: nn.Module) -> None:
-        self.layers = [(name or type(m).__name__, m) for name, m in module.named_modules()
-                       if isinstance(m, DEAD_UNIT_MODULES)]
+        self.layers: List[Tuple[str, nn.Module]] = [
+            (name or type(m).__name__, m) for name, m in module.named_modules() if isinstance(m, DEAD_UNIT_MODULES)
+        ]
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[Dict[str, torch.Tensor]]:
@@ -124,6 +129,7 @@ class DeadUnitProbe:
                 if active.dim() > 2:  # (N, C, ...): a channel is a unit
                     active = active.flatten(2).any(dim=2)
                 dead[name] = 1.0 - active.any(dim=0).float().mean()
+
             return record
 
         handles = [m.register_forward_hook(hook(name)) for name, m in self.layers]
@@ -132,4 +138,3 @@ class DeadUnitProbe:
         finally:
             for h in handles:
                 h.remove()
-

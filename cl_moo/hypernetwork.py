@@ -8,6 +8,7 @@ hyperfan initialisation (:mod:`cl_moo.init`) and the regularizer's fast path all
 pieces; none of them looks at the generator's type. With MIP's residual form (Gonzalez Ortiz et
 al. 2024, Eq. 5) the output is ``theta_0 + Delta theta``, ``theta_0`` learnable.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

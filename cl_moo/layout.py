@@ -6,6 +6,7 @@ where each tensor lives in that vector and converts between the flat form and th
 Every part of the library (target, generators, initialisation, regularizer) reads it; nothing
 recomputes offsets.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -102,5 +103,7 @@ class WeightLayout:
 
     def describe(self) -> List[Dict[str, object]]:
         """``[{name, shape, numel, offset}]``: what a run records about its generated tensors."""
-        return [{"name": n, "shape": list(s), "numel": k, "offset": o}
-                for n, s, k, o in zip(self.names, self.shapes, self.numels, self.offsets)]
+        return [
+            {"name": n, "shape": list(s), "numel": k, "offset": o}
+            for n, s, k, o in zip(self.names, self.shapes, self.numels, self.offsets)
+        ]

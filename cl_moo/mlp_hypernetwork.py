@@ -4,6 +4,7 @@
 whose rows ``layout.slices[j]`` form the head of tensor ``j`` (the same function as separate
 heads, computed in one matrix product). One head piece, applied once per condition.
 """
+
 from __future__ import annotations
 
 from typing import List, Sequence

@@ -6,6 +6,7 @@
 * Evaluation rays: m = 2: K rays at angles in [0.1, pi/2 - 0.1] on the quarter circle,
   normalised to sum 1 (PHN); m >= 3: Das-Dennis directions from pymoo.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,10 @@ def check_rays(rays: torch.Tensor, m: int, tol: float = 1e-5) -> torch.Tensor:
     sums = rays.sum(dim=1)
     if ((sums - 1).abs() > tol).any():
         bad = sums[(sums - 1).abs() > tol][0].item()
-        raise RayError(f"preference rays must sum to 1 (the simplex); got a ray summing to {bad:.6g}: normalise it with r / r.sum()")
+        raise RayError(
+            f"preference rays must sum to 1 (the simplex); got a ray summing to {bad:.6g}: "
+            "normalise it with r / r.sum()"
+        )
     return rays
 
 
@@ -82,8 +86,10 @@ def evaluation_rays(m: int, k: int = 25) -> np.ndarray:
     if m < 2:
         raise ValueError(f"need at least 2 objectives, got {m}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-        raise ValueError(f"k={k!r} rays: a front needs an integer k >= 2 (PHN evaluates 25); to evaluate one "
-                         "trade-off, pass that ray itself")
+        raise ValueError(
+            f"k={k!r} rays: a front needs an integer k >= 2 (PHN evaluates 25); to evaluate one "
+            "trade-off, pass that ray itself"
+        )
     if m == 2:
         angles = np.linspace(0.1, math.pi / 2 - 0.1, k)
         rays = np.stack([np.cos(angles), np.sin(angles)], axis=1)

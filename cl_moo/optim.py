@@ -6,6 +6,7 @@ multi-threaded pass (about 9x faster for a 2M-parameter hypernetwork on a 2-core
 ``benchmarks/speed.py``). It needs floating-point parameters on a device with fused kernels;
 otherwise the default implementation is used.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Tuple, Union
@@ -28,6 +29,6 @@ ParamsOrGroups = Union[Iterable[nn.Parameter], List[Dict[str, Any]]]
 def make_adam(params: ParamsOrGroups, *, lr: float, betas: Tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
     """``torch.optim.Adam`` over ``params`` (tensors, or parameter-group dicts), with ``fused=True``
     when :func:`fused_supported` holds for every tensor."""
-    params = list(params)
-    tensors = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
-    return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused_supported(tensors) or None)
+    items: List[Any] = list(params)
+    tensors = [p for g in items for p in g["params"]] if items and isinstance(items[0], dict) else items
+    return torch.optim.Adam(items, lr=lr, betas=betas, fused=fused_supported(tensors) or None)

@@ -2,6 +2,7 @@
 
 A thin entry point like :mod:`cl_moo.run`: the report (``benchmarks.report``) loads only when called.
 """
+
 from __future__ import annotations
 
 import sys

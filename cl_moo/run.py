@@ -4,6 +4,7 @@ A thin entry point: the runners live in the ``benchmarks`` layer and load only w
 The ``benchmarks``, ``strategies`` and ``configs`` packages are taken from where ``cl_moo`` is
 installed, so a folder of the same name in the working directory cannot shadow them.
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,9 @@ def _use_installed_packages() -> None:
         module = sys.modules.get(name)
         where = getattr(module, "__file__", None) if module is not None else None
         if where is not None and Path(where).resolve().parent.parent != home:
-            raise ImportError(f"a different '{name}' package ({where}) is already imported; cl_moo needs its own "
-                              f"from {home}")
+            raise ImportError(
+                f"a different '{name}' package ({where}) is already imported; cl_moo needs its own from {home}"
+            )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -26,6 +26,7 @@ tensors in place of the module's own buffers of those names (e.g. one set of Bat
 statistics per task, :class:`strategies.cl_model.TaskConditionedHypernetwork`); in training mode
 they are updated in place exactly as the module's own would be, and the module's own stay untouched.
 """
+
 from __future__ import annotations
 
 import re
@@ -113,8 +114,7 @@ class FunctionalTarget(nn.Module):
             unknown = [n for n in names if n not in every]
             if unknown:
                 raise KeyError(
-                    f"parameter(s) {unknown} not found in {type(module).__name__}; "
-                    f"valid names are: {sorted(every)}"
+                    f"parameter(s) {unknown} not found in {type(module).__name__}; valid names are: {sorted(every)}"
                 )
             if len(set(names)) != len(names):
                 raise ValueError(f"parameter names given twice: {names}")
@@ -122,9 +122,7 @@ class FunctionalTarget(nn.Module):
             for n in names:
                 other = seen.setdefault(id(every[n]), n)
                 if other != n:
-                    raise ValueError(
-                        f"'{other}' and '{n}' name the same (tied) parameter; select only one of them"
-                    )
+                    raise ValueError(f"'{other}' and '{n}' name the same (tied) parameter; select only one of them")
         if not names:
             raise ValueError(f"{type(module).__name__} has no parameters to generate")
         self.layout = WeightLayout.from_named((n, every[n].shape) for n in names)
@@ -179,8 +177,10 @@ class FunctionalTarget(nn.Module):
         out: Dict[str, torch.Tensor] = {}
         for name, t in buffers.items():
             if name not in self._buffer_group:
-                raise KeyError(f"buffers= has unknown name {name!r}; {type(self.module).__name__}'s buffers are "
-                               f"{sorted(self._buffer_group)}")
+                raise KeyError(
+                    f"buffers= has unknown name {name!r}; {type(self.module).__name__}'s buffers are "
+                    f"{sorted(self._buffer_group)}"
+                )
             own = self.module.get_buffer(name)
             if own is not None and tuple(t.shape) != tuple(own.shape):
                 raise ValueError(f"buffer '{name}' has shape {tuple(t.shape)}; the module's is {tuple(own.shape)}")
@@ -204,8 +204,7 @@ class FunctionalTarget(nn.Module):
             tensors = list(weights)
             if len(tensors) != len(self.param_names):
                 raise ValueError(
-                    f"expected {len(self.param_names)} weight tensors ({self.param_names}), "
-                    f"got {len(tensors)}"
+                    f"expected {len(self.param_names)} weight tensors ({self.param_names}), got {len(tensors)}"
                 )
         batch: Optional[int] = None
         x_device = x.device if isinstance(x, torch.Tensor) else None
@@ -265,18 +264,30 @@ class FunctionalTarget(nn.Module):
         """The weights under every slot that holds them (for ``tie_weights=False``)."""
         return {a: wdict[aliases[0]] for aliases in self._aliases for a in aliases}
 
-    def _call(self, wdict: Dict[str, torch.Tensor], x: torch.Tensor,
-              buffers: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+    def _call(
+        self, wdict: Dict[str, torch.Tensor], x: torch.Tensor, buffers: Optional[Dict[str, torch.Tensor]] = None
+    ) -> torch.Tensor:
         call = self._expand(wdict)
         call.update(self._expand_buffers(buffers))
         return functional_call(self.module, call, (x,), tie_weights=False)
 
-    def _vmapped(self, wdict: Dict[str, torch.Tensor], x: torch.Tensor, x_dim: Optional[int],
-                 buffers: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+    def _vmapped(
+        self,
+        wdict: Dict[str, torch.Tensor],
+        x: torch.Tensor,
+        x_dim: Optional[int],
+        buffers: Optional[Dict[str, torch.Tensor]] = None,
+    ) -> torch.Tensor:
         return vmap(lambda w, xs: self._call(w, xs, buffers), in_dims=(0, x_dim), randomness="different")(wdict, x)
 
-    def _loop(self, wdict: Dict[str, torch.Tensor], x: torch.Tensor, x_dim: Optional[int], batch: int,
-              buffers: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+    def _loop(
+        self,
+        wdict: Dict[str, torch.Tensor],
+        x: torch.Tensor,
+        x_dim: Optional[int],
+        batch: int,
+        buffers: Optional[Dict[str, torch.Tensor]] = None,
+    ) -> torch.Tensor:
         """B single-set calls; each starts from the same buffers, which then hold their mean."""
         own = {g[0]: self.module.get_buffer(g[0]) for g in self._buffer_aliases}
         own.update(buffers or {})
@@ -299,8 +310,14 @@ class FunctionalTarget(nn.Module):
                     t.copy_(vals[-1])
         return torch.stack(outs)
 
-    def _batched(self, wdict: Dict[str, torch.Tensor], x: torch.Tensor, x_dim: Optional[int], batch: int,
-                 buffers: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+    def _batched(
+        self,
+        wdict: Dict[str, torch.Tensor],
+        x: torch.Tensor,
+        x_dim: Optional[int],
+        batch: int,
+        buffers: Optional[Dict[str, torch.Tensor]] = None,
+    ) -> torch.Tensor:
         reason = self._loop_reason()
         if reason is not None:
             self._warn(reason, batch)
@@ -326,8 +343,9 @@ class FunctionalTarget(nn.Module):
         self._vmap_ok.add(mode)
         return out
 
-    def _run(self, weights: WeightSet, x: torch.Tensor, shared: bool,
-             buffers: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
+    def _run(
+        self, weights: WeightSet, x: torch.Tensor, shared: bool, buffers: Optional[Mapping[str, torch.Tensor]] = None
+    ) -> torch.Tensor:
         wdict, batch = self._as_dict(weights, x)
         given = self._check_buffers(buffers)
         try:
@@ -356,8 +374,9 @@ class FunctionalTarget(nn.Module):
         hint = f" Its first layer {hint}; check the input's shape and feature width." if hint else ""
         return f"{type(self.module).__name__} failed on {given}: {str(err).rstrip('. ')}.{hint}"
 
-    def forward(self, weights: WeightSet, x: torch.Tensor, *,
-                buffers: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
+    def forward(
+        self, weights: WeightSet, x: torch.Tensor, *, buffers: Optional[Mapping[str, torch.Tensor]] = None
+    ) -> torch.Tensor:
         """Runs the model with ``weights`` (and ``buffers``, if given, in place of the module's own
         buffers of those names; see the module docstring).
 
@@ -368,14 +387,13 @@ class FunctionalTarget(nn.Module):
         """
         return self._run(weights, x, shared=False, buffers=buffers)
 
-    def forward_shared(self, weights: WeightSet, x: torch.Tensor, *,
-                       buffers: Optional[Mapping[str, torch.Tensor]] = None) -> torch.Tensor:
+    def forward_shared(
+        self, weights: WeightSet, x: torch.Tensor, *, buffers: Optional[Mapping[str, torch.Tensor]] = None
+    ) -> torch.Tensor:
         """Runs the same inputs ``x`` ``(N, ...)`` through B weight sets; returns ``(B, N, ...)``."""
         return self._run(weights, x, shared=True, buffers=buffers)
 
 
-def make_functional_target(
-    module: nn.Module, param_names: Optional[Iterable[str]] = None
-) -> FunctionalTarget:
+def make_functional_target(module: nn.Module, param_names: Optional[Iterable[str]] = None) -> FunctionalTarget:
     """Returns a :class:`FunctionalTarget` for ``module`` (default: all its parameters)."""
     return FunctionalTarget(module, param_names)

@@ -10,8 +10,9 @@
 Names load on first use, so ``from strategies.phn import ...`` or ``import strategies`` does not
 import Avalanche unless a continual-learning name is used.
 """
+
 from importlib import import_module
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "HypernetworkStrategy": "hnet_cl",
@@ -66,7 +67,7 @@ if TYPE_CHECKING:  # the names as static type checkers and IDEs see them (loaded
     from .phn_cl import ContinualParetoStrategy, TaskRayHypernetwork
     from .regularizer import OutputRegularizer, lookahead_delta
     from .regularizer_plugin import OutputRegularizerPlugin
-    from .solvers import EPO, LinearScalarization, SOLVERS, Solver, make_solver
+    from .solvers import EPO, SOLVERS, LinearScalarization, Solver, make_solver
 
 
 def __getattr__(name: str) -> Any:

@@ -4,6 +4,7 @@
 ``MSEForgetting_Exp``: increase of an experience's MSE since it was first trained
 (``MSE_last - MSE_after_training``; positive means forgotten).
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional

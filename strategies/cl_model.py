@@ -12,8 +12,8 @@ label: from ``N(0, emb_std^2)`` drawn from the model's own generator (``emb_init
 default) or copied from the previous task's embedding (``emb_init="previous"``, the hypercl
 reference code's option; a new task starts from the last task's network). Measured on 5-task
 Split MNIST (``benchmarks/cl_fast_start.py``), copying did not start new tasks faster and
-forgot more (the new task's gradient first moves the old task's outputs), so it is not the default. Evaluation creates nothing and draws no
-random numbers.
+forgot more (the new task's gradient first moves the old task's outputs), so it is not the default.
+Evaluation creates nothing and draws no random numbers.
 
 A task id without an embedding (never trained) is refused with :class:`TaskLabelError`, naming it and
 the trained ids, by every path (``forward``, ``forward_single_task``, :meth:`weights`,
@@ -33,6 +33,7 @@ statistics, as BatchNorm does in training, without touching their task's); ``sta
 default outside the strategy) updates whichever task is run. ``per_task_stats=False`` shares the
 module's one set across tasks (the behaviour before).
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
@@ -67,8 +68,16 @@ class _TaskStats(nn.Module):
 class TaskConditionedHypernetwork(MultiTaskModule):
     """Target network + hypernetwork + one learned embedding per task, as a ``MultiTaskModule``."""
 
-    def __init__(self, target: FunctionalTarget, hnet: Hypernetwork, *, emb_std: float = 1.0,
-                 emb_init: str = "random", seed: int = 0, per_task_stats: bool = True) -> None:
+    def __init__(
+        self,
+        target: FunctionalTarget,
+        hnet: Hypernetwork,
+        *,
+        emb_std: float = 1.0,
+        emb_init: str = "random",
+        seed: int = 0,
+        per_task_stats: bool = True,
+    ) -> None:
         super().__init__()
         if emb_init not in EMB_INITS:
             raise ValueError(f"emb_init must be one of {list(EMB_INITS)}, got {emb_init!r}")
@@ -96,8 +105,10 @@ class TaskConditionedHypernetwork(MultiTaskModule):
     def param_groups(self, *, lr: float, emb_lr: Optional[float] = None) -> List[Dict[str, object]]:
         """The two optimizer groups the strategy needs: ``shared`` and (empty until a task starts)
         ``task_embedding``; e.g. ``torch.optim.Adam(model.param_groups(lr=1e-4))``."""
-        return [{"params": self.shared_parameters(), "lr": lr, "name": "shared"},
-                {"params": [], "lr": lr if emb_lr is None else emb_lr, "name": "task_embedding"}]
+        return [
+            {"params": self.shared_parameters(), "lr": lr, "name": "shared"},
+            {"params": [], "lr": lr if emb_lr is None else emb_lr, "name": "task_embedding"},
+        ]
 
     def _new_embedding(self, task: int) -> torch.Tensor:
         device = self.hnet.output_head().weight.device
@@ -150,11 +161,13 @@ class TaskConditionedHypernetwork(MultiTaskModule):
                 rows.append(self.task_embeddings[t])
             elif not allow_untrained:
                 raise TaskLabelError(
-                    f"task {t} is not trained: it has no task embedding (trained tasks: {list(range(self.num_tasks))}), "
+                    f"task {t} is not trained: it has no task embedding "
+                    f"(trained tasks: {list(range(self.num_tasks))}), "
                     "so its network would be the untrained one the hypernetwork generates from no embedding. Use a "
                     "trained task id, infer the task among the trained ones (model.infer_task(x, trained_tasks), or "
                     'HypernetworkStrategy(task_inference="entropy")), or pass allow_untrained=True to run the '
-                    "untrained network (all-zero embedding) on purpose")
+                    "untrained network (all-zero embedding) on purpose"
+                )
             else:
                 if zero is None:
                     zero = self.hnet.output_head().weight.new_zeros(self.emb_dim)
@@ -176,8 +189,9 @@ class TaskConditionedHypernetwork(MultiTaskModule):
             return {}
         return dict(zip(tasks, self.all_task_outputs(x, tasks)))
 
-    def forward(self, x: torch.Tensor, task_labels: Optional[torch.Tensor], *,
-                allow_untrained: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, task_labels: Optional[torch.Tensor], *, allow_untrained: bool = False
+    ) -> torch.Tensor:
         """Each sample through its own task's weights (one hypernetwork call for all tasks). A task
         id without an embedding is refused unless ``allow_untrained=True`` (see the module docstring)."""
         if task_labels is None:
@@ -204,8 +218,9 @@ class TaskConditionedHypernetwork(MultiTaskModule):
         if not self.stat_names:
             return self.target.forward_shared(weight_sets, x)
         # each task with its own running statistics: one call per task
-        return torch.stack([self.target([w[i] for w in weight_sets], x, buffers=self.stats(int(t)))
-                            for i, t in enumerate(tasks)])
+        return torch.stack(
+            [self.target([w[i] for w in weight_sets], x, buffers=self.stats(int(t))) for i, t in enumerate(tasks)]
+        )
 
     def infer_task(self, x: torch.Tensor, tasks: Sequence[int]) -> tuple:
         """HNET+ENT: per sample, the task whose softmax output has the lowest entropy.
@@ -238,19 +253,32 @@ def build_cl_model(
     emb_init: str = "random",
     seed: int = 0,
     per_task_stats: bool = True,
+    theta0: str = "init",
 ) -> TaskConditionedHypernetwork:
     """Target, hypernetwork (:func:`cl_moo.build_hypernetwork`: chunked or one head per tensor,
     MIP on/off, initialised on probe embeddings ``N(0, emb_std^2)``) and the task embeddings.
 
     With ``mip=True`` the task embedding goes through a logistic and the MIP encoding, and the
-    hypernetwork predicts a residual around the model's own (e.g. pretrained) weights.
+    hypernetwork predicts a residual around ``theta_0``: drawn as ``init`` initialises a target network
+    (``theta0="init"``, MIP's start), or the module's own, e.g. pretrained, weights (``theta0="keep"``).
     ``per_task_stats``: one set of BatchNorm/InstanceNorm running statistics per task (module docstring).
     """
     target = FunctionalTarget(module, param_names)
     hnet = build_hypernetwork(
-        target, emb_dim, chunk_size=chunk_size if chunked else None, chunk_emb_dim=chunk_emb_dim, hidden=hidden,
-        activation=activation, last_activation=last_activation, mip=mip, input_range="unbounded", init=init,
-        target_gain=target_gain, probe_conditions=torch.randn(256, emb_dim) * emb_std,
+        target,
+        emb_dim,
+        chunk_size=chunk_size if chunked else None,
+        chunk_emb_dim=chunk_emb_dim,
+        hidden=hidden,
+        activation=activation,
+        last_activation=last_activation,
+        mip=mip,
+        input_range="unbounded",
+        init=init,
+        target_gain=target_gain,
+        probe_conditions=torch.randn(256, emb_dim) * emb_std,
+        theta0=theta0,
     )
-    return TaskConditionedHypernetwork(target, hnet, emb_std=emb_std, emb_init=emb_init, seed=seed,
-                                       per_task_stats=per_task_stats)
+    return TaskConditionedHypernetwork(
+        target, hnet, emb_std=emb_std, emb_init=emb_init, seed=seed, per_task_stats=per_task_stats
+    )

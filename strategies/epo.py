@@ -18,6 +18,7 @@ The weights are ``m * alpha``. Each LP is solved with ``scipy.optimize.linprog``
 fails the weights fall back to linear scalarization on the same scale, ``m * r / sum r`` (``alpha =
 r / sum r``, as the reference EPO code does), with ``mode == "fallback"`` so a caller can count it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ class EPOResult:
 
 def _epo_lp(losses: np.ndarray, ray: np.ndarray, gram: np.ndarray, eps: float) -> Optional[dict]:
     """The LP of one ray as ``linprog`` arguments (None when ``r * l`` is degenerate)."""
-    l = np.asarray(losses, dtype=np.float64)
+    l = np.asarray(losses, dtype=np.float64)  # noqa: E741 (l, r, C: the paper's names)
     r = np.asarray(ray, dtype=np.float64)
     C = np.asarray(gram, dtype=np.float64)
     m = len(l)
@@ -80,8 +81,15 @@ def _fallback(ray: np.ndarray, lp: Optional[dict] = None) -> EPOResult:
 
 def _solve(lp: dict, ray: np.ndarray) -> EPOResult:
     m = len(lp["c"])
-    res = linprog(lp["c"], A_ub=lp["A_ub"] if len(lp["A_ub"]) else None, b_ub=lp["b_ub"] if len(lp["A_ub"]) else None,
-                  A_eq=lp["A_eq"], b_eq=lp["b_eq"], bounds=[(0, None)] * m, method="highs")
+    res = linprog(
+        lp["c"],
+        A_ub=lp["A_ub"] if len(lp["A_ub"]) else None,
+        b_ub=lp["b_ub"] if len(lp["A_ub"]) else None,
+        A_eq=lp["A_eq"],
+        b_eq=lp["b_eq"],
+        bounds=[(0, None)] * m,
+        method="highs",
+    )
     info = {k: v for k, v in lp.items() if k != "mode"}
     if not res.success or res.x is None:
         return _fallback(ray, info)
@@ -100,7 +108,7 @@ def epo_weights_batch(losses: np.ndarray, rays: np.ndarray, grams: np.ndarray, e
     The B LPs are independent, so their block-diagonal union (objectives added) has each block's
     optimum as its solution; if the union fails, each ray is solved on its own.
     """
-    lps = [_epo_lp(l, r, C, eps) for l, r, C in zip(losses, rays, grams)]
+    lps = [_epo_lp(loss, r, C, eps) for loss, r, C in zip(losses, rays, grams)]
     live = [i for i, lp in enumerate(lps) if lp is not None]
     results: List[EPOResult] = [_fallback(r) for r in rays]
     if not live:
@@ -118,8 +126,15 @@ def epo_weights_batch(losses: np.ndarray, rays: np.ndarray, grams: np.ndarray, e
         b_ub[row : row + len(block)] = lps[i]["b_ub"]
         row += len(block)
         A_eq[k, k * m : (k + 1) * m] = 1.0
-    res = linprog(c, A_ub=A_ub if rows else None, b_ub=b_ub if rows else None, A_eq=A_eq, b_eq=b_eq,
-                  bounds=[(0, None)] * (n * m), method="highs")
+    res = linprog(
+        c,
+        A_ub=A_ub if rows else None,
+        b_ub=b_ub if rows else None,
+        A_eq=A_eq,
+        b_eq=b_eq,
+        bounds=[(0, None)] * (n * m),
+        method="highs",
+    )
     if res.success and res.x is not None:
         for k, i in enumerate(live):
             alpha = res.x[k * m : (k + 1) * m]

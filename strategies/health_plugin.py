@@ -23,6 +23,7 @@ Each finding is warned once (:class:`cl_moo.health.HealthWarning`) with the sett
 kept in :attr:`log` (``strategy.health_log``, the ``health`` section of a run's ``metrics.json``);
 ``on_scalar(tag, value, step)`` receives every measured value (the runner logs them to TensorBoard).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,13 @@ from cl_moo.health import DeadUnitProbe, HealthLog, constant_prediction_loss
 
 ScalarSink = Callable[[str, float, int], None]
 # how the messages name the settings to change (the runner passes its config keys instead)
-API_NAMES = {"lr": "lr", "emb_std": "build_cl_model(emb_std=...)", "beta": "beta", "lookahead": "lookahead=True",
-             "iterations": "train_iterations"}
+API_NAMES = {
+    "lr": "lr",
+    "emb_std": "build_cl_model(emb_std=...)",
+    "beta": "beta",
+    "lookahead": "lookahead=True",
+    "iterations": "train_iterations",
+}
 
 
 def loss_kind(criterion: Any) -> Optional[str]:
@@ -63,9 +69,17 @@ def _labelled(strategy: Any, targets: torch.Tensor) -> torch.Tensor:
 class TrainingHealthPlugin(SupervisedPlugin):
     """Dead units, loss at chance and forgetting spikes of a :class:`HypernetworkStrategy` (module docstring)."""
 
-    def __init__(self, *, every: int = 50, dead_fraction: float = 0.9, chance_ratio: float = 0.9,
-                 forgetting_drop: float = 0.05, mse_rise: float = 2.0, on_scalar: Optional[ScalarSink] = None,
-                 names: Optional[Dict[str, str]] = None) -> None:
+    def __init__(
+        self,
+        *,
+        every: int = 50,
+        dead_fraction: float = 0.9,
+        chance_ratio: float = 0.9,
+        forgetting_drop: float = 0.05,
+        mse_rise: float = 2.0,
+        on_scalar: Optional[ScalarSink] = None,
+        names: Optional[Dict[str, str]] = None,
+    ) -> None:
         super().__init__()
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ValueError(f"health_every must be an integer >= 1 (or None to turn the monitors off), got {every!r}")
@@ -134,15 +148,22 @@ class TrainingHealthPlugin(SupervisedPlugin):
         if chance > 0 and mean >= self.chance_ratio * chance:
             task = strategy.current_task
             what = "label entropy" if kind == "cross_entropy" else "target variance"
-            self.log.report("loss_at_chance", f"task {task}", (
-                f"task {task} ended with its training loss at or above chance: {mean:.4g} over its last {count} "
-                f"iterations against {chance:.4g} for a prediction that ignores the input (the {what}): it learned "
-                f"nothing from its inputs. {self._lr_advice(strategy)}, train longer ({self.names['iterations']}), "
-                "or check that the labels depend on the inputs"),
-                step=strategy.total_iterations, value=mean / chance)
+            self.log.report(
+                "loss_at_chance",
+                f"task {task}",
+                (
+                    f"task {task} ended with its training loss at or above chance: {mean:.4g} over its last {count} "
+                    f"iterations against {chance:.4g} for a prediction that ignores the input (the {what}): it learned "
+                    f"nothing from its inputs. {self._lr_advice(strategy)}, train longer ({self.names['iterations']}), "
+                    "or check that the labels depend on the inputs"
+                ),
+                step=strategy.total_iterations,
+                value=mean / chance,
+            )
 
     def _chance(self, strategy: Any, kind: str, targets: list) -> float:
-        """The constant-prediction loss of the window's targets (0 when it is undefined: one class, constant targets)."""
+        """The constant-prediction loss of the window's targets (0 when it is undefined: one class,
+        constant targets)."""
         values = torch.cat(targets)
         if kind == "cross_entropy":
             values = _labelled(strategy, values)
@@ -169,8 +190,10 @@ class TrainingHealthPlugin(SupervisedPlugin):
         lr = strategy.optimizer.param_groups[0]["lr"]
         std = float(strategy.model.emb_std)
         advice = f"Lower {self.names['lr']} (now {lr:g}, e.g. {lr / 10:g})"
-        return advice + (f" or the task embeddings' scale ({self.names['emb_std']}, now {std:g}"
-                         + (", e.g. 0.1)" if std > 0.1 else ")"))
+        return advice + (
+            f" or the task embeddings' scale ({self.names['emb_std']}, now {std:g}"
+            + (", e.g. 0.1)" if std > 0.1 else ")")
+        )
 
     def _check_dead_units(self, strategy: Any, *, last: bool = False) -> None:
         model, task = strategy.model, strategy.current_task
@@ -195,11 +218,18 @@ class TrainingHealthPlugin(SupervisedPlugin):
             self._dead_streak[name] = self._dead_streak.get(name, 0) + 1 if dead_now else 0
             if dead_now and (last or self._dead_streak[name] >= 2):
                 when = "at the task's last iteration" if last else "at two checks in a row"
-                self.log.report("dead_units", f"task {task}, {name}", (
-                    f"task {task}: {value:.0%} of the units of the generated network's ReLU '{name}' are dead (no "
-                    f"input of the mini-batch activates them) {when} (iteration {step}): the optimizer's steps move "
-                    f"the generated weights by more than their own scale. {self._lr_advice(strategy)}"),
-                    step=step, value=value)
+                self.log.report(
+                    "dead_units",
+                    f"task {task}, {name}",
+                    (
+                        f"task {task}: {value:.0%} of the units of the generated network's ReLU '{name}' are dead (no "
+                        f"input of the mini-batch activates them) {when} (iteration {step}): "
+                        "the optimizer's steps move "
+                        f"the generated weights by more than their own scale. {self._lr_advice(strategy)}"
+                    ),
+                    step=step,
+                    value=value,
+                )
 
     # ------------------------------------------------------------------ evaluation
     def before_eval_exp(self, strategy: Any, **kwargs: Any) -> None:
@@ -243,12 +273,18 @@ class TrainingHealthPlugin(SupervisedPlugin):
             change = f"MSE rose from {first:.4g} (just after training it) to {value:.4g}"
         else:
             return
-        self.log.report("forgetting", f"task {task}", (
-            f"task {task}'s {change} on the {stream} stream after training task {after}: the output regularizer "
-            "did not hold it. Raise "
-            f"{self.names['beta']} (now {strategy.regularizer.beta:g}), lower {self.names['lr']} (now "
-            f"{strategy.optimizer.param_groups[0]['lr']:g}) or use {self.names['lookahead']}"),
-            step=strategy.total_iterations, value=value)
+        self.log.report(
+            "forgetting",
+            f"task {task}",
+            (
+                f"task {task}'s {change} on the {stream} stream after training task {after}: the output regularizer "
+                "did not hold it. Raise "
+                f"{self.names['beta']} (now {strategy.regularizer.beta:g}), lower {self.names['lr']} (now "
+                f"{strategy.optimizer.param_groups[0]['lr']:g}) or use {self.names['lookahead']}"
+            ),
+            step=strategy.total_iterations,
+            value=value,
+        )
 
     # ------------------------------------------------------------------ records
     def _scalar(self, tag: str, value: float, step: int) -> None:

@@ -20,6 +20,7 @@ task on purpose): a stream whose experiences all carry task label 0 (e.g. Avalan
 ``PermutedMNIST`` with its default ``return_task_id=False``) is refused instead of silently
 becoming fine-tuning.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,41 +57,41 @@ CLASS_INCREMENTAL_HINT = (
 # again at every train(), so a plugin appended to strategy.plugins later is refused too).
 UNSUPPORTED_PLUGINS = {
     "LFLPlugin": "it distils the model's feature extractor (model.get_features), which a hypernetwork target "
-                 "does not have",
+    "does not have",
     "CWRStarPlugin": "it consolidates the weights of a named classifier layer of the model; here every weight is "
-                     "generated per task",
+    "generated per task",
     "RWalkPlugin": "it tracks a fixed set of parameters, but every new task adds a task-embedding parameter",
     "GDumbPlugin": "it restarts from a fresh copy of the model at every experience, while the output regularizer "
-                   "anchors earlier tasks to the outputs of the model it replaced",
+    "anchors earlier tasks to the outputs of the model it replaced",
     "FromScratchTrainingPlugin": "it re-initialises the model at every experience, which would erase the "
-                                 "hypernetwork that generates the earlier tasks' networks",
+    "hypernetwork that generates the earlier tasks' networks",
     "BiCPlugin": "its bias-correction layer sits on the single shared head of a class-incremental model; here every "
-                 "task has its own generated network (for class-incremental streams use task_inference=\"entropy\")",
+    'task has its own generated network (for class-incremental streams use task_inference="entropy")',
     "CoPEPlugin": "it learns class prototypes in the model's output space as a continual-prototype classifier; a "
-                  "task-conditioned network's outputs are per-task logits, not prototype embeddings (its loss is NaN)",
+    "task-conditioned network's outputs are per-task logits, not prototype embeddings (its loss is NaN)",
     "FeatureDistillationPlugin": "it distils the previous model's feature extractor (model.feature_extractor) on the "
-                                 "new task's data; a hypernetwork target has no shared feature extractor, every "
-                                 "layer is generated per task",
+    "new task's data; a hypernetwork target has no shared feature extractor, every "
+    "layer is generated per task",
     "RARPlugin": "it perturbs the features of a named layer, extracted by torch.fx tracing of model(x); the "
-                 "task-conditioned model cannot be traced without its task labels",
+    "task-conditioned model cannot be traced without its task labels",
     "GSS_greedyPlugin": "it scores samples by gradients of model(x) called without task labels; the "
-                        "task-conditioned model needs the task label of every sample",
+    "task-conditioned model needs the task label of every sample",
     "GenerativeReplayPlugin": "it replays samples from a generative model (model.generate()); the hypernetwork "
-                              "model is a classifier/regressor, not a generator",
+    "model is a classifier/regressor, not a generator",
     "TrainGeneratorAfterExpPlugin": "it trains the generator of GenerativeReplayPlugin, which does not apply "
-                                    "(no generative model)",
+    "(no generative model)",
     "NCMOracle": "it replaces the classifier by a nearest-class-mean classifier over model features "
-                 "(NCMClassifier); the generated network has no feature extractor to compute class means on",
+    "(NCMClassifier); the generated network has no feature extractor to compute class means on",
     "FeCAMOracle": "it replaces the classifier by FeCAM's class-prototype classifier over model features; the "
-                   "generated network has no feature extractor",
+    "generated network has no feature extractor",
     "CurrentDataNCMUpdate": "it updates an NCMClassifier's class means from model features; the generated network "
-                            "has no feature extractor",
+    "has no feature extractor",
     "MemoryNCMUpdate": "it updates an NCMClassifier's class means from model features; the generated network has "
-                       "no feature extractor",
+    "no feature extractor",
     "CurrentDataFeCAMUpdate": "it updates a FeCAM classifier from model features; the generated network has no "
-                              "feature extractor",
+    "feature extractor",
     "MemoryFeCAMUpdate": "it updates a FeCAM classifier from model features; the generated network has no feature "
-                         "extractor",
+    "extractor",
 }
 # the plugins avalanche-lib ships that work with this strategy, each with a test in tests/test_cl_plugins.py
 # (tests/test_cl_plugins.py checks that every shipped plugin is in exactly one of the two tables)
@@ -99,10 +100,10 @@ SUPPORTED_PLUGINS = {
     "LwFPlugin": "works (3 experiences; training changes with the plugin)",
     "MASPlugin": "works (3 experiences; training changes with the plugin)",
     "SynapticIntelligencePlugin": "works on a GPU; refused on the CPU (avalanche-lib 0.6 keeps its weights as "
-                                  "views there, so its importances stay 0)",
+    "views there, so its importances stay 0)",
     "ReplayPlugin": "works: mixed-task mini-batches, each sample through its own task's weights",
     "MIRPlugin": "works: replays the stored samples whose loss a virtual step would raise most, each through its "
-                 "own task's weights",
+    "own task's weights",
     "GEMPlugin": "works (GEM's QP solver quadprog is installed)",
     "AGEMPlugin": "works",
     "LRSchedulerPlugin": "works: the schedule sets the learning rate actually used by both groups",
@@ -116,8 +117,10 @@ def check_plugins(plugins: Sequence[Any], device: torch.device) -> None:
     for plugin in plugins:
         name = type(plugin).__name__
         if name in UNSUPPORTED_PLUGINS:
-            raise ValueError(f"{name} does not work with HypernetworkStrategy: {UNSUPPORTED_PLUGINS[name]}. The "
-                             "output regularizer already protects earlier tasks; see the README's plugin table")
+            raise ValueError(
+                f"{name} does not work with HypernetworkStrategy: {UNSUPPORTED_PLUGINS[name]}. The "
+                "output regularizer already protects earlier tasks; see the README's plugin table"
+            )
         if name == "SynapticIntelligencePlugin" and device.type == "cpu":
             raise ValueError(
                 "SynapticIntelligencePlugin does nothing on the CPU in avalanche-lib 0.6: it records the weights "
@@ -207,9 +210,11 @@ class HypernetworkStrategy(SupervisedTemplate):
         if task_inference not in ("given", "entropy"):
             raise ValueError(f"task_inference must be 'given' or 'entropy', got {task_inference!r}")
         if untrained_tasks not in UNTRAINED_TASKS:
-            raise ValueError(f"untrained_tasks must be one of {list(UNTRAINED_TASKS)}, got {untrained_tasks!r}: "
-                             "'evaluate' scores a task not trained yet with the untrained network (all-zero task "
-                             "embedding), 'refuse' raises")
+            raise ValueError(
+                f"untrained_tasks must be one of {list(UNTRAINED_TASKS)}, got {untrained_tasks!r}: "
+                "'evaluate' scores a task not trained yet with the untrained network (all-zero task "
+                "embedding), 'refuse' raises"
+            )
         if train_iterations is not None and (not isinstance(train_iterations, int) or train_iterations < 1):
             raise ValueError(f"train_iterations must be an integer >= 1 or None, got {train_iterations!r}")
         for name, value in (("lr", lr), ("emb_lr", emb_lr if emb_lr is not None else lr)):
@@ -239,10 +244,20 @@ class HypernetworkStrategy(SupervisedTemplate):
         check_plugins(list(plugins or []), torch.device(device))
         optimizer = self._checked_optimizer(model, optimizer, tuple(adam_betas))
         super().__init__(
-            model=model, optimizer=optimizer, criterion=criterion, train_mb_size=train_mb_size,
-            train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device,
-            plugins=[self.regularizer_plugin, *(plugins or []), *([] if given or self.health is None else [self.health])],
-            evaluator=evaluator, eval_every=eval_every,
+            model=model,
+            optimizer=optimizer,
+            criterion=criterion,
+            train_mb_size=train_mb_size,
+            train_epochs=train_epochs,
+            eval_mb_size=eval_mb_size,
+            device=device,
+            plugins=[
+                self.regularizer_plugin,
+                *(plugins or []),
+                *([] if given or self.health is None else [self.health]),
+            ],
+            evaluator=evaluator,
+            eval_every=eval_every,
             **kwargs,
         )
 
@@ -253,8 +268,9 @@ class HypernetworkStrategy(SupervisedTemplate):
         return super().train(experiences, eval_streams, **kwargs)
 
     # ------------------------------------------------------------------ optimizer
-    def _checked_optimizer(self, model: TaskConditionedHypernetwork, optimizer: Optional[torch.optim.Optimizer],
-                           betas: tuple) -> torch.optim.Optimizer:
+    def _checked_optimizer(
+        self, model: TaskConditionedHypernetwork, optimizer: Optional[torch.optim.Optimizer], betas: tuple
+    ) -> torch.optim.Optimizer:
         if optimizer is None:
             optimizer = make_adam(model.param_groups(lr=self.lr, emb_lr=self.emb_lr), lr=self.lr, betas=betas)
         shared = model.shared_parameters()
@@ -269,7 +285,8 @@ class HypernetworkStrategy(SupervisedTemplate):
             raise ValueError(
                 f"the optimizer has {len(optimizer.param_groups)} parameter group(s); it needs two, the shared "
                 "parameters and an empty group for the current task's embedding, both present before any "
-                "scheduler is built: torch.optim.Adam(model.param_groups(lr=..., emb_lr=...))")
+                "scheduler is built: torch.optim.Adam(model.param_groups(lr=..., emb_lr=...))"
+            )
         if self.lookahead:
             check_lookahead_optimizer(optimizer)
         return optimizer
@@ -316,7 +333,8 @@ class HypernetworkStrategy(SupervisedTemplate):
                 f"task label {task} was already trained (trained tasks {self.trained_tasks}); continuing it would "
                 "overwrite what the regularizer protects. If every experience of your stream carries task label "
                 f"{task}, the benchmark has no task labels: build it with return_task_id=True (e.g. "
-                "PermutedMNIST(n, return_task_id=True)) or with_task_labels(...). " + CLASS_INCREMENTAL_HINT
+                "PermutedMNIST(n, return_task_id=True)) or with_task_labels(...). "
+                + CLASS_INCREMENTAL_HINT
                 + ". To continue training a task on purpose, pass allow_task_revisit=True"
             )
         self.current_task = task
@@ -405,11 +423,12 @@ class HypernetworkStrategy(SupervisedTemplate):
             listed = ", ".join(str(t) for t in untrained)
             raise TaskLabelError(
                 f"evaluation experience {getattr(experience, 'current_experience', '?')} holds task {listed}, which "
-                f"is not trained (trained tasks: {sorted(self.trained_tasks)}); untrained_tasks=\"refuse\" refuses "
+                f'is not trained (trained tasks: {sorted(self.trained_tasks)}); untrained_tasks="refuse" refuses '
                 "it. Evaluate the trained tasks only (e.g. test_stream[:i + 1] after experience i), infer the task "
                 'among the trained ones with task_inference="entropy", or pass untrained_tasks="evaluate" to score '
                 "it with the untrained network (all-zero task embedding), as Avalanche's full-stream evaluation "
-                "after each experience expects")
+                "after each experience expects"
+            )
         self.untrained_eval_tasks.extend(t for t in untrained if t not in self.untrained_eval_tasks)
 
     def _before_eval_exp(self, **kwargs: Any) -> None:
@@ -422,8 +441,7 @@ class HypernetworkStrategy(SupervisedTemplate):
             _, logits = model.infer_task(self.mb_x, self.trained_tasks)
             return logits
         # eval() has checked (or recorded) the untrained task ids; training only sees trained or current ones
-        return model(self.mb_x, self.mb_task_id,
-                     allow_untrained=self.is_eval and self.untrained_tasks == "evaluate")
+        return model(self.mb_x, self.mb_task_id, allow_untrained=self.is_eval and self.untrained_tasks == "evaluate")
 
     # ------------------------------------------------------------------ checkpoints
     def cl_state_dict(self) -> dict:
@@ -465,3 +483,10 @@ class HypernetworkStrategy(SupervisedTemplate):
         self.__dict__.update(state)
         if isinstance(state.get("optimizer"), PickledOptimizer):
             self.optimizer = state["optimizer"].rebuild(self.model)
+
+    def __copy__(self) -> "HypernetworkStrategy":
+        """A shallow copy sharing the live optimizer (``save_checkpoint`` copies the strategy before it
+        removes the ``exclude`` attributes, so a copy must not describe the optimizer yet)."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone

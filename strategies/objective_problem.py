@@ -17,6 +17,7 @@ against the known one with IGD (``pymoo.indicators.igd.IGD``) and hypervolume (:
 Linear scalarization (``solver="ls"``) reaches only the convex hull of a front: on a concave front
 (ZDT2, DTLZ2) it finds the end points only; use ``"epo"``, ``"tch"`` or ``"stch"`` there.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -33,12 +34,19 @@ from torch.func import vmap
 from cl_moo.moo_metrics import check_rays, hypervolume
 
 from .phn import ParetoHypernetworkStrategy
+from .solvers import SOLVERS
 
 Objectives = Callable[[torch.Tensor], torch.Tensor]
 Bound = Union[None, float, Sequence[float], np.ndarray, torch.Tensor]
 
-__all__ = ["ObjectiveProblem", "ObjectiveProblemError", "ObjectiveProblemStrategy", "evaluate_front", "front_rays",
-           "train_on_problem"]
+__all__ = [
+    "ObjectiveProblem",
+    "ObjectiveProblemError",
+    "ObjectiveProblemStrategy",
+    "evaluate_front",
+    "front_rays",
+    "train_on_problem",
+]
 
 
 class ObjectiveProblemError(ValueError):
@@ -59,16 +67,19 @@ def _bound(value: Bound, n_var: int, name: str, default: float) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ObjectiveProblemError(f"{name} must be None, a number or {n_var} numbers (one per variable), "
-                                    f"got {value!r}") from None
+        raise ObjectiveProblemError(
+            f"{name} must be None, a number or {n_var} numbers (one per variable), got {value!r}"
+        ) from None
     if arr.ndim == 0:
         arr = np.full(n_var, float(arr))
     if arr.shape != (n_var,):
-        raise ObjectiveProblemError(f"{name} has shape {arr.shape}; it must be a number or have shape (n_var,) = "
-                                    f"({n_var},)")
+        raise ObjectiveProblemError(
+            f"{name} has shape {arr.shape}; it must be a number or have shape (n_var,) = ({n_var},)"
+        )
     if np.isnan(arr).any():
-        raise ObjectiveProblemError(f"{name}[{int(np.flatnonzero(np.isnan(arr))[0])}] is NaN; use -inf / inf (or "
-                                    "None) for an unbounded side")
+        raise ObjectiveProblemError(
+            f"{name}[{int(np.flatnonzero(np.isnan(arr))[0])}] is NaN; use -inf / inf (or None) for an unbounded side"
+        )
     return arr
 
 
@@ -86,9 +97,18 @@ class ObjectiveProblem:
     ``x``'s graph) and raises :class:`ObjectiveProblemError` naming the problem and the fix.
     """
 
-    def __init__(self, f: Objectives, n_var: int, n_obj: int, lower: Bound = None, upper: Bound = None,
-                 pareto_front: Union[None, np.ndarray, Callable[[], Any]] = None, *, batched: bool = True,
-                 name: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        f: Objectives,
+        n_var: int,
+        n_obj: int,
+        lower: Bound = None,
+        upper: Bound = None,
+        pareto_front: Union[None, np.ndarray, Callable[[], Any]] = None,
+        *,
+        batched: bool = True,
+        name: Optional[str] = None,
+    ) -> None:
         if not callable(f):
             raise TypeError(f"f must be a callable x (n, n_var) -> (n, n_obj), got {type(f).__name__}")
         self.f = f
@@ -101,17 +121,25 @@ class ObjectiveProblem:
         bad = np.flatnonzero(~(self.lower < self.upper))
         if len(bad):
             i = int(bad[0])
-            raise ObjectiveProblemError(f"{self.name}: lower[{i}] = {self.lower[i]:g} is not below upper[{i}] = "
-                                        f"{self.upper[i]:g} ({len(bad)} such coordinates); every variable needs "
-                                        "lower < upper (fix a variable by leaving it out of x)")
+            raise ObjectiveProblemError(
+                f"{self.name}: lower[{i}] = {self.lower[i]:g} is not below upper[{i}] = "
+                f"{self.upper[i]:g} ({len(bad)} such coordinates); every variable needs "
+                "lower < upper (fix a variable by leaving it out of x)"
+            )
         self._front = pareto_front
         self._front_cache: Optional[np.ndarray] = None
         self.front_note: Optional[str] = None
 
     # ------------------------------------------------------------------ pymoo
     @classmethod
-    def from_pymoo(cls, problem: Any, f: Optional[Objectives] = None, *, batched: bool = True,
-                   pareto_front: Union[str, None, np.ndarray, Callable[[], Any]] = "pymoo") -> "ObjectiveProblem":
+    def from_pymoo(
+        cls,
+        problem: Any,
+        f: Optional[Objectives] = None,
+        *,
+        batched: bool = True,
+        pareto_front: Union[str, None, np.ndarray, Callable[[], Any]] = "pymoo",
+    ) -> "ObjectiveProblem":
         """The objective problem of a pymoo ``Problem``: its ``n_var``, ``n_obj``, bounds ``xl`` / ``xu``, and
         ``pareto_front()`` (``pareto_front="pymoo"``; or give one, or None).
 
@@ -125,13 +153,17 @@ class ObjectiveProblem:
         from .torch_problems import TORCH_VERSIONS, torch_version
 
         if not isinstance(problem, Problem):
-            raise TypeError(f"from_pymoo takes a pymoo.core.problem.Problem, got {type(problem).__name__}; for a "
-                            "plain torch function use ObjectiveProblem(f, n_var, n_obj, lower, upper)")
+            raise TypeError(
+                f"from_pymoo takes a pymoo.core.problem.Problem, got {type(problem).__name__}; for a "
+                "plain torch function use ObjectiveProblem(f, n_var, n_obj, lower, upper)"
+            )
         label = type(problem).__name__
         if problem.n_constr > 0:
-            raise ObjectiveProblemError(f"pymoo problem {label} has {problem.n_constr} constraints; an objective "
-                                        "problem handles box bounds only (add a penalty to the objectives, or "
-                                        "reparametrize x so that the constraints always hold)")
+            raise ObjectiveProblemError(
+                f"pymoo problem {label} has {problem.n_constr} constraints; an objective "
+                "problem handles box bounds only (add a penalty to the objectives, or "
+                "reparametrize x so that the constraints always hold)"
+            )
         if f is None:  # both of these are batched
             batched = True
             f = torch_version(problem)
@@ -141,8 +173,7 @@ class ObjectiveProblem:
             if pareto_front != "pymoo":
                 raise ValueError(f"pareto_front must be 'pymoo', None, an array or a callable, got {pareto_front!r}")
             pareto_front = problem.pareto_front
-        return cls(f, problem.n_var, problem.n_obj, problem.xl, problem.xu, pareto_front, batched=batched,
-                   name=label)
+        return cls(f, problem.n_var, problem.n_obj, problem.xl, problem.xu, pareto_front, batched=batched, name=label)
 
     # ------------------------------------------------------------------ evaluation
     def _raw(self, x: torch.Tensor) -> torch.Tensor:
@@ -157,8 +188,10 @@ class ObjectiveProblem:
         single = x.dim() == 1
         xb = x.unsqueeze(0) if single else x
         if xb.dim() != 2 or xb.shape[1] != self.n_var:
-            raise ObjectiveProblemError(f"{self.name}: x has shape {tuple(x.shape)}; it must be (n, n_var) = "
-                                        f"(n, {self.n_var}) or one point ({self.n_var},)")
+            raise ObjectiveProblemError(
+                f"{self.name}: x has shape {tuple(x.shape)}; it must be (n, n_var) = "
+                f"(n, {self.n_var}) or one point ({self.n_var},)"
+            )
         values = self._raw(xb)
         self._check(xb, values)
         return values[0] if single else values
@@ -167,33 +200,42 @@ class ObjectiveProblem:
         n = x.shape[0]
         what = f"f(x) for x of shape {tuple(x.shape)}" if self.batched else f"f(x) for one x of shape ({self.n_var},)"
         if not torch.is_tensor(values):
-            raise ObjectiveProblemError(f"{self.name}: {what} returned a {type(values).__name__}, not a torch tensor: "
-                                        "write f with torch operations (numpy breaks the gradient to x)")
+            raise ObjectiveProblemError(
+                f"{self.name}: {what} returned a {type(values).__name__}, not a torch tensor: "
+                "write f with torch operations (numpy breaks the gradient to x)"
+            )
         expected = (n, self.n_obj)
         if tuple(values.shape) != expected:
             got = tuple(values.shape) if self.batched else tuple(values.shape[1:])
             hint = ""
             if self.batched and tuple(values.shape) == (self.n_obj,):
-                hint = ("; f seems to evaluate one point: pass batched=False, or make it batched "
-                        "(x[:, i] instead of x[i])")
+                hint = (
+                    "; f seems to evaluate one point: pass batched=False, or make it batched (x[:, i] instead of x[i])"
+                )
             elif self.batched and tuple(values.shape) == (self.n_obj, n):
                 hint = "; stack the objectives along dim 1: torch.stack([f1, f2, ...], dim=1)"
             elif self.batched and values.dim() == 1 and values.shape[0] == n:
                 hint = "; f returned one objective per point: return all n_obj objectives, (n, n_obj)"
-            raise ObjectiveProblemError(f"{self.name}: {what} returned shape {got}; it must return "
-                                        f"{expected if self.batched else (self.n_obj,)} (n_obj = {self.n_obj} "
-                                        f"objectives per point){hint}")
+            raise ObjectiveProblemError(
+                f"{self.name}: {what} returned shape {got}; it must return "
+                f"{expected if self.batched else (self.n_obj,)} (n_obj = {self.n_obj} "
+                f"objectives per point){hint}"
+            )
         finite = torch.isfinite(values.detach())
         if not finite.all():
             row, col = (int(v) for v in torch.nonzero(~finite)[0])
             point = x[row].detach().cpu().numpy()
-            raise ObjectiveProblemError(f"{self.name}: f returned {float(values.detach()[row, col])} for objective {col} at "
-                                        f"x = {np.array2string(point, precision=4, threshold=8)} (row {row}; "
-                                        f"{int((~finite).sum())} non-finite values): make f finite on the whole box "
-                                        f"[lower, upper] (e.g. guard sqrt/log at 0)")
+            raise ObjectiveProblemError(
+                f"{self.name}: f returned {float(values.detach()[row, col])} for objective {col} at "
+                f"x = {np.array2string(point, precision=4, threshold=8)} (row {row}; "
+                f"{int((~finite).sum())} non-finite values): make f finite on the whole box "
+                f"[lower, upper] (e.g. guard sqrt/log at 0)"
+            )
         if torch.is_grad_enabled() and x.requires_grad and not values.requires_grad:
-            raise ObjectiveProblemError(f"{self.name}: f's output does not depend on x through torch operations "
-                                        "(no gradient reaches x): write f with torch operations, not numpy or .item()")
+            raise ObjectiveProblemError(
+                f"{self.name}: f's output does not depend on x through torch operations "
+                "(no gradient reaches x): write f with torch operations, not numpy or .item()"
+            )
 
     # ------------------------------------------------------------------ bounds
     @property
@@ -211,8 +253,9 @@ class ObjectiveProblem:
         up = torch.as_tensor(np.where(up_fin, self.upper, 0.0), **kw)
         lo_m, up_m = torch.as_tensor(lo_fin, device=z.device), torch.as_tensor(up_fin, device=z.device)
         box = lo + (up - lo) * torch.sigmoid(z)
-        return torch.where(lo_m & up_m, box,
-                           torch.where(lo_m, lo + F.softplus(z), torch.where(up_m, up - F.softplus(-z), z)))
+        return torch.where(
+            lo_m & up_m, box, torch.where(lo_m, lo + F.softplus(z), torch.where(up_m, up - F.softplus(-z), z))
+        )
 
     # ------------------------------------------------------------------ front
     def known_front(self) -> Optional[np.ndarray]:
@@ -233,8 +276,10 @@ class ObjectiveProblem:
             return None
         arr = np.asarray(front, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] != self.n_obj or not len(arr) or not np.isfinite(arr).all():
-            raise ObjectiveProblemError(f"{self.name}: the Pareto front must be a finite (K, n_obj) = (K, "
-                                        f"{self.n_obj}) array with K >= 1, got shape {arr.shape}")
+            raise ObjectiveProblemError(
+                f"{self.name}: the Pareto front must be a finite (K, n_obj) = (K, "
+                f"{self.n_obj}) array with K >= 1, got shape {arr.shape}"
+            )
         self._front_cache = arr
         return arr
 
@@ -242,21 +287,28 @@ class ObjectiveProblem:
         """One loss per objective in the form ``ParetoHypernetworkStrategy(objective_only=True)`` calls
         (``loss({"z": z})`` for one generated ``z``); each evaluates all of ``f`` (the
         :class:`ObjectiveProblemStrategy` evaluates ``f`` once per step instead)."""
+
         def column(i: int) -> Callable[[Dict[str, torch.Tensor]], torch.Tensor]:
             def loss(weights: Dict[str, torch.Tensor]) -> torch.Tensor:
                 return self._raw(self.to_box(weights["z"]).unsqueeze(0))[0, i]
+
             loss.__name__ = f"{self.name}_f{i}"
             return loss
+
         return [column(i) for i in range(self.n_obj)]
 
     def __repr__(self) -> str:
-        box = "box" if self.bounded else ("unbounded" if np.isinf(self.lower).all() and np.isinf(self.upper).all()
-                                          else "partly bounded")
+        box = (
+            "box"
+            if self.bounded
+            else ("unbounded" if np.isinf(self.lower).all() and np.isinf(self.upper).all() else "partly bounded")
+        )
         return f"ObjectiveProblem({self.name}, n_var={self.n_var}, n_obj={self.n_obj}, {box})"
 
 
 def _pymoo_torch_evaluate(problem: Any, label: str, known: List[str]) -> Objectives:
     """``problem._evaluate`` as a torch function, if it computes ``out["F"]`` with torch operations."""
+
     def f(x: torch.Tensor) -> torch.Tensor:
         out: Dict[str, Any] = {}
         problem._evaluate(x, out)
@@ -264,8 +316,9 @@ def _pymoo_torch_evaluate(problem: Any, label: str, known: List[str]) -> Objecti
 
     lo = np.where(np.isfinite(problem.xl), problem.xl, 0.0) if problem.xl is not None else np.zeros(problem.n_var)
     hi = np.where(np.isfinite(problem.xu), problem.xu, lo + 1.0) if problem.xu is not None else lo + 1.0
-    probe = torch.tensor(np.stack([lo + 0.25 * (hi - lo), lo + 0.75 * (hi - lo)]), dtype=torch.float32,
-                         requires_grad=True)
+    probe = torch.tensor(
+        np.stack([lo + 0.25 * (hi - lo), lo + 0.75 * (hi - lo)]), dtype=torch.float32, requires_grad=True
+    )
     why = None
     try:
         value = f(probe)
@@ -281,7 +334,8 @@ def _pymoo_torch_evaluate(problem: Any, label: str, known: List[str]) -> Objecti
             f"pymoo problem {label} has no torch version of its objectives ({why}), so no gradient can reach the "
             f"hypernetwork. Pass them as a torch function: ObjectiveProblem.from_pymoo(problem, f=my_f) with "
             f"my_f(x) (n, n_var) -> (n, n_obj), or write its _evaluate with torch operations. Built-in torch "
-            f"versions: {', '.join(known)} (strategies.torch_problems)")
+            f"versions: {', '.join(known)} (strategies.torch_problems)"
+        )
     return f
 
 
@@ -302,17 +356,22 @@ class ObjectiveProblemStrategy(ParetoHypernetworkStrategy):
 
     def __init__(self, problem: ObjectiveProblem, **kwargs: Any) -> None:
         if not isinstance(problem, ObjectiveProblem):
-            raise TypeError(f"problem must be an ObjectiveProblem (ObjectiveProblem(f, n_var, n_obj, ...) or "
-                            f"ObjectiveProblem.from_pymoo(pymoo_problem)), got {type(problem).__name__}")
+            raise TypeError(
+                f"problem must be an ObjectiveProblem (ObjectiveProblem(f, n_var, n_obj, ...) or "
+                f"ObjectiveProblem.from_pymoo(pymoo_problem)), got {type(problem).__name__}"
+            )
         taken = sorted({"target", "losses", "objective_only"} & set(kwargs))
         if taken:
             raise TypeError(f"ObjectiveProblemStrategy sets {taken} from the problem; leave them out")
         kwargs.setdefault("target_gain", 1.0)
         self.problem = problem
-        super().__init__(target=_Decision(problem.n_var), losses=problem.objective_losses(), objective_only=True,
-                         **kwargs)
+        super().__init__(
+            target=_Decision(problem.n_var), losses=problem.objective_losses(), objective_only=True, **kwargs
+        )
 
-    def objective_values(self, weights: List[torch.Tensor], batch: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
+    def objective_values(
+        self, weights: List[torch.Tensor], batch: Optional[Sequence[torch.Tensor]] = None
+    ) -> torch.Tensor:
         """``f`` of the B generated solutions at once: ``(B, n_obj)`` (``(1, n_obj)`` for one unbatched set)."""
         if batch is not None:
             raise ValueError("an objective problem has no data: call train(steps=N) / eval(rays=...) without data")
@@ -330,9 +389,19 @@ class ObjectiveProblemStrategy(ParetoHypernetworkStrategy):
         return self.problem.to_box(z).cpu().numpy()
 
 
-def train_on_problem(problem: Any, *, steps: int = 1000, solver: Any = "epo", rays_per_step: int = 16,
-                     alpha: float = 1.0, lr: float = 1e-3, hidden: Sequence[int] = (100, 100),
-                     seed: Optional[int] = 0, f: Optional[Objectives] = None, **kwargs: Any) -> ObjectiveProblemStrategy:
+def train_on_problem(
+    problem: Any,
+    *,
+    steps: int = 1000,
+    solver: Any = "epo",
+    rays_per_step: int = 16,
+    alpha: float = 1.0,
+    lr: float = 1e-3,
+    hidden: Sequence[int] = (100, 100),
+    seed: Optional[int] = 0,
+    f: Optional[Objectives] = None,
+    **kwargs: Any,
+) -> ObjectiveProblemStrategy:
     """Builds an :class:`ObjectiveProblemStrategy` for ``problem`` (an :class:`ObjectiveProblem`, or a pymoo
     ``Problem`` given to :meth:`ObjectiveProblem.from_pymoo` with ``f``) and trains it for ``steps`` steps.
 
@@ -344,10 +413,31 @@ def train_on_problem(problem: Any, *, steps: int = 1000, solver: Any = "epo", ra
         problem = ObjectiveProblem.from_pymoo(problem, f)
     elif f is not None:
         raise TypeError("f= is for a pymoo problem; an ObjectiveProblem already has its f")
-    strategy = ObjectiveProblemStrategy(problem, solver=solver, rays_per_step=rays_per_step, alpha=alpha, lr=lr,
-                                        hidden=tuple(hidden), seed=seed, **kwargs)
+    solver = _with_known_ideal(solver, problem)
+    strategy = ObjectiveProblemStrategy(
+        problem,
+        solver=solver,
+        rays_per_step=rays_per_step,
+        alpha=alpha,
+        lr=lr,
+        hidden=tuple(hidden),
+        seed=seed,
+        **kwargs,
+    )
     strategy.train(steps=steps)
     return strategy
+
+
+def _with_known_ideal(solver: Any, problem: ObjectiveProblem) -> Any:
+    """``"tch"``/``"stch"`` on a problem whose known front goes below 0 (ZDT3): the solver with the front's
+    minimum as its ideal point (the utopia point Chebyshev scalarization is defined against), since the
+    default ideal 0 is then no lower bound and the solvers refuse such losses."""
+    if not (isinstance(solver, str) and solver in ("tch", "stch")):
+        return solver
+    front = problem.known_front()
+    if front is None or float(np.min(front)) >= 0:
+        return solver
+    return SOLVERS[solver](ideal=[float(v) for v in np.min(front, axis=0)])
 
 
 def front_rays(m: int, k: int = 100) -> np.ndarray:
@@ -362,9 +452,14 @@ def front_rays(m: int, k: int = 100) -> np.ndarray:
     return get_reference_directions("das-dennis", m, n_partitions=partitions)
 
 
-def evaluate_front(strategy: ObjectiveProblemStrategy, problem: Optional[ObjectiveProblem] = None, *,
-                   rays: Optional[Union[np.ndarray, torch.Tensor]] = None, k: int = 100,
-                   ref_point: Optional[Sequence[float]] = None) -> Dict[str, Any]:
+def evaluate_front(
+    strategy: ObjectiveProblemStrategy,
+    problem: Optional[ObjectiveProblem] = None,
+    *,
+    rays: Optional[Union[np.ndarray, torch.Tensor]] = None,
+    k: int = 100,
+    ref_point: Optional[Sequence[float]] = None,
+) -> Dict[str, Any]:
     """Scores the front the strategy generates for ``rays`` (default :func:`front_rays`\\ (m, k)) against the
     problem's known front (``problem``: default the strategy's).
 
@@ -380,8 +475,10 @@ def evaluate_front(strategy: ObjectiveProblemStrategy, problem: Optional[Objecti
     values = np.asarray(strategy.eval(rays=rays_np), dtype=np.float64)
     front = problem.known_front()
     if front is None and ref_point is None:
-        raise ObjectiveProblemError(f"{problem.front_note or problem.name + ': no known Pareto front'}: give "
-                                    "ref_point= for the hypervolume, or the front (pareto_front=) for IGD")
+        raise ObjectiveProblemError(
+            f"{problem.front_note or problem.name + ': no known Pareto front'}: give "
+            "ref_point= for the hypervolume, or the front (pareto_front=) for IGD"
+        )
     if ref_point is None:
         hi, lo = front.max(axis=0), front.min(axis=0)
         ref = hi + 0.1 * np.where(hi > lo, hi - lo, 1.0)

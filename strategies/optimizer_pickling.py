@@ -9,6 +9,7 @@ hyperparameters, each group's parameters by their names in the model, and ``stat
 optimizer is rebuilt on the unpickled model's parameters, with its state (Adam moments, step
 counts) and learning rates.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -26,10 +27,11 @@ class OptimizerPicklingError(TypeError):
 @dataclass
 class PickledOptimizer:
     """What :func:`describe_optimizer` keeps; :meth:`rebuild` makes the optimizer again."""
-    class_path: str                 # "torch.optim.adam:Adam"
+
+    class_path: str  # "torch.optim.adam:Adam"
     defaults: Dict[str, Any]
-    groups: List[Dict[str, Any]]    # each group's hyperparameters, "params": parameter names
-    state: Dict[str, Any]           # optimizer.state_dict()
+    groups: List[Dict[str, Any]]  # each group's hyperparameters, "params": parameter names
+    state: Dict[str, Any]  # optimizer.state_dict()
 
     def rebuild(self, model: nn.Module) -> torch.optim.Optimizer:
         """The optimizer over ``model``'s parameters, with the saved hyperparameters and state."""
@@ -38,8 +40,10 @@ class PickledOptimizer:
         for part in qualname.split("."):
             cls = getattr(cls, part)
         params = dict(model.named_parameters(remove_duplicate=False))
-        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [params[n] for n in g["params"]]}
-                  for g in self.groups]
+        groups = [
+            {**{k: v for k, v in g.items() if k != "params"}, "params": [params[n] for n in g["params"]]}
+            for g in self.groups
+        ]
         optimizer = cls(groups, **{k: v for k, v in self.defaults.items() if k not in ("params",)})
         optimizer.load_state_dict(self.state)
         return optimizer
@@ -55,9 +59,15 @@ def describe_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module) -> Pi
             raise OptimizerPicklingError(
                 f"optimizer group {i} holds {len(outside)} tensor(s) that are not parameters of the strategy's model "
                 f"(shapes {outside[:3]}); a checkpoint rebuilds the optimizer over the model's parameters, so "
-                "optimise only model parameters, or pass exclude=['optimizer'] to save_checkpoint")
-        groups.append({**{k: v for k, v in group.items() if k != "params"},
-                       "params": [names[id(p)] for p in group["params"]]})
+                "optimise only model parameters, or pass exclude=['optimizer'] to save_checkpoint"
+            )
+        groups.append(
+            {**{k: v for k, v in group.items() if k != "params"}, "params": [names[id(p)] for p in group["params"]]}
+        )
     cls = type(optimizer)
-    return PickledOptimizer(class_path=f"{cls.__module__}:{cls.__qualname__}", defaults=dict(optimizer.defaults),
-                            groups=groups, state=optimizer.state_dict())
+    return PickledOptimizer(
+        class_path=f"{cls.__module__}:{cls.__qualname__}",
+        defaults=dict(optimizer.defaults),
+        groups=groups,
+        state=optimizer.state_dict(),
+    )

@@ -14,6 +14,7 @@ Same plug-in shape as the continual strategy: keyword-only constructor, ``train(
 ``after_training_iteration``, ``after_training_epoch``, ``after_training``, ``after_eval``).
 This module does not import Avalanche.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -94,8 +95,14 @@ def _loader_order(n: int, generator: Optional[torch.Generator]) -> tuple:
     return torch.randperm(n, generator=generator), generator
 
 
-def iterate_batches(dataset: Dataset, batch_size: int, *, device: Union[str, torch.device] = "cpu",
-                    shuffle: bool = False, generator: Optional[torch.Generator] = None) -> Iterator[List[torch.Tensor]]:
+def iterate_batches(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    device: Union[str, torch.device] = "cpu",
+    shuffle: bool = False,
+    generator: Optional[torch.Generator] = None,
+) -> Iterator[List[torch.Tensor]]:
     """One pass over ``dataset`` in batches on ``device``: the batches, and the random draws, of
     ``DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator)`` (the global RNG when
     shuffling without a generator), so results and checkpoints do not depend on which path ran.
@@ -104,8 +111,13 @@ def iterate_batches(dataset: Dataset, batch_size: int, *, device: Union[str, tor
     device = torch.device(device)
     if not isinstance(dataset, TensorDataset):
         # an own generator when not shuffling: the loader's per-iterator seed draw must not touch the global RNG
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=False,
-                            generator=generator if shuffle else torch.Generator())
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=False,
+            generator=generator if shuffle else torch.Generator(),
+        )
         for batch in loader:
             yield [t.to(device) for t in batch]
         return
@@ -113,13 +125,13 @@ def iterate_batches(dataset: Dataset, batch_size: int, *, device: Union[str, tor
     n = len(tensors[0])
     if not shuffle:
         for start in range(0, n, batch_size):
-            yield [t[start:start + batch_size] for t in tensors]
+            yield [t[start : start + batch_size] for t in tensors]
         return
     order, sampler_generator = _loader_order(n, generator)
     order = order.to(device)
     full = n - n % batch_size
     for start in range(0, full, batch_size):
-        yield [t[order[start:start + batch_size]] for t in tensors]
+        yield [t[order[start : start + batch_size]] for t in tensors]
     torch.randperm(n, generator=sampler_generator)  # RandomSampler's (empty) remainder draw, where the loader makes it
     if full < n:
         yield [t[order[full:]] for t in tensors]
@@ -233,9 +245,18 @@ class ParetoHypernetworkStrategy:
             probe = self._sample_rays(256)
             with seeded_global_rng(self.seed):
                 hnet = build_hypernetwork(
-                    self.target, self.m, chunk_size=chunk_size, chunk_emb_dim=chunk_emb_dim, hidden=hidden,
-                    activation=activation, last_activation=last_activation, mip=mip, input_range="unit", init=init,
-                    target_gain=target_gain, probe_conditions=probe,
+                    self.target,
+                    self.m,
+                    chunk_size=chunk_size,
+                    chunk_emb_dim=chunk_emb_dim,
+                    hidden=hidden,
+                    activation=activation,
+                    last_activation=last_activation,
+                    mip=mip,
+                    input_range="unit",
+                    init=init,
+                    target_gain=target_gain,
+                    probe_conditions=probe,
                 )
         if hnet.cond_dim != self.m:
             raise ValueError(f"the hypernetwork takes {hnet.cond_dim}-dim conditions but there are {self.m} losses")
@@ -281,12 +302,16 @@ class ParetoHypernetworkStrategy:
     def _check_data(self, data: Any, what: str) -> Optional[Dataset]:
         if self.objective_only:
             if data is not None:
-                raise ValueError(f"this strategy is objective_only (losses take the weight set, no data): call {what} "
-                                 "without data" + (", e.g. train(steps=N)" if what == "train()" else ""))
+                raise ValueError(
+                    f"this strategy is objective_only (losses take the weight set, no data): call {what} "
+                    "without data" + (", e.g. train(steps=N)" if what == "train()" else "")
+                )
             return None
         if data is None:
-            raise ValueError(f"{what} needs data (an Avalanche experience or a torch Dataset); for a problem with no "
-                             "data pass objective_only=True and losses that take the weight set, then train(steps=N)")
+            raise ValueError(
+                f"{what} needs data (an Avalanche experience or a torch Dataset); for a problem with no "
+                "data pass objective_only=True and losses that take the weight set, then train(steps=N)"
+            )
         dataset = self._dataset(data)
         if hasattr(dataset, "__len__") and len(dataset) == 0:
             raise ValueError(f"the dataset given to {what} is empty (0 samples): check the split or its filters")
@@ -300,8 +325,10 @@ class ParetoHypernetworkStrategy:
         rays = self.ray_sampler(n, self.generator)
         rays = torch.as_tensor(rays)
         if tuple(rays.shape) != (n, self.m):
-            raise RayError(f"ray_sampler {_name(self.ray_sampler)} returned shape {tuple(rays.shape)} for n={n}; "
-                           f"it must return (n, m) = ({n}, {self.m}) rays")
+            raise RayError(
+                f"ray_sampler {_name(self.ray_sampler)} returned shape {tuple(rays.shape)} for n={n}; "
+                f"it must return (n, m) = ({n}, {self.m}) rays"
+            )
         try:
             return check_rays(rays, self.m)
         except RayError as e:
@@ -312,21 +339,30 @@ class ParetoHypernetworkStrategy:
             return fn(*args)
         except TypeError as e:
             call = "loss(weights) with a {name: tensor} dict" if self.objective_only else "loss(output, *targets)"
-            raise TypeError(f"loss {_name(fn)} failed when called as {call}: {e}. objective_only="
-                            f"{self.objective_only}: data-driven losses take (output, *targets); "
-                            "objective-only losses take the weight dict") from e
+            raise TypeError(
+                f"loss {_name(fn)} failed when called as {call}: {e}. objective_only="
+                f"{self.objective_only}: data-driven losses take (output, *targets); "
+                "objective-only losses take the weight dict"
+            ) from e
 
     def _check_value(self, fn: LossFn, value: Any, expected: tuple) -> torch.Tensor:
         if not torch.is_tensor(value) or tuple(value.shape) != expected:
-            got = (f"shape {tuple(value.shape[len(expected):])}" if torch.is_tensor(value)
-                   else f"a {type(value).__name__}")
-            raise ValueError(f"loss {_name(fn)} returned {got} for one weight set, not a scalar tensor: if these are "
-                             "per-sample losses, reduce them with .mean() (e.g. return loss_fn(output, y).mean()); "
-                             "if it returns several objectives at once, do not average them but pass one callable "
-                             "per objective in losses=[...], each returning a scalar")
+            got = (
+                f"shape {tuple(value.shape[len(expected) :])}"
+                if torch.is_tensor(value)
+                else f"a {type(value).__name__}"
+            )
+            raise ValueError(
+                f"loss {_name(fn)} returned {got} for one weight set, not a scalar tensor: if these are "
+                "per-sample losses, reduce them with .mean() (e.g. return loss_fn(output, y).mean()); "
+                "if it returns several objectives at once, do not average them but pass one callable "
+                "per objective in losses=[...], each returning a scalar"
+            )
         return value
 
-    def objective_values(self, weights: List[torch.Tensor], batch: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
+    def objective_values(
+        self, weights: List[torch.Tensor], batch: Optional[Sequence[torch.Tensor]] = None
+    ) -> torch.Tensor:
         """Losses ``(B, m)`` of B weight sets (``(1, m)`` for one unbatched weight set) on one batch
         ``(x, *targets)``, or of the weight sets themselves when ``objective_only`` (``batch=None``)."""
         weights = list(weights)
@@ -337,7 +373,9 @@ class ParetoHypernetworkStrategy:
                 cols = [self._check_value(fn, self._call_loss(fn, wdict), ()) for fn in self.losses]
                 return torch.stack(cols).unsqueeze(0)
             B = weights[0].shape[0]
-            cols = [self._check_value(fn, vmap(lambda w, fn=fn: self._call_loss(fn, w))(wdict), (B,)) for fn in self.losses]
+            cols = [
+                self._check_value(fn, vmap(lambda w, fn=fn: self._call_loss(fn, w))(wdict), (B,)) for fn in self.losses
+            ]
             return torch.stack(cols, dim=1)
         if batch is None:
             raise ValueError("objective_values needs a batch (x, *targets) unless objective_only=True")
@@ -349,8 +387,10 @@ class ParetoHypernetworkStrategy:
         out = self.target.forward_shared(weights, x)  # (B, N, ...)
         B = out.shape[0]
         in_dims = (0,) + (None,) * len(targets)
-        cols = [self._check_value(fn, vmap(lambda *a, fn=fn: self._call_loss(fn, *a), in_dims=in_dims)(out, *targets), (B,))
-                for fn in self.losses]
+        cols = [
+            self._check_value(fn, vmap(lambda *a, fn=fn: self._call_loss(fn, *a), in_dims=in_dims)(out, *targets), (B,))
+            for fn in self.losses
+        ]
         return torch.stack(cols, dim=1)
 
     def weights_for(self, rays: Union[np.ndarray, torch.Tensor]) -> List[torch.Tensor]:
@@ -407,8 +447,9 @@ class ParetoHypernetworkStrategy:
         dataset = self._check_data(experience, "train()")
         budget = self.train_steps if steps is None else _positive_int(steps, "steps")
         if self.objective_only and budget is None:
-            raise ValueError("an objective_only strategy has no epochs to run: give a step budget, "
-                             "train(steps=N) or train_steps=N")
+            raise ValueError(
+                "an objective_only strategy has no epochs to run: give a step budget, train(steps=N) or train_steps=N"
+            )
         self.hnet.train()
         self._callback("before_training")
         if dataset is None:
@@ -418,8 +459,9 @@ class ParetoHypernetworkStrategy:
         else:
             done, epoch = 0, 0
             while budget is not None or epoch < self.train_epochs:
-                for batch in iterate_batches(dataset, self.train_mb_size, device=self.device, shuffle=True,
-                                             generator=self.generator):
+                for batch in iterate_batches(
+                    dataset, self.train_mb_size, device=self.device, shuffle=True, generator=self.generator
+                ):
                     self._step(batch)
                     done += 1
                     if budget is not None and done >= budget:

@@ -11,6 +11,7 @@ with ``h*`` the outputs recorded before task t. The regularizer is :class:`Outpu
 (its head-linearity fast path applies unchanged: each (task, ray) pair is one condition). Earlier
 embeddings are frozen; a new task's embedding is drawn from N(0, emb_std^2) with a per-task seed.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,6 @@ from cl_moo.optim import make_adam
 from .phn import DirichletRays, ParetoHypernetworkStrategy, seeded_global_rng
 from .regularizer import OutputRegularizer
 
-
 START = ("phn", "random")
 
 
@@ -41,13 +41,19 @@ def start_as_phn(inner: Hypernetwork, phn: Hypernetwork, emb_dim: int) -> None:
     wider, the ray's columns last."""
     ours, theirs = dict(inner.named_parameters()), dict(phn.named_parameters())
     if ours.keys() != theirs.keys():
-        raise ValueError(f"start='phn': the two hypernetworks have different parameters "
-                         f"({sorted(ours.keys() ^ theirs.keys())})")
+        raise ValueError(
+            f"start='phn': the two hypernetworks have different parameters ({sorted(ours.keys() ^ theirs.keys())})"
+        )
     widened = [n for n in ours if ours[n].shape != theirs[n].shape]
-    if len(widened) != 1 or ours[widened[0]].dim() != 2 or \
-            ours[widened[0]].shape[1] != theirs[widened[0]].shape[1] + emb_dim:
-        raise ValueError(f"start='phn' needs one first layer that is emb_dim={emb_dim} inputs wider; the shapes "
-                         f"differ in {[(n, tuple(ours[n].shape), tuple(theirs[n].shape)) for n in widened]}")
+    if (
+        len(widened) != 1
+        or ours[widened[0]].dim() != 2
+        or ours[widened[0]].shape[1] != theirs[widened[0]].shape[1] + emb_dim
+    ):
+        raise ValueError(
+            f"start='phn' needs one first layer that is emb_dim={emb_dim} inputs wider; the shapes "
+            f"differ in {[(n, tuple(ours[n].shape), tuple(theirs[n].shape)) for n in widened]}"
+        )
     m = phn.cond_dim
     with torch.no_grad():
         for name, p in ours.items():
@@ -61,8 +67,10 @@ def start_as_phn(inner: Hypernetwork, phn: Hypernetwork, emb_dim: int) -> None:
         emb = torch.randn(1, emb_dim, generator=torch.Generator().manual_seed(0))  # not the global RNG
         conds = torch.cat([emb.to(w.device, w.dtype), rays], dim=1)
         if not torch.allclose(inner.forward_flat(conds), phn.forward_flat(rays), atol=1e-5):
-            raise ValueError(f"start='phn': {type(inner).__name__} does not take the condition as the last inputs "
-                             "of its first layer, so the copy does not reproduce the PHN; use start='random'")
+            raise ValueError(
+                f"start='phn': {type(inner).__name__} does not take the condition as the last inputs "
+                "of its first layer, so the copy does not reproduce the PHN; use start='random'"
+            )
     inner.init_report = phn.init_report
 
 
@@ -73,8 +81,9 @@ class TaskRayHypernetwork(nn.Module):
     def __init__(self, inner: Hypernetwork, *, m: int, emb_dim: int, emb_std: float = 1.0, seed: int = 0) -> None:
         super().__init__()
         if inner.cond_dim != emb_dim + m:
-            raise ValueError(f"the inner hypernetwork takes {inner.cond_dim}-dim conditions; need emb_dim + m = "
-                             f"{emb_dim} + {m}")
+            raise ValueError(
+                f"the inner hypernetwork takes {inner.cond_dim}-dim conditions; need emb_dim + m = {emb_dim} + {m}"
+            )
         self.inner, self.m, self.emb_dim, self.emb_std, self.seed = inner, m, emb_dim, float(emb_std), int(seed)
         self.task_embeddings = nn.ParameterList()
         self.current: Optional[int] = None
@@ -102,8 +111,9 @@ class TaskRayHypernetwork(nn.Module):
 
     def forward_flat(self, rays: torch.Tensor) -> torch.Tensor:
         if self.current is None:
-            raise RuntimeError("no current task: train with train_task(task, data) and evaluate with "
-                               "eval_task(task, data)")
+            raise RuntimeError(
+                "no current task: train with train_task(task, data) and evaluate with eval_task(task, data)"
+            )
         return self.inner.forward_flat(self.conditions(self.current, rays.reshape(-1, self.m)))
 
     def forward(self, rays: torch.Tensor) -> List[torch.Tensor]:
@@ -157,8 +167,10 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         **kwargs: Any,
     ) -> None:
         m = len(losses)
-        for name, value, least, what in (("reg_rays", reg_rays, 2, "rays kept per earlier task: its front"),
-                                         ("emb_dim", emb_dim, 1, "task embedding width")):
+        for name, value, least, what in (
+            ("reg_rays", reg_rays, 2, "rays kept per earlier task: its front"),
+            ("emb_dim", emb_dim, 1, "task embedding width"),
+        ):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
                 raise ValueError(f"{name} must be an integer >= {least} ({what}), got {value!r}")
         if not isinstance(emb_std, numbers.Real) or not math.isfinite(emb_std) or emb_std <= 0:
@@ -167,17 +179,31 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
             raise TypeError(f"seed must be an int (it also seeds each task's embedding), got {seed!r}")
         reg_rays, emb_dim = int(reg_rays), int(emb_dim)
         if start not in START:
-            raise ValueError(f"start must be one of {START} (phn: task 0 begins as a stand-alone PHN of the same "
-                             f"seed; random: a fresh draw for the wider input), got {start!r}")
+            raise ValueError(
+                f"start must be one of {START} (phn: task 0 begins as a stand-alone PHN of the same "
+                f"seed; random: a fresh draw for the wider input), got {start!r}"
+            )
         if start == "phn" and mip:
-            raise ValueError("start='phn' does not apply with mip=True: the MIP encoding of [e, r] (unbounded "
-                             "inputs) differs from a PHN's encoding of r. Pass start='random' (command line: "
-                             "strategy.start=random)")
+            raise ValueError(
+                "start='phn' does not apply with mip=True: the MIP encoding of [e, r] (unbounded "
+                "inputs) differs from a PHN's encoding of r. Pass start='random' (command line: "
+                "strategy.start=random)"
+            )
         ft = target if isinstance(target, FunctionalTarget) else FunctionalTarget(target, param_names)
         gen = torch.Generator().manual_seed(int(seed))
-        probe = torch.cat([torch.randn(256, emb_dim, generator=gen) * emb_std, DirichletRays(m, alpha)(256, gen)], dim=1)
-        options = dict(chunk_size=chunk_size, chunk_emb_dim=chunk_emb_dim, hidden=hidden, activation=activation,
-                       last_activation=last_activation, mip=mip, init=init, target_gain=target_gain)
+        probe = torch.cat(
+            [torch.randn(256, emb_dim, generator=gen) * emb_std, DirichletRays(m, alpha)(256, gen)], dim=1
+        )
+        options = dict(
+            chunk_size=chunk_size,
+            chunk_emb_dim=chunk_emb_dim,
+            hidden=hidden,
+            activation=activation,
+            last_activation=last_activation,
+            mip=mip,
+            init=init,
+            target_gain=target_gain,
+        )
         with seeded_global_rng(int(seed)):
             inner = build_hypernetwork(ft, emb_dim + m, input_range="unbounded", probe_conditions=probe, **options)
         if start == "phn":
@@ -213,8 +239,10 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         if not isinstance(task, int) or isinstance(task, bool) or task < 0:
             raise ValueError(f"task must be an integer >= 0, got {task!r}")
         if task in self.trained_tasks:
-            raise ValueError(f"task {task} was already trained (trained: {self.trained_tasks}); training it again "
-                             "would overwrite its front. Use a new task number")
+            raise ValueError(
+                f"task {task} was already trained (trained: {self.trained_tasks}); training it again "
+                "would overwrite its front. Use a new task number"
+            )
         self.hnet.ensure_tasks(task + 1)
         self.hnet.current = task
         self._reg_tasks = list(self.trained_tasks)
@@ -225,12 +253,15 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         self.train(data, steps=steps)
         self.trained_tasks.append(task)
 
-    def eval_task(self, task: int, data: Any = None, rays: Optional[Union[np.ndarray, torch.Tensor]] = None,
-                  k: int = 25) -> np.ndarray:
+    def eval_task(
+        self, task: int, data: Any = None, rays: Optional[Union[np.ndarray, torch.Tensor]] = None, k: int = 25
+    ) -> np.ndarray:
         """Loss vectors ``(K, m)`` of task ``task``'s front (see :meth:`ParetoHypernetworkStrategy.eval`)."""
         if task not in self.trained_tasks:
-            raise ValueError(f"task {task} has not been trained (trained: {self.trained_tasks}): its front would "
-                             "come from an untrained embedding")
+            raise ValueError(
+                f"task {task} has not been trained (trained: {self.trained_tasks}): its front would "
+                "come from an untrained embedding"
+            )
         previous, self.hnet.current = self.hnet.current, task
         try:
             return self.eval(data, rays, k)

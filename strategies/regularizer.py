@@ -6,10 +6,11 @@ The targets ``h*(e_t')`` come from one of the classes in :mod:`strategies.regula
 recorded outputs (``targets="stored"``, ``fast=False``), the head snapshot that gives the same
 values from a Gram matrix of the output head (``targets="stored"``, ``fast=True``; by default,
 ``fast="auto"``, wherever the head contract allows it and it costs fewer multiply-adds per step
-than the recorded outputs, :func:`gram_is_cheaper`), or a frozen copy (``targets="online"``). All earlier tasks (or a random
-subset of ``subset`` of them, averaged with ``beta / subset``) are evaluated in ONE batched
-hypernetwork call. ``Delta Theta_h`` is the optional look-ahead (:func:`lookahead_delta`).
+than the recorded outputs, :func:`gram_is_cheaper`), or a frozen copy (``targets="online"``).
+All earlier tasks (or a random subset of ``subset`` of them, averaged with ``beta / subset``) are
+evaluated in ONE batched hypernetwork call. ``Delta Theta_h`` is the optional look-ahead (:func:`lookahead_delta`).
 """
+
 from __future__ import annotations
 
 import math
@@ -44,14 +45,20 @@ def check_lookahead_optimizer(optimizer: torch.optim.Optimizer) -> None:
     """Refuses optimizers whose step :func:`lookahead_delta` cannot predict exactly."""
     kind = type(optimizer)
     if kind not in (torch.optim.Adam, torch.optim.SGD):
-        raise TypeError(f"look-ahead predicts the step of torch.optim.Adam and plain torch.optim.SGD only, not "
-                        f"{kind.__name__}; turn lookahead off or use one of those")
+        raise TypeError(
+            f"look-ahead predicts the step of torch.optim.Adam and plain torch.optim.SGD only, not "
+            f"{kind.__name__}; turn lookahead off or use one of those"
+        )
     for group in optimizer.param_groups:
-        bad = {k: group.get(k) for k in ("weight_decay", "amsgrad", "maximize", "momentum", "nesterov", "dampening")
-               if group.get(k)}
+        bad = {
+            k: group.get(k)
+            for k in ("weight_decay", "amsgrad", "maximize", "momentum", "nesterov", "dampening")
+            if group.get(k)
+        }
         if bad:
-            raise TypeError(f"look-ahead cannot predict a {kind.__name__} step with {bad}; turn lookahead off or "
-                            "drop those options")
+            raise TypeError(
+                f"look-ahead cannot predict a {kind.__name__} step with {bad}; turn lookahead off or drop those options"
+            )
 
 
 @torch.no_grad()
@@ -110,7 +117,11 @@ class OutputRegularizer:
     """
 
     def __init__(
-        self, *, beta: float, targets: TargetMode = "stored", subset: Optional[int] = None,
+        self,
+        *,
+        beta: float,
+        targets: TargetMode = "stored",
+        subset: Optional[int] = None,
         fast: Union[bool, Literal["auto"]] = "auto",
     ) -> None:
         if not isinstance(beta, (int, float)) or beta < 0 or not math.isfinite(beta):
@@ -189,8 +200,11 @@ class OutputRegularizer:
         return self.beta / len(conds) * total
 
     def state_dict(self) -> dict:
-        return {"tasks": list(self.tasks), "kind": None if self.targets is None else self.targets.kind,
-                "targets": None if self.targets is None else self.targets.state_dict()}
+        return {
+            "tasks": list(self.tasks),
+            "kind": None if self.targets is None else self.targets.kind,
+            "targets": None if self.targets is None else self.targets.state_dict(),
+        }
 
     def load_state_dict(self, state: dict, hnet: Hypernetwork) -> None:
         self.tasks = list(state["tasks"])

@@ -12,6 +12,7 @@ It joins Avalanche's training loop through its hooks, so penalties other plugins
 The plugin is placed first among the strategy's plugins, so gradient-changing plugins that act
 in ``after_backward`` see the regularizer's gradient.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -14,6 +14,7 @@ Three kinds, one class each, all with the same small interface (``snapshot``, ``
 * :class:`FrozenCopy` - a frozen copy of the hypernetwork that recomputes the targets at every
   step (``targets="online"``). Memory: one hypernetwork.
 """
+
 from __future__ import annotations
 
 import copy
@@ -46,8 +47,10 @@ class StoredOutputs:
         self.outputs = [p.detach() for p in hnet.forward_parts(embeddings)]
 
     def sq_error(self, hnet: Hypernetwork, conds: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
-        return sum(nn.functional.mse_loss(o, _rows(index, w), reduction="sum")
-                   for o, w in zip(hnet.forward_parts(conds), self.outputs))
+        return sum(
+            nn.functional.mse_loss(o, _rows(index, w), reduction="sum")
+            for o, w in zip(hnet.forward_parts(conds), self.outputs)
+        )
 
     def memory_bytes(self) -> int:
         return _bytes(self.outputs)
@@ -73,8 +76,14 @@ class _Gram(torch.autograd.Function):
         return m @ (grad + grad.T)
 
 
-def snapshot_sq_error(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                      a0: torch.Tensor, weight0: torch.Tensor, bias0: torch.Tensor) -> torch.Tensor:
+def snapshot_sq_error(
+    a: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    a0: torch.Tensor,
+    weight0: torch.Tensor,
+    bias0: torch.Tensor,
+) -> torch.Tensor:
     """``sum_i ||(W a_i + b) - (W_0 a0_i + b_0)||^2`` from one Gram matrix (module docstring)."""
     m = torch.cat([weight, weight - weight0, (bias - bias0).unsqueeze(1)], dim=1)
     z = torch.cat([a - a0, a0, a.new_ones(a.shape[0], 1)], dim=1)
@@ -109,8 +118,14 @@ class HeadSnapshot:
         for piece, a0 in zip(hnet.head_pieces(hnet.encoder(hnet.check_conditions(conds))), self.inputs0):
             a, r = piece.inputs, piece.rows
             a0 = _rows(index, a0)
-            total = total + snapshot_sq_error(a.reshape(-1, a.shape[-1]), head.weight[r], head.bias[r],
-                                              a0.reshape(-1, a0.shape[-1]), self.weight0[r], self.bias0[r])
+            total = total + snapshot_sq_error(
+                a.reshape(-1, a.shape[-1]),
+                head.weight[r],
+                head.bias[r],
+                a0.reshape(-1, a0.shape[-1]),
+                self.weight0[r],
+                self.bias0[r],
+            )
         return total
 
     def memory_bytes(self) -> int:

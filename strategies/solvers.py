@@ -22,6 +22,7 @@ its dynamic reference ``ref=None`` is in use; with ``lam=0`` and an explicit ``r
 ``ref`` are fine). LinearScalarization accepts any losses: a constant shift leaves its gradient
 unchanged. The general fix is to shift an objective by a constant so that it is >= 0.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,10 @@ logger = logging.getLogger(__name__)
 def point_argument(solver: str, name: str, value: object) -> Tuple[float, ...]:
     """A finite number or a 1-D sequence of finite numbers (one per objective), as a tuple of floats;
     anything else is refused naming ``solver(name=...)`` and the expected form."""
-    expected = (f"{solver}({name}=...) must be a number or a 1-D sequence of numbers, one per objective "
-                f"(shape (m,)), e.g. {name}=0.0 or {name}=[0.0, 0.0]")
+    expected = (
+        f"{solver}({name}=...) must be a number or a 1-D sequence of numbers, one per objective "
+        f"(shape (m,)), e.g. {name}=0.0 or {name}=[0.0, 0.0]"
+    )
     if torch.is_tensor(value):
         value = value.detach().cpu().numpy()
     if isinstance(value, (str, bytes, Mapping)) or isinstance(value, bool):
@@ -66,8 +69,9 @@ def point_argument(solver: str, name: str, value: object) -> Tuple[float, ...]:
     return floats
 
 
-def check_loss_floor(solver: str, losses: torch.Tensor, floor: Optional[torch.Tensor] = None, *,
-                     why: str, alternative: str) -> None:
+def check_loss_floor(
+    solver: str, losses: torch.Tensor, floor: Optional[torch.Tensor] = None, *, why: str, alternative: str
+) -> None:
     """The one rule for negative losses, used by every solver whose result depends on where the
     losses' zero is (all but linear scalarization, whose gradient a constant shift leaves unchanged).
 
@@ -91,7 +95,8 @@ def check_loss_floor(solver: str, losses: torch.Tensor, floor: Optional[torch.Te
     raise ValueError(
         f"{solver}: objective {i} has a loss of {value:.4g} (ray {b}), below {bound}; {solver} needs {needs}: {why} "
         f"({len(below)} such entries this step). Fix: shift objective {i} by a constant so that it is >= 0 "
-        f"(l_{i} - c, with c a lower bound of it){alternative}")
+        f"(l_{i} - c, with c a lower bound of it){alternative}"
+    )
 
 
 class Solver:
@@ -122,8 +127,10 @@ class Solver:
         loss = self.get_weighted_loss(losses, rays, weights)
         if not torch.is_tensor(loss) or loss.dim() != 0:
             got = tuple(loss.shape) if torch.is_tensor(loss) else type(loss).__name__
-            raise TypeError(f"{type(self).__name__}.get_weighted_loss must return a scalar tensor, got {got}: "
-                            "reduce over rays and objectives (e.g. (w * losses).sum(1).mean())")
+            raise TypeError(
+                f"{type(self).__name__}.get_weighted_loss must return a scalar tensor, got {got}: "
+                "reduce over rays and objectives (e.g. (w * losses).sum(1).mean())"
+            )
         return loss
 
     def __repr__(self) -> str:
@@ -155,18 +162,27 @@ class EPO(Solver):
         self.steps = 0
 
     def get_weighted_loss(self, losses: torch.Tensor, rays: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        check_loss_floor("EPO", losses, why="it balances the shares r_i l_i / sum_j r_j l_j, which a negative "
-                         "loss turns around", alternative=", or use solver='ls' (unchanged by a shift)")
+        check_loss_floor(
+            "EPO",
+            losses,
+            why="it balances the shares r_i l_i / sum_j r_j l_j, which a negative loss turns around",
+            alternative=", or use solver='ls' (unchanged by a shift)",
+        )
         G = self.per_objective_gradients(losses, weights)
         grams = torch.bmm(G, G.transpose(1, 2)).detach().cpu().double().numpy()
-        results = epo_weights_batch(losses.detach().cpu().double().numpy(), rays.detach().cpu().double().numpy(),
-                                    grams, eps=self.eps)
+        results = epo_weights_batch(
+            losses.detach().cpu().double().numpy(), rays.detach().cpu().double().numpy(), grams, eps=self.eps
+        )
         self.steps += 1
         failed = sum(r.mode == "fallback" for r in results)
         if failed:
             self.fallbacks += failed
-            logger.warning("EPO: the LP failed for %d of %d rays at solver step %d; used the LS weights m * r / sum(r)",
-                           failed, len(results), self.steps)
+            logger.warning(
+                "EPO: the LP failed for %d of %d rays at solver step %d; used the LS weights m * r / sum(r)",
+                failed,
+                len(results),
+                self.steps,
+            )
         w = torch.as_tensor(np.stack([r.weights for r in results]), dtype=losses.dtype, device=losses.device)
         return (w * losses).sum(dim=1).mean()
 
@@ -194,11 +210,14 @@ def _check_against_ideal(solver: str, ideal: Optional[Tuple[float, ...]], losses
     """The ideal point ``z`` (``(m,)``), after :func:`check_loss_floor`: ``r (l - z)`` measures a
     loss's distance from a lower bound, so every loss must be >= z (z = 0 when ``ideal`` is None)."""
     z = _ideal(ideal, losses)
-    check_loss_floor(solver, losses, None if ideal is None else z,
-                     why="it scores r_i (l_i - z_i), the distance from a lower bound z of the losses, and a loss "
-                     "below z turns its term around",
-                     alternative=", or pass an ideal= at or below the smallest losses (e.g. ideal=[-1.0, -1.0] for "
-                     "losses >= -1)")
+    check_loss_floor(
+        solver,
+        losses,
+        None if ideal is None else z,
+        why="it scores r_i (l_i - z_i), the distance from a lower bound z of the losses, and a loss "
+        "below z turns its term around",
+        alternative=", or pass an ideal= at or below the smallest losses (e.g. ideal=[-1.0, -1.0] for losses >= -1)",
+    )
     return z
 
 
@@ -288,8 +307,9 @@ def hypervolume_gradient(points: np.ndarray, ref: Sequence[float]) -> np.ndarray
     grad = np.zeros((n, d))
     for a in range(n):
         for j in range(d):
-            others = [b for b in range(n) if b != a and
-                      (pts[b, j] < pts[a, j] or (b < a and np.array_equal(pts[b], pts[a])))]
+            others = [
+                b for b in range(n) if b != a and (pts[b, j] < pts[a, j] or (b < a and np.array_equal(pts[b], pts[a])))
+            ]
             rest = np.delete(np.arange(d), j)
             q = pts[others][:, rest] if others else np.zeros((0, d - 1))
             p = pts[a, rest][None, :]
@@ -338,8 +358,9 @@ class HypervolumeMaximization(Solver):
       ``lam=0`` and an explicit ``ref`` any losses below ``ref`` are accepted (module docstring).
     """
 
-    def __init__(self, *, ref: Optional[Union[float, Sequence[float]]] = None, lam: float = 10.0,
-                 normalize: bool = False) -> None:
+    def __init__(
+        self, *, ref: Optional[Union[float, Sequence[float]]] = None, lam: float = 10.0, normalize: bool = False
+    ) -> None:
         if ref is not None:
             ref = point_argument("HypervolumeMaximization", "ref", ref)
         if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not math.isfinite(lam) or lam < 0:
@@ -361,10 +382,12 @@ class HypervolumeMaximization(Solver):
         if len(above):
             b, i = above[0]
             raise ValueError(
-                f"HVI: loss {i} of ray {b} is {losses[b, i]:.4g}, not below the reference point ref[{i}] = {ref[i]:.4g} "
+                f"HVI: loss {i} of ray {b} is {losses[b, i]:.4g}, "
+                f"not below the reference point ref[{i}] = {ref[i]:.4g} "
                 f"({len(above)} such entries this step): a point outside the reference box has no hypervolume "
                 "gradient; raise ref above the largest loss you expect (e.g. the losses at initialisation), "
-                "or pass ref=None for a dynamic reference point (1.1 x the step's largest losses)")
+                "or pass ref=None for a dynamic reference point (1.1 x the step's largest losses)"
+            )
         return ref
 
     def hv_weights(self, losses: np.ndarray) -> np.ndarray:
@@ -386,19 +409,33 @@ class HypervolumeMaximization(Solver):
             raise ValueError(
                 "HVI maximises the hypervolume of the loss vectors of one step's rays, which needs at least 2 of "
                 f"them; got rays_per_step={losses.shape[0]}: use rays_per_step >= 2 (the paper samples several, "
-                "e.g. 8 or 16)")
+                "e.g. 8 or 16)"
+            )
         values = losses.detach().cpu().double().numpy()
         if not np.isfinite(values).all():
             raise ValueError("HVI got non-finite losses")
         if self.lam > 0 or self.ref is None:
             check_loss_floor(
-                "HypervolumeMaximization", losses,
+                "HypervolumeMaximization",
+                losses,
                 why=" and ".join(
-                    ([f"its ray penalty (lam={self.lam:g}) compares loss vectors with the direction 1/r"] if self.lam > 0
-                     else []) + (["its default reference point (ref=None, 1.1 x the step's largest losses) lies above "
-                                  "the losses only when they are >= 0"] if self.ref is None else [])),
+                    (
+                        [f"its ray penalty (lam={self.lam:g}) compares loss vectors with the direction 1/r"]
+                        if self.lam > 0
+                        else []
+                    )
+                    + (
+                        [
+                            "its default reference point (ref=None, 1.1 x the step's largest losses) lies above "
+                            "the losses only when they are >= 0"
+                        ]
+                        if self.ref is None
+                        else []
+                    )
+                ),
                 alternative=", or use lam=0 (hypervolume only, unchanged by a shift) with an explicit ref= above "
-                "the losses")
+                "the losses",
+            )
         w = torch.as_tensor(self.hv_weights(values), dtype=losses.dtype, device=losses.device)
         loss = (w * losses).sum()
         if self.lam > 0:
@@ -412,8 +449,13 @@ class HypervolumeMaximization(Solver):
         return f"HypervolumeMaximization(ref={self.ref}, lam={self.lam}, normalize={self.normalize})"
 
 
-SOLVERS: Dict[str, Type[Solver]] = {"ls": LinearScalarization, "epo": EPO, "tch": Chebyshev,
-                                    "stch": SmoothChebyshev, "hvi": HypervolumeMaximization}
+SOLVERS: Dict[str, Type[Solver]] = {
+    "ls": LinearScalarization,
+    "epo": EPO,
+    "tch": Chebyshev,
+    "stch": SmoothChebyshev,
+    "hvi": HypervolumeMaximization,
+}
 
 
 def make_solver(solver: Union[str, Solver]) -> Solver:
@@ -426,5 +468,7 @@ def make_solver(solver: Union[str, Solver]) -> Solver:
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose one of {sorted(SOLVERS)} or pass a Solver instance")
         return SOLVERS[solver]()
-    raise TypeError(f"solver must be a name in {sorted(SOLVERS)} or a strategies.solvers.Solver instance, "
-                    f"got {type(solver).__name__}")
+    raise TypeError(
+        f"solver must be a name in {sorted(SOLVERS)} or a strategies.solvers.Solver instance, "
+        f"got {type(solver).__name__}"
+    )

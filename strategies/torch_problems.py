@@ -11,6 +11,7 @@ is what ``ObjectiveProblem.from_pymoo(problem)`` uses when no ``f=`` is given.
 * DTLZ2 (Deb et al. 2002): the front is the positive part of the unit sphere (concave), at
   ``x[m-1:] = 0.5``; any number of objectives.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,12 +60,12 @@ def dtlz2(x: torch.Tensor, n_obj: int = 3) -> torch.Tensor:
     """DTLZ2 with ``n_obj`` objectives (pymoo's ``DTLZ.obj_func`` with ``alpha = 1``):
     ``f_i = (1 + g) prod_{j < m-1-i} cos(x_j pi/2) [sin(x_{m-1-i} pi/2) for i > 0]``,
     ``g = sum_{j >= m-1} (x_j - 0.5)^2``."""
-    head, tail = x[:, :n_obj - 1], x[:, n_obj - 1:]
+    head, tail = x[:, : n_obj - 1], x[:, n_obj - 1 :]
     g = ((tail - 0.5) ** 2).sum(dim=1)
     cos = torch.cos(head * (math.pi / 2))
     cols = []
     for i in range(n_obj):
-        f = (1 + g) * cos[:, :n_obj - 1 - i].prod(dim=1)
+        f = (1 + g) * cos[:, : n_obj - 1 - i].prod(dim=1)
         if i > 0:
             f = f * torch.sin(head[:, n_obj - 1 - i] * (math.pi / 2))
         cols.append(f)
@@ -80,7 +81,7 @@ TORCH_VERSIONS: Dict[str, Callable[[Any], TorchObjectives]] = {
     "pymoo.problems.multi.zdt.ZDT1": _zdt(zdt1),
     "pymoo.problems.multi.zdt.ZDT2": _zdt(zdt2),
     "pymoo.problems.multi.zdt.ZDT3": _zdt(zdt3),
-    "pymoo.problems.many.dtlz.DTLZ2": lambda problem: (lambda x: dtlz2(x, int(problem.n_obj))),
+    "pymoo.problems.many.dtlz.DTLZ2": lambda problem: lambda x: dtlz2(x, int(problem.n_obj)),
 }
 
 

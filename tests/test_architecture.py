@@ -75,6 +75,7 @@ def _build(overrides, kind):
     return cfg, phn.hnet, phn.target.module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,base", [("cl", CL_BASE), ("pareto", PARETO_BASE)])
 def test_every_hnet_and_target_key_changes_the_built_model(kind, base):
     _, hnet0, target0 = _build(base, kind)

@@ -39,6 +39,7 @@ def train_sequence(bench, beta, tmp_path=None, **kwargs):
     return strategy, matrix
 
 
+@pytest.mark.slow
 def test_regularizer_reduces_forgetting_inside_avalanche(tiny_pmnist, tmp_path):
     strategy, with_reg = train_sequence(tiny_pmnist, beta=0.05, tmp_path=tmp_path)
     _, without = train_sequence(tiny_pmnist, beta=0.0)

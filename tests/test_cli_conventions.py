@@ -157,3 +157,21 @@ def test_lazy_packages_declare_every_export_for_type_checkers():
         block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
         static = {a.name: imp.module for imp in block.body for a in imp.names}
         assert static == lazy, package
+
+
+def test_flag_forms_and_sweep_values_without_multirun(capsys, tmp_path):
+    assert main(["--cfg=job", "--package=seed"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == {"seed": 0}
+    assert main(["--resolve"]) == 2  # not a training run
+    assert "add --cfg job" in capsys.readouterr().err
+    assert main(["seed=0,1", f"run_dir={tmp_path / 'r'}"]) == 2
+    assert "add -m" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_a_sweep_with_device_cuda_without_a_gpu_is_refused_before_any_folder(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    sweep_dir = tmp_path / "sweep"
+    assert main(["-m", "benchmark=regression", "seed=0,1", "device=cuda", f"hydra.sweep.dir={sweep_dir}"]) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err and not sweep_dir.exists()

@@ -48,6 +48,7 @@ def run(beta):
     return hv0_after_0, hv0_final, hv1, exact_hv(0, rays), exact_hv(1, rays)
 
 
+@pytest.mark.slow
 def test_the_regularizer_keeps_the_first_front_and_without_it_the_front_is_forgotten():
     hv0, hv0_final, hv1, exact0, exact1 = run(beta=1.0)
     assert hv0 == pytest.approx(exact0, rel=0.03) and hv1 == pytest.approx(exact1, rel=0.03)

@@ -5,6 +5,8 @@ import pytest
 
 from benchmarks.defaults_matrix import ROWS, main, run_matrix
 
+pytestmark = pytest.mark.slow  # trains every default on two seeds: outside the quick subset (pytest -m 'not slow')
+
 SMALL_ROWS = ["api_pmnist", "api_splitmnist", "cli_pmnist", "cli_regression"]
 
 
@@ -17,6 +19,7 @@ def small_report(tmp_path_factory, data_root):
     return report, out
 
 
+@pytest.mark.slow
 def test_every_default_learns_on_both_seeds(small_report):
     report, _ = small_report
     failing = {name: row["seeds_failing"] for name, row in report["rows"].items() if not row["met"]}

@@ -78,6 +78,7 @@ def quad_b_on(out):
     return (out - B.to(out.device)).pow(2).sum(-1).mean()
 
 
+@pytest.mark.slow
 def test_the_cl_strategy_creates_no_host_tensor_that_meets_the_model(tiny_pmnist):
     tracker = DeviceTracker()
     _cl_run(tiny_pmnist, "cpu", tracker)

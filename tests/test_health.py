@@ -146,6 +146,7 @@ TINY_RUN = ["benchmark=pmnist", "benchmark.n_tasks=2", "benchmark.train_per_task
             "target.hidden=[30]", "hnet.emb_dim=8", "hnet.chunk_size=1000", "progress=false"]
 
 
+@pytest.mark.slow
 def test_a_run_that_does_not_learn_says_so_in_its_log_metrics_and_tensorboard(tmp_path, data_root, monkeypatch,
                                                                                 capsys):
     from cl_moo.run import main
@@ -166,6 +167,7 @@ def test_a_run_that_does_not_learn_says_so_in_its_log_metrics_and_tensorboard(tm
     assert {"health/dead_fraction/1", "health/loss_over_chance/task0", "health/loss_over_chance/task1"} <= set(tags)
 
 
+@pytest.mark.slow
 def test_pareto_runs_have_a_health_section(tmp_path, data_root, monkeypatch):
     from cl_moo.run import main
 

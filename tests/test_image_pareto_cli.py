@@ -11,6 +11,8 @@ import torch
 import benchmarks.pareto_cl_runner as pareto_cl_runner
 from cl_moo.run import main
 
+pytestmark = pytest.mark.slow  # image Pareto runs end to end: outside the quick subset (pytest -m 'not slow')
+
 
 class Killed(BaseException):
     """A simulated kill: not an Exception, and not the KeyboardInterrupt that cl_moo.run turns into a message."""
@@ -62,6 +64,7 @@ def test_multimnist_pareto_run_writes_its_front(tmp_path, data_root, one_thread,
     assert (out / "pareto_front.png").stat().st_size > 1000 and list((out / "tensorboard").glob("events.out*"))
 
 
+@pytest.mark.slow
 def test_separate_ls_baseline_trains_one_lenet_per_ray(tmp_path, data_root, one_thread):
     out = tmp_path / "ls"
     assert run([o for o in MULTI if not o.startswith("hnet.")]
@@ -135,6 +138,7 @@ def test_the_regularizer_keeps_the_first_front_closer(seq_full, tmp_path, data_r
     assert drift(seq_full) < 0.5 * drift(free)
 
 
+@pytest.mark.slow
 def test_continual_pareto_resumes_after_a_task_like_an_uninterrupted_run(seq_full, tmp_path, data_root, one_thread,
                                                                          monkeypatch, capsys):
     part = tmp_path / "part"
@@ -163,6 +167,7 @@ def test_reproduced_phn_hypervolumes_match_only_their_setting():
     assert published_for({**config, "benchmark.name": "multimnist_seq"}, "hypervolume") is None
 
 
+@pytest.mark.slow
 def test_more_images_than_the_split_holds_is_said_and_recorded(tmp_path, data_root, one_thread, capsys):
     out = tmp_path / "big"
     assert run(MULTI + ["strategy=phn_ls", "benchmark.max_test=1000000000", "benchmark.n_eval_rays=2"], out,
@@ -173,6 +178,7 @@ def test_more_images_than_the_split_holds_is_said_and_recorded(tmp_path, data_ro
     assert "NOTE: benchmark.max_test=1000000000" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_with_a_resume_hint_not_a_traceback(tmp_path, data_root, one_thread, monkeypatch, capsys):
     out = tmp_path / "ctrl_c"
     restore = stop_after_first_checkpoint(monkeypatch, KeyboardInterrupt)
@@ -183,6 +189,7 @@ def test_ctrl_c_ends_with_a_resume_hint_not_a_traceback(tmp_path, data_root, one
     assert run(SEQ, out, data_root, "resume=true") == 0 and len(metrics(out)["hv_matrix"]) == 2
 
 
+@pytest.mark.slow
 def test_a_front_that_learned_nothing_gets_a_hypervolume_note(tmp_path, data_root, capsys):
     # a chunked hypernetwork with hyperfan init at lr 1e-3 collapses to chance-level outputs: HV 0
     out = tmp_path / "collapsed"

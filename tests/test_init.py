@@ -38,6 +38,7 @@ def preactivation_ratio(target, weights, x):
     return last / first
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mlp", "chunked"])
 @pytest.mark.parametrize("scheme,fan", [("hyperfan_in", 0), ("hyperfan_out", 1)])
 @pytest.mark.parametrize("relu", [False, True])
@@ -88,6 +89,7 @@ def test_variances_for_biases_and_conv_receptive_field():
     assert v_out[3] == 0.0  # fan_in 8 > fan_out 4
 
 
+@pytest.mark.slow
 def test_chunked_hyperfan_matches_each_tensors_variance():
     torch.manual_seed(0)
     target = FunctionalTarget(nn.Sequential(nn.Linear(784, 100, bias=False), nn.ReLU(), nn.Linear(100, 10, bias=False)))
@@ -117,6 +119,7 @@ def _default_cl_chunked(seed=0):
                               input_range="unbounded", probe_conditions=torch.randn(256, 64))
 
 
+@pytest.mark.slow
 def test_chunked_hyperfan_reaches_each_weight_tensor_and_reports_the_rest():
     with pytest.warns(UserWarning, match=r"0\.bias"):
         hnet = _default_cl_chunked()
@@ -139,9 +142,10 @@ def test_chunked_hyperfan_reaches_each_weight_tensor_and_reports_the_rest():
     assert float(e.norm(dim=1).min()) >= 0.9 * math.sqrt(12) * 0.5  # none shrunk towards zero
 
 
+@pytest.mark.slow
 def test_mip_residual_starts_at_the_pretrained_model(data_root):
     """MIP (Gonzalez Ortiz et al. 2024, Eq. 5): with theta = theta_0 + Delta theta, a hypernetwork built
-    around a pretrained model starts at it: ||Delta theta|| <= 5% of ||theta_0||, same accuracy."""
+    around a pretrained model with theta0="keep" starts at it: ||Delta theta|| <= 5% of ||theta_0||, same accuracy."""
     import gzip
 
     import numpy as np
@@ -167,7 +171,8 @@ def test_mip_residual_starts_at_the_pretrained_model(data_root):
     for init in ("hyperfan_in", "kaiming"):
         for cond_dim, rng in ((2, "unit"), (8, "unbounded")):
             target = FunctionalTarget(model)
-            hnet = build_hypernetwork(target, cond_dim, hidden=(32, 32), mip=True, init=init, input_range=rng)
+            hnet = build_hypernetwork(target, cond_dim, hidden=(32, 32), mip=True, init=init, input_range=rng,
+                                      theta0="keep")
             theta0 = hnet.theta0.detach()
             cond = torch.rand(16, cond_dim) if rng == "unit" else torch.randn(16, cond_dim)
             with torch.no_grad():

@@ -18,6 +18,8 @@ from cl_moo.data import DataFormatError
 from cl_moo.report import main as report_main
 from cl_moo.run import main
 
+pytestmark = pytest.mark.slow  # whole sweeps and runs: outside the quick subset (pytest -m 'not slow')
+
 TINY = ["benchmark=regression", "train.iterations=10", "hnet.hidden=[8]", "progress=false", "device=cpu"]
 
 
@@ -40,6 +42,7 @@ def one_line(err: str) -> str:
 # --- 1. a refused sweep never rewrites the sweep in its folder ----------------------------------------
 
 
+@pytest.mark.slow
 def test_a_refused_sweep_leaves_the_finished_sweep_byte_identical(tmp_path, data_env, capsys):
     sweep_dir = tmp_path / "sweep"
     assert main(["-m", *TINY, "seed=0", f"hydra.sweep.dir={sweep_dir}"]) == 0
@@ -115,6 +118,7 @@ def _finish_command(err: str, tmp_path: Path) -> list:
     return argv[3:]
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_sweep_says_which_jobs_finished_and_one_command_finishes_it(tmp_path, data_env, capsys,
                                                                                  monkeypatch):
     sweep_dir = tmp_path / "sweep"
@@ -139,6 +143,7 @@ def test_ctrl_c_in_a_sweep_says_which_jobs_finished_and_one_command_finishes_it(
 # --- 5. a failed sweep names every failed job -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_failed_sweep_names_every_failed_job_and_resume_reruns_them(tmp_path, data_env, capsys, monkeypatch):
     sweep_dir = tmp_path / "sweep"
     with monkeypatch.context() as mp:
@@ -158,6 +163,7 @@ def test_a_failed_sweep_names_every_failed_job_and_resume_reruns_them(tmp_path, 
 # --- 3. the report counts a duplicated run once -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_report_counts_seed_0_0_and_a_copied_run_once_and_says_so(tmp_path, data_env, capsys):
     import shutil
 

@@ -167,6 +167,7 @@ def test_phn_trains_and_evaluates_on_multimnist(data_root, solver):
     assert np.isfinite(hv) and hv >= 0.0
 
 
+@pytest.mark.slow
 def test_the_bench_trains_its_separate_models_with_the_runners_ls_loop(data_root, tmp_path):
     from benchmarks import multimnist_bench
 

@@ -16,6 +16,7 @@ def exact_losses(rays):
     return np.stack([rays[:, 1] ** 2 * D, rays[:, 0] ** 2 * D], axis=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mip", [False, True])
 def test_phn_ls_recovers_the_known_pareto_front(mip):
     torch.manual_seed(0)

@@ -50,6 +50,7 @@ def _metric(paths, key):
     return np.array([json.loads(Path(p).read_text())[key] for p in paths], dtype=float)
 
 
+@pytest.mark.slow
 def test_two_seeds_form_one_group_with_numpys_mean_and_std(runs, report):
     rows, markdown = report
     assert set(rows) == {HNET_CL, FINETUNE, PHN_LS, PHN_EPO}

@@ -90,6 +90,7 @@ def test_run_writes_metrics_and_tensorboard(tmp_path, data_root, monkeypatch):
     assert main(TINY + [f"run_dir={run_dir}"]) == 2  # a usage error: the folder refuses the command
 
 
+@pytest.mark.slow
 def test_eval_tasks_current_evaluates_the_task_just_trained_and_all_at_the_end(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("CL_MOO_DATA", str(data_root))
     run_dir = tmp_path / "run"
@@ -109,6 +110,7 @@ def test_eval_tasks_current_evaluates_the_task_just_trained_and_all_at_the_end(t
                 assert v == pytest.approx(full[i][j], abs=1e-9), (i, j)
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_gives_identical_metrics(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("CL_MOO_DATA", str(data_root))
     full = tmp_path / "full"
@@ -143,6 +145,7 @@ def test_missing_data_file_names_the_file(tmp_path, capsys):
     assert "t10k-images-idx3-ubyte.gz" in err and str(tmp_path) in err and "CL_MOO_DATA" in err
 
 
+@pytest.mark.slow
 def test_run_writes_the_accuracy_figures_as_png_and_tensorboard_images(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("CL_MOO_DATA", str(data_root))
     run_dir = tmp_path / "run"

@@ -15,6 +15,8 @@ from benchmarks.sweep import objective, prepare_sweep, sweep_combinations
 from cl_moo.report import main as report_main
 from cl_moo.run import main
 
+pytestmark = pytest.mark.slow  # whole sweeps through Hydra's launchers: outside the quick subset (pytest -m 'not slow')
+
 TINY_CL = ["benchmark=regression", "train.iterations=10", "hnet.hidden=[8]", "progress=false"]
 TINY_PARETO = ["benchmark=adult", "strategy=phn_ls", "benchmark.max_rows=1500", "train.epochs=1",
                "train.batch_size=256", "hnet.hidden=[20]", "target.hidden=[10]", "benchmark.n_eval_rays=10",
@@ -98,6 +100,7 @@ def test_objective_is_higher_is_better():
 # --- the basic sweeper, in-process ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_multirun_runs_every_combination_in_its_own_folder(tmp_path, data_env, capsys):
     sweep_dir = sweep(tmp_path, *TINY_CL, "seed=0,1,2", "hnet.mip=true,false", "device=cpu")
     out = capsys.readouterr().out
@@ -129,6 +132,7 @@ def test_failed_job_is_named_with_its_folder(tmp_path, data_env, capsys):
 # --- launchers (the sweep extra) -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_jobs_in_local_processes(tmp_path, data_env):
     require("hydra_plugins.hydra_joblib_launcher")
     sweep_dir = sweep(tmp_path, *TINY_CL, "seed=0,1", "hydra/launcher=cl_moo_joblib", "hydra.launcher.n_jobs=2")
@@ -155,6 +159,7 @@ def local_ray(data_root):
             ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_launcher_runs_jobs_as_ray_tasks(tmp_path, data_env, local_ray):
     require("hydra_plugins.hydra_ray_launcher")
     sweep_dir = sweep(tmp_path, *TINY_CL, "seed=0,1", "hydra/launcher=cl_moo_ray")
@@ -162,6 +167,7 @@ def test_ray_launcher_runs_jobs_as_ray_tasks(tmp_path, data_env, local_ray):
     assert local_ray.is_initialized()  # the launcher used the running instance
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_jobs_as_submitit_jobs(tmp_path, data_env):
     require("hydra_plugins.hydra_submitit_launcher")
     sweep_dir = sweep(tmp_path, *TINY_CL, "seed=0,1", "hydra/launcher=cl_moo_submitit_local")
@@ -188,6 +194,7 @@ def test_slurm_launcher_config_composes():
     (TINY_CL, ["strategy.beta=tag(log,interval(0.001,0.1))"]),
     (TINY_PARETO, ["strategy.alpha=interval(0.1,1.0)"]),
 ], ids=["continual", "pareto"])
+@pytest.mark.slow
 def test_optuna_search_reports_the_best_job(tmp_path, data_env, bench, space):
     require("hydra_plugins.hydra_optuna_sweeper")
     import optuna

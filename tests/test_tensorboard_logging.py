@@ -56,6 +56,7 @@ def config_text(accumulator: EventAccumulator) -> str:
 
 
 # ---------------------------------------------------------------- continual: HParams, config, steps across a resume
+@pytest.mark.slow
 def test_continual_run_resumed_mid_task_continues_its_steps_and_writes_hparams(tmp_path, monkeypatch, one_thread):
     out = tmp_path / "run"
     original = cl_runner.LossRecorder.after_training_iteration
@@ -92,7 +93,7 @@ def test_continual_run_resumed_mid_task_continues_its_steps_and_writes_hparams(t
     # HParams: the resolved config (dotted keys, lists as text) and the final metrics, in the run's own folder
     values, metrics = hparams_of(tb)
     assert values["benchmark.name"] == "regression" and values["train.iterations"] == 30
-    assert values["target.hidden"] == "[10, 10]" and values["resume"] == "true"
+    assert values["target.hidden"] == "[10, 10]" and "resume" not in values and "run_dir" not in values  # where, not what
     assert not any(k.startswith("benchmark.presets") for k in values)
     assert set(metrics) == {"final/average_mse", "final/average_forgetting", "final/bwt", "final/wall_time_s"}
     m = json.loads((out / "metrics.json").read_text())
@@ -107,6 +108,7 @@ def test_continual_run_resumed_mid_task_continues_its_steps_and_writes_hparams(t
 
 
 # ---------------------------------------------------------------- Pareto: HV per epoch
+@pytest.mark.slow
 def test_pareto_run_logs_the_front_every_epoch_when_cheap_and_hparams(tmp_path, data_root, monkeypatch, one_thread):
     monkeypatch.setenv("CL_MOO_DATA", str(data_root))
     monkeypatch.setattr(moo_runner, "HV_EVAL_FREE_S", 60.0)  # cheap here, whatever the machine's load
@@ -144,6 +146,7 @@ def test_pareto_front_figure_shows_title_hv_and_reference_point():
 
 
 # ---------------------------------------------------------------- continual Pareto: HV forgetting, fronts per task
+@pytest.mark.slow
 def test_continual_pareto_run_logs_hv_forgetting_and_fronts_per_task(tmp_path, data_root, one_thread):
     out = tmp_path / "seq"
     assert main(SEQ + [f"run_dir={out}", f"data.root={data_root}"]) == 0
@@ -200,3 +203,22 @@ def test_heatmap_masks_untrained_cells_and_says_mean_over_seeds_only_for_several
     fig = forgetting_figure(matrix, "accuracy", "group", n_seeds=5)
     assert "mean over 5 seeds" in fig._suptitle.get_text()
     pyplot().close(fig)
+
+
+def test_a_fresh_start_over_old_events_purges_them(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from benchmarks.tb_logging import open_writer
+
+    folder = tmp_path / "tensorboard"
+    old = open_writer(folder)
+    for step in range(5):
+        old.add_scalar("train/loss", 1.0, step)
+    old.close()
+    new = open_writer(folder)  # e.g. a run killed before its first checkpoint, started again
+    for step in range(3):
+        new.add_scalar("train/loss", 2.0, step)
+    new.close()
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(0, 2.0), (1, 2.0), (2, 2.0)]

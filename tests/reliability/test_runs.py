@@ -26,6 +26,8 @@ from benchmarks.config import RESUME_SAFE_KEYS, ConfigError, load_config
 from benchmarks.reporting import write_json
 from cl_moo.run import main
 
+pytestmark = pytest.mark.slow  # end-to-end runs killed, resumed and refused: outside the quick subset (pytest -m 'not slow')
+
 
 class Killed(BaseException):
     """A simulated kill: not an Exception, and not the KeyboardInterrupt that cl_moo.run turns into a message."""
@@ -116,6 +118,7 @@ def pareto_full(tmp_path_factory, data_root):
     ("benchmark.n_tasks=2", "benchmark.n_tasks: 3 -> 2"),
     ("train.lr=0.5", "train.lr: 0.0003 -> 0.5"),  # the pmnist small preset's lr
 ])
+@pytest.mark.slow
 def test_resume_refuses_a_changed_result_key(cl_partial, data_root, capsys, change, named):
     before = (cl_partial / "checkpoint.pt").read_bytes()
     assert run(TINY, cl_partial, data_root, "resume=true", change) == 2
@@ -125,6 +128,7 @@ def test_resume_refuses_a_changed_result_key(cl_partial, data_root, capsys, chan
     assert (cl_partial / "checkpoint.pt").read_bytes() == before and not (cl_partial / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_built_differently(cl_partial, data_root, capsys):
     state = torch.load(cl_partial / "checkpoint.pt", weights_only=False)
     state["built"]["target"]["hidden"] = [99]  # as if this version of the code built another target
@@ -144,6 +148,7 @@ def test_pareto_resume_refuses_a_changed_seed(tmp_path, data_root, monkeypatch, 
 
 
 # ----------------------------------------------------------------------------- 2. Pareto runs checkpoint and resume
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy, epochs_done", [("phn_ls", 1), ("phn_epo", 1), ("phn_ls", 3)])
 def test_pareto_resume_after_an_epoch_matches_the_uninterrupted_run(tmp_path, data_root, monkeypatch, capsys,
                                                                     pareto_full, strategy, epochs_done):
@@ -208,6 +213,7 @@ def test_a_busy_run_dir_is_refused(tmp_path, data_root, capsys, holder):
     assert json.loads((out / ".lock").read_text()) == info and not (out / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_a_stale_lock_is_reported_and_taken_over(tmp_path, data_root, capsys):
     out = tmp_path / "stale"
     out.mkdir()
@@ -240,6 +246,7 @@ def test_temp_files_are_per_process_and_foreign_ones_are_left_alone(tmp_path, mo
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"a": 1}
 
 
+@pytest.mark.slow
 def test_a_finished_or_interrupted_run_dir_is_refused_without_resume(cl_full, cl_partial, data_root, capsys):
     before = (cl_full / "metrics.json").read_bytes()
     assert run(TINY, cl_full, data_root) == 2
@@ -255,6 +262,7 @@ def test_a_finished_or_interrupted_run_dir_is_refused_without_resume(cl_full, cl
 
 
 # ----------------------------------------------------------------------------- 4. log.txt flushed per line
+@pytest.mark.slow
 def test_log_has_every_line_at_sigterm_and_resume_with_harmless_changes_matches(tmp_path, data_root, cl_full,
                                                                                   monkeypatch, capsys):
     out, seen = tmp_path / "log", {}
@@ -353,6 +361,7 @@ def test_a_broken_checkpoint_is_named_with_the_fix(cl_partial, data_root, capsys
 
 
 # ----------------------------------------------------------------------------- 6. divergence and NaN
+@pytest.mark.slow
 def test_divergence_without_nan_is_flagged(tmp_path, data_root, cl_full, capsys):
     out = tmp_path / "div"
     assert run(["benchmark=regression", "train.lr=1e6", "train.iterations=40", "progress=false"], out, data_root) == 0
@@ -420,6 +429,7 @@ def _wait_for(proc, ready, what, timeout=120.0):
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_matches_the_uninterrupted_run(tmp_path, data_root, cl_full, capsys):
     out, logs = tmp_path / "killed", tmp_path
     proc = _start(TINY, out, data_root, logs)
