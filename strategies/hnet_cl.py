@@ -99,8 +99,8 @@ SUPPORTED_PLUGINS = {
     "EWCPlugin": "works (3 experiences; training changes with the plugin)",
     "LwFPlugin": "works (3 experiences; training changes with the plugin)",
     "MASPlugin": "works (3 experiences; training changes with the plugin)",
-    "SynapticIntelligencePlugin": "works on a GPU; refused on the CPU (avalanche-lib 0.6 keeps its weights as "
-    "views there, so its importances stay 0)",
+    "SynapticIntelligencePlugin": "allowed on a GPU (not tested: no GPU here); refused on the CPU (avalanche-lib "
+    "0.6 keeps its weights as views there, so its importances stay 0)",
     "ReplayPlugin": "works: mixed-task mini-batches, each sample through its own task's weights",
     "MIRPlugin": "works: replays the stored samples whose loss a virtual step would raise most, each through its "
     "own task's weights",
