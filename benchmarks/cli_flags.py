@@ -198,18 +198,18 @@ def _keys_section(overrides: Sequence[str]) -> List[str]:
         cfg = load_config(overrides)
     except ConfigError as exc:
         return [f"Keys: not shown, these overrides are not valid: {exc}", "(--help alone lists the default run's keys)"]
-    comments = _comments()
+    comments = key_comments()
     values = {k: v for k, v in flatten_keys(OmegaConf.to_container(cfg)).items() if ".presets." not in k}
-    width = max(len(f"{k}={_show(v)}") for k, v in values.items()) + 2
+    width = max(len(f"{k}={show_value(v)}") for k, v in values.items()) + 2
     out = [f"Keys, with the values of benchmark={cfg.benchmark.name} strategy={cfg.strategy.name} "
            f"preset={cfg.preset} (set any with key=value):"]
     for key, value in values.items():
         note = comments.get(key) or comments.get(_group_key(key, cfg), "")
-        out.append(f"  {f'{key}={_show(value)}':<{width}} {note}".rstrip())
+        out.append(f"  {f'{key}={show_value(value)}':<{width}} {note}".rstrip())
     return out
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -218,7 +218,7 @@ def _show(value: object) -> str:
 
 
 def _group_key(key: str, cfg: DictConfig) -> str:
-    """``benchmark.n_tasks`` -> ``benchmark/pmnist:n_tasks`` (how :func:`_comments` names group keys)."""
+    """``benchmark.n_tasks`` -> ``benchmark/pmnist:n_tasks`` (how :func:`key_comments` names group keys)."""
     group, _, rest = key.partition(".")
     if group in ("benchmark", "strategy"):
         return f"{group}/{cfg[group].name}:{rest}"
@@ -228,7 +228,7 @@ def _group_key(key: str, cfg: DictConfig) -> str:
 _LINE = re.compile(r"^(\s*)([A-Za-z_][\w]*):\s*([^#]*?)\s*(?:#\s*(.*))?$")
 
 
-def _comments() -> Dict[str, str]:
+def key_comments() -> Dict[str, str]:
     """The end-of-line comment of every key in the shipped YAML files (a help text without a second copy)."""
     out: Dict[str, str] = {}
     files = [(config_dir() / "config.yaml", "")]
