@@ -207,6 +207,11 @@ def run_kind(benchmark: str) -> str:
     return "continual_pareto" if benchmark in CONTINUAL_PARETO_BENCHMARKS else "continual"
 
 
+def hydra_quote(value: str) -> str:
+    """A Hydra override value quoted as a literal string (commas, spaces, ``~`` in a path are not syntax)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def quote_hint(overrides: Sequence[str]) -> Optional[str]:
     """For the first override Hydra's grammar cannot read (an unquoted path with a space and ``~``, ``#``,
     ``(``, ...): a message naming it and the quoted spelling; None when every override parses."""
@@ -225,7 +230,7 @@ def quote_hint(overrides: Sequence[str]) -> Optional[str]:
                 return None
             if value == "~" or value.startswith("~/"):  # the shell does not expand ~ inside quotes: done here
                 value = str(Path(value).expanduser())
-            quoted = f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            quoted = f"{key}={hydra_quote(value)}"
             shell = f'"{quoted}"' if not re.search(r'["$`\\!]', quoted) else shlex.quote(quoted)
             return (f"{override!r} cannot be read: its value holds characters that Hydra's override syntax "
                     f"allows only quoted (a path with a space, ~, #, parentheses, ...); quote the value: {quoted} "

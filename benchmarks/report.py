@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .config import ADDED_KEYS
+from .config import ADDED_KEYS, flatten_keys
 from .cl_figures import forgetting_figure, matrix_figure, pyplot as _pyplot, save_figure
 from .published import Published, published_for
 
@@ -121,20 +121,9 @@ def find_metrics(folders: Sequence[Path]) -> List[Path]:
     return sorted(found.values())
 
 
-def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values."""
-    out: Dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def grouping_config(config: Dict[str, Any]) -> Dict[str, Any]:
     """The flattened config without the seed, bookkeeping keys and the benchmark's preset table."""
-    flat = {**ADDED_KEYS, **flatten(config)}  # a key added later means, when absent, the behaviour it had then
+    flat = {**ADDED_KEYS, **flatten_keys(config)}  # a key added later means, when absent, the behaviour it had then
     return {k: v for k, v in flat.items() if k not in IGNORED_KEYS and not k.startswith(IGNORED_PREFIXES)}
 
 

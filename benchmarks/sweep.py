@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from .cli import MULTIRUN_FLAGS, check_applies, check_device, runner_for
-from .config import ConfigError, config_dir, load_config, quote_hint
+from .config import ConfigError, config_dir, hydra_quote, load_config, quote_hint
 
 TASK_NAME = "cl_moo"
 CONFIG_NAME = "config"
@@ -235,11 +235,6 @@ def validate_sweep(combinations: Sequence[Sequence[str]]) -> None:
                           "started. Fix or drop these values:\n  " + "\n  ".join(lines))
 
 
-def _quote(value: str) -> str:
-    """A Hydra override value quoted as a literal string (commas in a path are not a sweep)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def prepare_sweep(args: Sequence[str]) -> Sweep:
     """Validates the whole sweep, its Hydra settings and its folder; raises :class:`ConfigError` before
     any job starts and before Hydra writes anything (a folder holding a sweep is never rewritten)."""
@@ -258,7 +253,8 @@ def prepare_sweep(args: Sequence[str]) -> Sweep:
         grid = str(hcfg.sweeper.get("_target_", "")).endswith("BasicSweeper")
         n_trials = hcfg.sweeper.get("n_trials")
     check_sweep_dir(sweep_dir, combinations, grid, args)
-    fixed = [a for a in args if not a.startswith("hydra.sweep.dir=")] + [f"hydra.sweep.dir={_quote(str(sweep_dir))}"]
+    fixed = [a for a in args if not a.startswith("hydra.sweep.dir=")]
+    fixed.append(f"hydra.sweep.dir={hydra_quote(str(sweep_dir))}")
     if not any(a.startswith("hydra.job.chdir=") for a in args):
         fixed.append("hydra.job.chdir=false")  # jobs see paths as the command line did
     return Sweep(overrides=fixed, sweep_dir=sweep_dir, combinations=len(combinations), args=list(args), grid=grid,
@@ -409,7 +405,7 @@ def _started_config(folder: Path) -> Optional[Dict[str, Any]]:
     if (finished or interrupted) and overrides.is_file():
         old = [str(o) for o in OmegaConf.load(overrides)]
         with _outside_running_hydra():
-            return OmegaConf.to_container(load_config(old + [f"run_dir={_quote(str(folder))}"]), resolve=True)
+            return OmegaConf.to_container(load_config(old + [f"run_dir={hydra_quote(str(folder))}"]), resolve=True)
     return None
 
 
@@ -421,7 +417,7 @@ def _check_job_resumable(num: int, folder: Path, combination: Sequence[str],
     if old is None:
         return
     with _outside_running_hydra():
-        new = OmegaConf.to_container(load_config(list(combination) + [f"run_dir={_quote(str(folder))}"]),
+        new = OmegaConf.to_container(load_config(list(combination) + [f"run_dir={hydra_quote(str(folder))}"]),
                                      resolve=True)
     changes = resume_changes(json.loads(json.dumps(old, default=str)), json.loads(json.dumps(new, default=str)))
     if changes:
@@ -434,7 +430,7 @@ def _check_job_resumable(num: int, folder: Path, combination: Sequence[str],
 
 def _hydra_value(value: str) -> str:
     """A path as a Hydra override value: bare when Hydra reads it as is, else quoted."""
-    return value if re.fullmatch(r"[A-Za-z0-9_./:@%+-]+", value) else _quote(value)
+    return value if re.fullmatch(r"[A-Za-z0-9_./:@%+-]+", value) else hydra_quote(value)
 
 
 def resume_command(sweep: Sweep) -> str:
@@ -525,7 +521,7 @@ def sweep_job(cfg: DictConfig) -> float:
     record.unlink(missing_ok=True)  # a failure of an earlier attempt
     try:
         with _outside_running_hydra():
-            job_cfg = load_config(overrides + [f"run_dir={_quote(folder)}"])
+            job_cfg = load_config(overrides + [f"run_dir={hydra_quote(folder)}"])
         if job_cfg.resume and not ((Path(folder) / METRICS).exists() or (Path(folder) / CHECKPOINT).exists()):
             job_cfg.resume = False  # finishing a sweep: this job never saved anything, so it starts
         return objective(runner_for(job_cfg)(job_cfg))

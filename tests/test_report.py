@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks.published import REGRESSION_FINAL_MSE, published_for
-from benchmarks.report import flatten
+from benchmarks.config import flatten_keys as flatten
 from cl_moo.report import main as report_main
 from cl_moo.run import main as run_main
 
