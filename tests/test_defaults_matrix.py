@@ -7,7 +7,7 @@ from benchmarks.defaults_matrix import ROWS, main, run_matrix
 
 pytestmark = pytest.mark.slow  # trains every default on two seeds: outside the quick subset (pytest -m 'not slow')
 
-SMALL_ROWS = ["api_pmnist", "api_splitmnist", "cli_pmnist", "cli_regression"]
+SMALL_ROWS = ["api_pmnist", "api_splitmnist", "cli_pmnist", "cli_regression", "cli_adult"]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,10 @@ def test_the_json_records_each_seed_its_bar_and_health(small_report):
     assert goal["met"] == (goal["median_worst_final_mse"] <= 0.0025)
     pm = written["rows"]["cli_pmnist"]["per_seed"]["0"]
     assert len(pm["matrix"]) == 3 and pm["met"] == (min(pm["final"]) >= 0.7)
+    adult = written["rows"]["cli_adult"]["per_seed"]["1"]
+    assert adult["strategy"] == "phn_ls"  # benchmark=adult alone runs its default strategy
+    assert 0.4 < adult["constant_predictor_hv"] < 0.5  # 1 - BCE of Adult's ~24% positive rate
+    assert adult["met"] == (adult["hypervolume"] > adult["constant_predictor_hv"])
 
 
 def test_unknown_rows_are_refused(tmp_path):
