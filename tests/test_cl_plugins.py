@@ -34,6 +34,14 @@ def hnet_params(strategy):
     return torch.cat([p.detach().reshape(-1) for p in strategy.model.hnet.parameters()])
 
 
+def params_after_stream(bench, plugins):
+    """The hypernetwork's parameters after 4 iterations on every training experience, with ``plugins``."""
+    strategy = make_strategy(iterations=4, plugins=plugins)
+    for exp in bench.train_stream:
+        strategy.train(exp)
+    return hnet_params(strategy)
+
+
 class L2Penalty(SupervisedPlugin):
     """A plugin that adds a penalty to strategy.loss in before_backward (the EWC/LwF/SI pattern)."""
 
@@ -238,16 +246,10 @@ def test_plugins_that_cannot_work_are_refused_with_the_reason(plugin, reason):
 def test_mas_gem_and_agem_change_training(tiny_pmnist):
     from avalanche.training.plugins import AGEMPlugin, GEMPlugin, MASPlugin
 
-    def final(plugins):
-        strategy = make_strategy(iterations=4, plugins=plugins)
-        for exp in tiny_pmnist.train_stream:
-            strategy.train(exp)
-        return hnet_params(strategy)
-
-    plain = final([])
+    plain = params_after_stream(tiny_pmnist, [])
     for plugin in (MASPlugin(lambda_reg=1.0), GEMPlugin(patterns_per_experience=16, memory_strength=0.5),
                    AGEMPlugin(patterns_per_experience=16, sample_size=16)):
-        assert not torch.allclose(plain, final([plugin])), type(plugin).__name__
+        assert not torch.allclose(plain, params_after_stream(tiny_pmnist, [plugin])), type(plugin).__name__
 
 
 def _shipped_plugins():
@@ -292,14 +294,8 @@ def test_plugins_that_crashed_with_foreign_errors_are_refused_with_the_reason(na
 def test_mir_replays_stored_samples_and_changes_training(tiny_pmnist):
     from avalanche.training.plugins import MIRPlugin
 
-    def final(plugins):
-        strategy = make_strategy(iterations=4, plugins=plugins)
-        for exp in tiny_pmnist.train_stream:
-            strategy.train(exp)
-        return hnet_params(strategy)
-
     mir = MIRPlugin(batch_size_mem=8, mem_size=32)
-    assert not torch.allclose(final([]), final([mir]))
+    assert not torch.allclose(params_after_stream(tiny_pmnist, []), params_after_stream(tiny_pmnist, [mir]))
     assert len(mir.storage_policy.buffer) == 32
 
 
