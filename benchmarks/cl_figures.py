@@ -98,6 +98,6 @@ def forgetting_figure(matrix: np.ndarray, score: str, title: str, n_seeds: int =
     right.legend(fontsize=7)
     left.set_title(f"each task's {score} as later tasks are trained", fontsize=8)
     right.set_title(f"{score} just after training each task vs after the last", fontsize=8)
-    fig.suptitle(title + (f" (mean over {n_seeds} seeds)" if n_seeds > 1 else ""), fontsize=8)
+    fig.suptitle(title + seeds_note(n_seeds), fontsize=8)
     fig.tight_layout()
     return fig
