@@ -30,6 +30,7 @@ from strategies.hnet_cl import HypernetworkStrategy
 
 from .builders import build_cl_model_from_config, built_description, seed_everything
 from .cl_figures import forgetting_figure, matrix_figure
+from .budget import TimeBudget
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
 from .pmnist import avalanche_permuted_mnist, permuted_mnist
 from .progress import RunProgress
@@ -206,6 +207,13 @@ def _train_experience(strategy: HypernetworkStrategy, benchmark, i: int, key: st
     return row, t1 - t0, time.perf_counter() - t1
 
 
+def _task_seconds(state: Optional[Dict[str, Any]]) -> List[Optional[float]]:
+    """Training plus evaluation seconds of each task a checkpoint records (None where not recorded)."""
+    if state is None:
+        return []
+    return [None if t is None or e is None else t + e for t, e in zip(state.get("train_s", []), state.get("eval_s", []))]
+
+
 def _synchronize(device: torch.device) -> None:
     """Waits for queued GPU work, so that a timing covers it."""
     if device.type == "cuda":
@@ -215,6 +223,8 @@ def _synchronize(device: torch.device) -> None:
 def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                       state: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """Builds everything, trains the remaining experiences (checkpoint after each), writes metrics.json."""
+    budget = TimeBudget(cfg.train.get("budget_s"), unit="task",
+                        recorded_s=_task_seconds(state))  # counts from here: building and loading included
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     benchmark, info = make_benchmark(cfg)
@@ -258,6 +268,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                 "matrix": matrix, "next_experience": i + 1, "elapsed": elapsed, "rng": rng_state(),
                 "losses": monitor.state_dict(), **times,
             })
+            budget.unit_done(done=i + 1, total=n_tasks, folder=run.path)
         meter.close()
         warnings = run.divergence_warnings(monitor, cfg)
         health = run.health_section(strategy.health_log, writer, announced=True)

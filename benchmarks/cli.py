@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from omegaconf import DictConfig
 
+from .budget import PAUSED_EXIT_STATUS, RunPaused
 from .cli_flags import config_text, help_text, info_text, parse_flags
 from .config import FAMILIES, ConfigError, load_config
 
@@ -66,7 +67,8 @@ def check_device(cfg: DictConfig) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs one command line; exit status 0 done, 1 the run failed, 2 a usage error (a bad key or
-    value, a missing GPU, a run folder that refuses the command), 130 interrupted."""
+    value, a missing GPU, a run folder that refuses the command), 75 paused at a checkpoint by
+    ``train.budget_s`` (continue with ``resume=true``), 130 interrupted."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         flags = parse_flags(argv)
@@ -92,6 +94,9 @@ def _run(cfg: DictConfig, runner: Runner) -> int:
 
     try:
         result = runner(cfg)
+    except RunPaused as paused:  # train.budget_s reached at a checkpoint: not a failure, but not done either
+        print(f"cl_moo.run: {paused}", file=sys.stderr)
+        return PAUSED_EXIT_STATUS
     except KeyboardInterrupt:
         where = run_folder(cfg)
         print(f"cl_moo.run: interrupted. {where} keeps what the last checkpoint saved; continue with the same "

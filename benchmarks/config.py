@@ -85,6 +85,7 @@ OPTIONAL_POSITIVE_INTS = ("benchmark.max_rows", "benchmark.train_per_task", "ben
                           "strategy.reg_subset", "benchmark.max_train", "benchmark.max_test")
 POSITIVE_NUMBERS = ("train.lr", "strategy.alpha", "strategy.emb_std", "hnet.emb_std")  # finite and > 0
 NON_NEGATIVE_NUMBERS = ("strategy.beta", "benchmark.noise_std")  # finite and >= 0
+OPTIONAL_POSITIVE_NUMBERS = ("train.budget_s",)  # finite and > 0, or null
 WIDTH_LISTS = ("hnet.hidden", "target.hidden")              # lists of integers >= 1 (may be empty)
 MNIST_SIDE = 28
 MAX_SEED = 2**32 - 1                                        # numpy's legacy seeding accepts 0 .. 2**32 - 1
@@ -93,10 +94,11 @@ OBJECTIVES = {"adult": ("BCE", "FP gap", "FN gap"), "default": ("BCE", "FP gap",
               "multimnist_seq": ("CE top-left", "CE bottom-right")}
 # The ONE list of keys that ``resume=true`` may change: they decide where and how a run reads and
 # shows things, never what it computes (device: a run may move to another machine; data.verify only
-# turns the sha256 check of the same files on or off). Every other key alters results, so a
+# turns the sha256 check of the same files on or off; train.budget_s only says where a process stops). Every other key alters results, so a
 # resumed run with any other changed key is refused. Preset definitions are compared through the
 # values they set, not as text.
-RESUME_SAFE_KEYS = ("resume", "progress", "run_dir", "data.root", "data.download", "data.verify", "device")
+RESUME_SAFE_KEYS = ("resume", "progress", "run_dir", "data.root", "data.download", "data.verify", "device",
+                    "train.budget_s")
 RESUME_IGNORED_PREFIXES = ("benchmark.presets.",)
 # keys added to the config after runs were recorded: absent from an older run's config means the
 # behaviour it had then, which is this value (so resume and result tables accept those runs)
@@ -356,6 +358,10 @@ def _check_numbers(cfg: DictConfig) -> None:
         if _is_number(value) and math.isfinite(value) and (value > 0 if positive else value >= 0):
             continue
         raise _bad(key, value, f"must be a finite number {'> 0' if positive else '>= 0'}")
+    for key, value in _present(cfg, OPTIONAL_POSITIVE_NUMBERS):
+        if value is None or (_is_number(value) and math.isfinite(value) and value > 0):
+            continue
+        raise _bad(key, value, "must be a finite number of seconds > 0, or null (no budget)")
 
 
 def _check_widths(cfg: DictConfig) -> None:

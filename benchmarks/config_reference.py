@@ -17,7 +17,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from omegaconf import OmegaConf
 
 from .cli_flags import key_comments, show_value
-from .config import (AT_LEAST_TWO, BOOLEANS, CHOICES, NON_NEGATIVE_NUMBERS, OPTIONAL_POSITIVE_INTS, PATH_KEYS,
+from .config import (AT_LEAST_TWO, BOOLEANS, CHOICES, NON_NEGATIVE_NUMBERS, OPTIONAL_POSITIVE_INTS,
+                     OPTIONAL_POSITIVE_NUMBERS, PATH_KEYS,
                      POSITIVE_INTS, POSITIVE_NUMBERS, REGISTRY_CHOICES, WIDTH_LISTS, config_dir, flatten_keys,
                      group_options)
 
@@ -43,6 +44,8 @@ def allowed(key: str) -> str:
         return "finite number > 0"
     if key in NON_NEGATIVE_NUMBERS:
         return "finite number >= 0"
+    if key in OPTIONAL_POSITIVE_NUMBERS:
+        return "finite number > 0, or null"
     if key in WIDTH_LISTS:
         return "list of integers >= 1"
     if key in PATH_KEYS:

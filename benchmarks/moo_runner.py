@@ -33,6 +33,7 @@ from cl_moo import HealthLog, evaluation_rays, hypervolume, make_adam, non_domin
 from strategies.phn import ParetoHypernetworkStrategy, iterate_batches
 
 from .builders import build_phn_from_config, built_description, seed_everything
+from .budget import TimeBudget
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
 from .pareto_problems import ParetoProblem, Predict, load_problem
 from .progress import ProgressPlugin, RunProgress
@@ -64,8 +65,9 @@ class EpochCheckpoint:
     """Records every iteration's scalarized loss; after every epoch, a progress line and a checkpoint."""
 
     def __init__(self, run: RunFolder, monitor: LossMonitor, first_epoch: int, total: int,
-                 payload: Callable[[ParetoHypernetworkStrategy, int], Dict[str, Any]]) -> None:
+                 payload: Callable[[ParetoHypernetworkStrategy, int], Dict[str, Any]], budget: TimeBudget) -> None:
         self.run, self.monitor, self.first_epoch, self.total, self.payload = run, monitor, first_epoch, total, payload
+        self.budget = budget
         self.epoch_start = len(monitor.losses.get(PHN_SEGMENT, []))
 
     def after_training_iteration(self, strategy: ParetoHypernetworkStrategy) -> None:
@@ -78,6 +80,7 @@ class EpochCheckpoint:
         mean = sum(losses) / max(1, len(losses))
         self.run.log.say(f"epoch {done}/{self.total}: mean scalarized training loss {mean:.4f}")
         save_checkpoint(self.run.checkpoint, self.payload(strategy, done))
+        self.budget.unit_done(done=done, total=self.total, folder=self.run.path)
 
 
 # the front is evaluated after an epoch while one evaluation takes under HV_EVAL_FREE_S seconds, or all of them
@@ -167,6 +170,8 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
 def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                       state: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """Loads the data, trains (or finishes training), evaluates on the rays, writes metrics.json."""
+    unit = "LS model" if cfg.strategy.name == "ls_separate" else "epoch"
+    budget = TimeBudget(cfg.train.get("budget_s"), unit=unit)  # counts from here: loading included
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     problem = load_problem(cfg)
@@ -175,7 +180,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
     writer = open_writer(run.path / "tensorboard", None if state is None else state.get("iteration"))
     if state is None:
         log_config(writer, config)
-    job = _Job(cfg, run, config, device, LossMonitor(bound=LOSS_BOUND), _clock(state), writer)
+    job = _Job(cfg, run, config, device, LossMonitor(bound=LOSS_BOUND), _clock(state), writer, budget)
     try:
         train = _train_separate if cfg.strategy.name == "ls_separate" else _train_phn
         predict, params, (epo_fallbacks, epo_rays), built = train(job, problem, rays, state)
@@ -260,6 +265,7 @@ class _Job:
     monitor: LossMonitor
     clock: Clock
     writer: SummaryWriter
+    budget: TimeBudget
     step: int = 0  # the global training step of the final evaluation (PHN: its iterations; LS: 0)
 
 
@@ -294,7 +300,7 @@ def _train_phn(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: Optio
         }
 
     strategy.plugins += [TensorBoardPlugin(job.writer), EpochFront(job, problem, rays, done, cfg.train.epochs),
-                         EpochCheckpoint(run, monitor, done, cfg.train.epochs, payload)]
+                         EpochCheckpoint(run, monitor, done, cfg.train.epochs, payload, job.budget)]
     batches = _batches(problem, cfg)
     with RunProgress(cfg.train.epochs, batches, done=done * batches, stage_name="epoch", unit_name="batch",
                      enabled=cfg.progress) as meter:
@@ -349,6 +355,7 @@ def _train_separate(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: 
                 "kind": KIND, "config": job.config, "built": built, "models": [m.state_dict() for m in models],
                 "elapsed": job.clock(), "losses": monitor.state_dict(),
             })
+            job.budget.unit_done(done=k + 1, total=len(rays), folder=run.path)
     for module in models:
         module.eval()
     params = sum(p.numel() for p in probe.parameters()) * len(rays)

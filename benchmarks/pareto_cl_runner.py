@@ -24,6 +24,7 @@ from cl_moo import HealthLog, evaluation_rays, hypervolume, uniformity
 from strategies.phn_cl import ContinualParetoStrategy
 
 from .builders import built_description, hypernetwork_options, seed_everything
+from .budget import TimeBudget
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
 from .cl_figures import forgetting_figure, matrix_figure, pyplot
 from .config import OBJECTIVES
@@ -96,6 +97,8 @@ def _restore(state: Dict[str, Any], strategy: ContinualParetoStrategy, monitor: 
 
 def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                       state: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    # counts from here (loading included); earlier processes' task times (training only) are estimates too
+    budget = TimeBudget(cfg.train.get("budget_s"), unit="task", recorded_s=(state or {}).get("train_s", []))
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     b = cfg.benchmark
@@ -149,6 +152,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                 "rng": rng_state(),
                 "losses": monitor.state_dict(), **progress,
             })
+            budget.unit_done(done=t + 1, total=b.n_tasks, folder=run.path)
         meter.close()
         warnings = run.divergence_warnings(monitor, cfg)
         _figures(writer, run.path, progress["hv_matrix"], progress["fronts"], names, ref)

@@ -32,6 +32,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from omegaconf import DictConfig
 
+from .budget import RunPaused
 from .checkpoint import check_resumable, load_checkpoint
 from .config import ConfigError
 from .progress import outside_bars
@@ -323,4 +324,8 @@ def run_in_folder(cfg: DictConfig, kind: str, required: Iterable[str], train: Tr
         if run.finished:
             return run.finished_metrics(config)
         state = run.resume_state(config, required) if run.resume else None
-        return train(cfg, run, config, state)
+        try:
+            return train(cfg, run, config, state)
+        except RunPaused as paused:  # train.budget_s: the log says where the run stopped and how to go on
+            run.log.note(str(paused))
+            raise

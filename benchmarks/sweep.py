@@ -223,6 +223,9 @@ def validate_sweep(combinations: Sequence[Sequence[str]]) -> None:
         if any(o.split("=", 1)[0].lstrip("+~") == "run_dir" for o in combination):
             raise ConfigError("run_dir is set per job in a sweep (<hydra.sweep.dir>/<job number>); "
                               "drop run_dir= and set hydra.sweep.dir=<folder> instead")
+        if any(o.split("=", 1)[0].lstrip("+~") == "train.budget_s" for o in combination):
+            raise ConfigError("train.budget_s pauses a single run (python -m cl_moo.run without -m); a sweep has no "
+                              "time budget: drop train.budget_s=, or run the combinations one by one")
         try:
             _check(combination)
         except ConfigError as exc:
