@@ -30,6 +30,9 @@ SWEEP = [
     "sqlalchemy<2",  # the sweeper's optuna 2.10 stores studies in a database only with SQLAlchemy 1.x
 ]
 
+# The documentation site (``mkdocs build --strict``, mkdocs.yml); the tested versions are in constraints.txt.
+DOCS = ["mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "mkdocstrings[python]>=0.26,<2"]
+
 setup(
     name="cl_moo",
     version=_version(),
@@ -43,5 +46,5 @@ setup(
     include_package_data=True,
     install_requires=_requirements(),
     entry_points={"console_scripts": ["cl-moo=cl_moo.run:main", "cl-moo-report=cl_moo.report:main"]},
-    extras_require={"sweep": SWEEP, "test": ["pytest>=8", "import-linter>=2.1", "ruff>=0.6", "mypy>=1.10", *SWEEP]},
+    extras_require={"sweep": SWEEP, "docs": DOCS, "test": ["pytest>=8", "import-linter>=2.1", "ruff>=0.6", "mypy>=1.10", *SWEEP]},
 )

@@ -10,6 +10,8 @@ from avalanche.benchmarks.utils import AvalancheDataset, DataAttribute
 from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervisedClassificationDataset
 from torch.utils.data import Dataset, TensorDataset
 
+from strategies.fast_batches import RowSource, tag_rows
+
 
 class PermutedRows(Dataset):
     """``(x[i][perm], y[i])``: a fixed permutation of the columns of ``x`` applied per sample, so that
@@ -20,6 +22,7 @@ class PermutedRows(Dataset):
             raise ValueError(f"need x (N, D), y (N,) and a permutation of range(D); got x {tuple(x.shape)}, "
                              f"y {tuple(y.shape)}, perm of length {len(perm)}")
         self.x, self.y, self.perm = x, y, perm
+        self.source = RowSource(x, y, perm=perm)  # whole-batch fetch (strategies.fast_batches)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -28,17 +31,27 @@ class PermutedRows(Dataset):
         return self.x[i].index_select(0, self.perm), self.y[i]
 
 
+class TensorRows(TensorDataset):
+    """``(x[i], y[i])``, with a :class:`RowSource` for whole-batch fetches."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        super().__init__(x, y)
+        self.source = RowSource(x, y)
+
+
 def task_dataset(x: torch.Tensor, y: torch.Tensor, task: int, perm: Optional[torch.Tensor] = None) -> AvalancheDataset:
     """An AvalancheDataset yielding ``(x, y, task_label)`` (with ``x``'s columns permuted by ``perm``
     if given), with ``targets`` set; integer targets give Avalanche's task-aware classification
     dataset (``task_set``, used e.g. by ``LwFPlugin``)."""
     labels = torch.full((len(x),), task, dtype=torch.long)
     kind = AvalancheDataset if y.is_floating_point() else TaskAwareSupervisedClassificationDataset
+    rows = TensorRows(x, y) if perm is None else PermutedRows(x, y, perm)
     return kind(
-        [TensorDataset(x, y) if perm is None else PermutedRows(x, y, perm)],
+        [rows],
         data_attributes=[
             DataAttribute(labels, "targets_task_labels", use_in_getitem=True),
             DataAttribute(y, "targets"),
+            tag_rows(rows.source),
         ],
     )
 

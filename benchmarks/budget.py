@@ -40,15 +40,25 @@ class TimeBudget:
         self.start = self.last = clock()
         self.durations: List[float] = [float(s) for s in recorded_s if s is not None]
 
-    def unit_done(self, *, done: int, total: int, folder: Path) -> None:
-        """Call right after the checkpoint of a finished unit: raises :class:`RunPaused` when another
-        unit would end past the budget (never after the last unit)."""
+    def lap(self) -> float:
+        """Ends the current unit: records and returns its duration (call before its checkpoint is written,
+        so the checkpoint can keep :attr:`durations` for the run's next processes)."""
         now = self.clock()
         self.durations.append(now - self.last)
         self.last = now
+        return self.durations[-1]
+
+    def check(self, *, done: int, total: int, folder: Path) -> None:
+        """Call right after the checkpoint of a finished unit: raises :class:`RunPaused` when another
+        unit would end past the budget (never after the last unit)."""
         if self.budget_s is None or done >= total:
             return
-        used, next_s = now - self.start, max(self.durations)
+        used, next_s = self.last - self.start, max(self.durations)
         if used + next_s > self.budget_s:
             raise RunPaused(folder=folder, done=done, total=total, unit=self.unit, budget_s=self.budget_s,
                             used_s=used, next_s=next_s)
+
+    def unit_done(self, *, done: int, total: int, folder: Path) -> None:
+        """:meth:`lap` then :meth:`check`, for a runner whose checkpoint records unit times itself."""
+        self.lap()
+        self.check(done=done, total=total, folder=folder)

@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from cl_moo import mlp
@@ -36,10 +36,17 @@ def make_target(cfg: DictConfig, n_in: int, n_out: int) -> nn.Module:
 
 
 def hypernetwork_options(cfg: DictConfig) -> Dict[str, Any]:
-    """Keyword arguments of :func:`cl_moo.build_hypernetwork` from ``cfg.hnet`` and ``cfg.target``."""
+    """Keyword arguments of :func:`cl_moo.build_hypernetwork` from ``cfg.hnet`` and ``cfg.target``.
+
+    ``hnet.generator``: a name in :data:`cl_moo.builder.GENERATORS`; null (and configs recorded before
+    the key) keeps the rule of ``hnet.chunked`` (chunked, else one head per tensor). ``chunk_size`` is
+    passed to the chunked generator only."""
     h = cfg.hnet
+    generator = h.get("generator")
+    chunked = h.chunked if generator is None else generator == "chunked"
     return {
-        "chunk_size": h.chunk_size if h.chunked else None,
+        "generator": generator,
+        "chunk_size": h.chunk_size if chunked else None,
         "chunk_emb_dim": h.chunk_emb_dim,
         "hidden": list(h.hidden),
         "activation": h.activation,
@@ -48,6 +55,12 @@ def hypernetwork_options(cfg: DictConfig) -> Dict[str, Any]:
         "init": h.init,
         "target_gain": 2.0 if cfg.target.activation in RELU_LIKE else 1.0,
     }
+
+
+def solver_options(cfg: DictConfig) -> Dict[str, Any]:
+    """``strategy.solver_options`` as a plain dict (the solver's constructor keywords; empty: its defaults)."""
+    options = cfg.strategy.get("solver_options")
+    return {} if options is None else dict(OmegaConf.to_container(options, resolve=True))
 
 
 def build_cl_model_from_config(cfg: DictConfig, info: Dict[str, Any]):
@@ -74,7 +87,8 @@ def build_phn_from_config(cfg: DictConfig, target: nn.Module, losses, device: to
     s = cfg.strategy
     return ParetoHypernetworkStrategy(
         target=target, losses=losses, **hypernetwork_options(cfg),
-        solver=s.solver, alpha=float(s.alpha), rays_per_step=s.rays_per_step, lr=cfg.train.lr,
+        solver=s.solver, solver_options=solver_options(cfg), alpha=float(s.alpha), rays_per_step=s.rays_per_step,
+        lr=cfg.train.lr,
         train_epochs=cfg.train.epochs, train_mb_size=cfg.train.batch_size, device=device,
     )
 

@@ -6,7 +6,7 @@ import json
 import os
 import random
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -87,8 +87,30 @@ def _broken(path: Path, problem: str) -> CheckpointError:
     )
 
 
-def load_checkpoint(path: Path, required: Iterable[str] = ()) -> Dict[str, Any]:
-    """Reads a checkpoint; a damaged file raises :class:`CheckpointError` naming the path and the fix."""
+# turns a checkpoint of an earlier layout into the current one (a runner's own; the current layout unchanged)
+Upgrade = Callable[[Dict[str, Any]], Dict[str, Any]]
+
+
+def nest_strategy_state(state: Dict[str, Any], keys: Iterable[str]) -> Dict[str, Any]:
+    """A Pareto runner's checkpoint of the layout before the strategies' ``state_dict()``, in the current one.
+
+    Such a checkpoint holds the strategy's parts as top-level entries (``keys``: hnet, target, generator, ...)
+    and the EPO solver's fallback count as ``epo_fallbacks`` (0 for every other solver); the current layout
+    has them under ``strategy``, as the strategy's ``state_dict()`` returns them, with the solver's state as
+    ``solver`` (``{"fallbacks": n}``, or ``{}`` for 0: a fresh solver's count). A checkpoint that has
+    ``strategy``, or lacks one of ``keys``, is returned as it is (the check of the required entries then names
+    what is missing)."""
+    keys = tuple(keys)
+    if "strategy" in state or not all(k in state for k in keys):
+        return state
+    fallbacks = int(state.get("epo_fallbacks", 0))
+    strategy = {**{k: state[k] for k in keys}, "solver": {"fallbacks": fallbacks} if fallbacks else {}}
+    return {**{k: v for k, v in state.items() if k not in keys and k != "epo_fallbacks"}, "strategy": strategy}
+
+
+def load_checkpoint(path: Path, required: Iterable[str] = (), upgrade: Optional[Upgrade] = None) -> Dict[str, Any]:
+    """Reads a checkpoint; a damaged file raises :class:`CheckpointError` naming the path and the fix.
+    ``upgrade`` converts an earlier layout to the current one before the ``required`` entries are checked."""
     path = Path(path)
     if path.stat().st_size == 0:
         raise _broken(path, "empty (0 bytes)")
@@ -96,6 +118,8 @@ def load_checkpoint(path: Path, required: Iterable[str] = ()) -> Dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception:  # torch raises EOFError, RuntimeError, UnpicklingError, ... for a cut file
         raise _broken(path, f"truncated or damaged ({path.stat().st_size} bytes that do not read as a checkpoint)") from None
+    if upgrade is not None and isinstance(state, dict):
+        state = upgrade(state)
     missing = [k for k in required if not isinstance(state, dict) or k not in state]
     if missing:
         raise _broken(path, f"not a checkpoint this program can resume (missing {missing})")

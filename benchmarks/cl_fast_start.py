@@ -44,9 +44,9 @@ LR, BATCH = 1e-3, 32  # the baselines' Adam learning rate; the batch size is eve
 EWC_LAMBDA, LWF_ALPHA, LWF_TEMPERATURE = 100.0, 1.0, 2.0
 
 # The hypernetwork's own settings (command-line options below; recorded in the JSON's settings["hnet"]).
-# Adam lr 3e-4 (von Oswald et al. use 1e-3 / 1e-4): at 1e-3, seed 0 gave 0.934 accuracy, 0.037 forgetting and
-# 38.8 iterations to 90% (with --every 5); the hypernetwork's accuracy oscillated within a task
-# (task 2: 0.97 -> 0.85 on the last step). At 3e-4: 0.990 / -0.000 / 6.2 (--every 5).
+# Adam lr 3e-4 (von Oswald et al. use 1e-3 / 1e-4): at 1e-3 the hypernetwork's accuracy oscillated within a task
+# and new tasks took several times as many iterations to reach 90% (numbers: docs/reproduction.md, "Numbers behind
+# the defaults").
 HNET_DEFAULTS = dict(lr=3e-4, emb_lr=None, beta=0.05, lookahead=False, emb_dim=32, emb_std=1.0, chunk_size=4000,
                      chunk_emb_dim=16, hidden=[100, 100], activation="elu", mip=False, init="hyperfan_in")
 

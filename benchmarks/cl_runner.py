@@ -32,9 +32,8 @@ from .builders import build_cl_model_from_config, built_description, seed_everyt
 from .cl_figures import forgetting_figure, matrix_figure
 from .budget import TimeBudget
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
-from .pmnist import avalanche_permuted_mnist, permuted_mnist
 from .progress import RunProgress
-from .regression import regression_1d
+from .registry import BENCHMARKS, benchmark_names
 from .reporting import LossMonitor, peak_memory_mb, pick_device, run_summary, write_json
 from .run_dir import RunFolder, run_in_folder
 from .tb_logging import log_config, log_hparams, open_writer
@@ -49,18 +48,12 @@ HEALTH_NAMES = {"lr": "train.lr", "emb_std": "hnet.emb_std", "beta": "strategy.b
 
 
 def make_benchmark(cfg: DictConfig):
-    b = cfg.benchmark
-    if b.name == "pmnist" and b.get("builder", "tensors") == "avalanche":
-        return avalanche_permuted_mnist(b.n_tasks, root=cfg.data.root, seed=cfg.seed, verify=cfg.data.verify)
-    if b.name == "pmnist":
-        return permuted_mnist(
-            b.n_tasks, root=cfg.data.root, seed=cfg.seed, pad_to=b.pad_to,
-            train_per_task=b.train_per_task, test_per_task=b.test_per_task, download=cfg.data.download,
-            verify=cfg.data.verify,
-        )
-    if b.name == "regression":
-        return regression_1d(n_train=b.n_train, n_test=b.n_test, noise_std=b.noise_std, seed=cfg.seed)
-    raise ValueError(f"benchmark {b.name!r} is not a continual-learning benchmark")
+    """``(Avalanche benchmark, info)`` of ``cfg.benchmark``, from its :mod:`benchmarks.registry` entry's loader."""
+    spec = BENCHMARKS.get(cfg.benchmark.name)
+    if spec is None or spec.kind != "continual":
+        raise ValueError(f"benchmark {cfg.benchmark.name!r} is not a continual-learning benchmark; registered: "
+                         f"{', '.join(benchmark_names('continual'))}")
+    return spec.load(cfg)
 
 
 class IterationLogger(SupervisedPlugin):
@@ -72,11 +65,15 @@ class IterationLogger(SupervisedPlugin):
 
     def after_training_iteration(self, strategy, **kwargs):
         step = strategy.total_iterations
-        if step % self.every == 0:
-            self.writer.add_scalar("train/task_loss", strategy.last_task_loss, step)
-            self.writer.add_scalar("train/regularizer", strategy.last_reg_loss, step)
+        if step % self.every != 0:  # the losses are read from the device every `every` steps only
+            if self.progress is not None:
+                self.progress.update()
+            return
+        loss, reg = strategy.last_task_loss, strategy.last_reg_loss
+        self.writer.add_scalar("train/task_loss", loss, step)
+        self.writer.add_scalar("train/regularizer", reg, step)
         if self.progress is not None:
-            self.progress.update(loss=float(strategy.last_task_loss), reg=float(strategy.last_reg_loss))
+            self.progress.update(loss=loss, reg=reg)
 
 
 class AvalancheTensorboard(TensorboardLogger):
@@ -111,14 +108,31 @@ METRIC_NOTES = (
 
 
 class LossRecorder(SupervisedPlugin):
-    """Feeds every iteration's task loss to a :class:`LossMonitor`, one segment per task."""
+    """Feeds every iteration's task loss to a :class:`LossMonitor`, one segment per task; the values are
+    read from the device ``every`` iterations and at the end of each task (no host sync per step)."""
 
-    def __init__(self, monitor: LossMonitor) -> None:
+    def __init__(self, monitor: LossMonitor, every: int = 50) -> None:
         super().__init__()
-        self.monitor = monitor
+        self.monitor, self.every = monitor, every
+        self.pending: List[Tuple[torch.Tensor, torch.Tensor]] = []
 
     def after_training_iteration(self, strategy, **kwargs):
-        self.monitor.record(f"task {strategy.current_task}", strategy.last_task_loss)
+        loss, reg = strategy.last_loss_tensors
+        self.pending.append((loss, torch.as_tensor(reg, dtype=loss.dtype, device=loss.device)))
+        if len(self.pending) >= self.every:
+            self.flush(strategy)
+
+    def after_training_exp(self, strategy, **kwargs):
+        self.flush(strategy)
+
+    def flush(self, strategy) -> None:
+        if not self.pending:
+            return
+        losses = torch.stack([loss.reshape(()) for loss, _ in self.pending]).tolist()
+        regs = torch.stack([reg.reshape(()) for _, reg in self.pending]).tolist()
+        self.pending = []
+        for loss, reg in zip(losses, regs):  # as strategy.last_task_loss reads it: loss minus penalty
+            self.monitor.record(f"task {strategy.current_task}", loss - reg)
 
 
 def _scores(results: Dict[str, float], key: str, n_tasks: int) -> List[float]:
@@ -228,7 +242,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     benchmark, info = make_benchmark(cfg)
-    classification = cfg.benchmark.name != "regression"
+    classification = BENCHMARKS[cfg.benchmark.name].classification  # metric "accuracy"; "mse": regression
     model = build_cl_model_from_config(cfg, info)
     built = built_description(model.hnet, model.target.module)
     # a resumed run continues the global step of its checkpoint: what the interrupted part wrote after it is purged

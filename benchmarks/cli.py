@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from .budget import PAUSED_EXIT_STATUS, RunPaused
 from .cli_flags import config_text, help_text, info_text, parse_flags
-from .config import FAMILIES, ConfigError, load_config
+from .config import ConfigError, families, load_config
 
 Runner = Callable[[DictConfig], Dict[str, Any]]
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -30,11 +30,11 @@ MULTIRUN_FLAGS = ("-m", "--multirun")
 def check_applies(cfg: DictConfig) -> str:
     """``"continual"``, ``"pareto"`` or ``"continual_pareto"``; raises :class:`ConfigError` when the
     strategy does not fit the benchmark."""
-    for kind, benchmarks, strategies in FAMILIES:
+    for kind, benchmarks, strategies in families():
         if cfg.strategy.name in strategies and cfg.benchmark.name in benchmarks:
             return kind
     valid = "; ".join(f"{kind.replace('_', ' ')}: benchmark={'|'.join(b)} with strategy={'|'.join(s)}"
-                      for kind, b, s in FAMILIES)
+                      for kind, b, s in families())
     raise ConfigError(f"strategy={cfg.strategy.name} does not apply to benchmark={cfg.benchmark.name}; {valid}")
 
 

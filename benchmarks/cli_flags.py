@@ -20,8 +20,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import (FAMILIES, ConfigError, config_dir, default_strategy, did_you_mean, flatten_keys, group_options,
-                     load_config)
+from .config import (ConfigError, config_dir, default_strategy, did_you_mean, families, flatten_keys, group_options,
+                     load_config, open_dict_overrides)
 
 CFG_CHOICES = ("job", "hydra", "all")
 INFO_CHOICES = ("all", "defaults", "config", "plugins", "searchpath")
@@ -122,7 +122,7 @@ def _hydra_config(overrides: Sequence[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        composed = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        composed = compose(config_name="config", overrides=open_dict_overrides(overrides), return_hydra_config=True)
     return composed.hydra
 
 
@@ -171,7 +171,7 @@ def help_text(doc: str, overrides: Sequence[str]) -> str:
     benchmarks = group_options("benchmark")
     width = max(len(b) for b in benchmarks) + 2
     for name in benchmarks:
-        applies = next(("|".join(s) for _, b, s in FAMILIES if name in b), "?")
+        applies = next(("|".join(s) for _, b, s in families() if name in b), "?")
         presets = OmegaConf.load(config_dir() / "benchmark" / f"{name}.yaml").get("presets", {}) or {}
         lines.append(f"  benchmark={name:<{width}} strategy={default_strategy(name):<9} applies: {applies:<28} "
                      f"preset={'|'.join(presets)}")
@@ -199,7 +199,7 @@ def _keys_section(overrides: Sequence[str]) -> List[str]:
     except ConfigError as exc:
         return [f"Keys: not shown, these overrides are not valid: {exc}", "(--help alone lists the default run's keys)"]
     comments = key_comments()
-    values = {k: v for k, v in flatten_keys(OmegaConf.to_container(cfg)).items() if ".presets." not in k}
+    values = {k: v for k, v in flatten_keys(OmegaConf.to_container(cfg), keep_empty=True).items() if ".presets." not in k}
     width = max(len(f"{k}={show_value(v)}") for k, v in values.items()) + 2
     out = [f"Keys, with the values of benchmark={cfg.benchmark.name} strategy={cfg.strategy.name} "
            f"preset={cfg.preset} (set any with key=value):"]

@@ -13,9 +13,11 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
+
+from .registry import BENCHMARKS, benchmark_names
 
 # Nothing here imports torch: a bad command line is refused in well under a second.
 CHOICES: Dict[str, Sequence] = {
@@ -37,7 +39,12 @@ REGISTRY_CHOICES: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
     "target.activation": ("cl_moo.hypernetwork", "ACTIVATIONS", ("relu", "leaky_relu", "elu", "sigmoid", "tanh")),
     "strategy.solver": ("strategies.solvers", "SOLVERS", ("ls", "epo", "tch", "stch", "hvi")),
     "strategy.start": ("strategies.phn_cl", "START", ("phn", "random")),
+    "hnet.generator": ("cl_moo.builder", "GENERATORS", ("mlp", "chunked")),
 }
+NULLABLE_CHOICES = {"hnet.generator": "null: chunked when hnet.chunked, else mlp"}  # choices that may also be null
+# dict keys whose sub-keys are free (a registered solver's own options): key.<name>=value adds <name>;
+# strategies without the dict refuse them, and the solver refuses names it does not take
+OPEN_DICTS = ("strategy.solver_options",)
 NOT_A_TARGET_ACTIVATION = ("linear",)  # a target of linear layers only is a linear model
 
 
@@ -60,17 +67,36 @@ def did_you_mean(word: str, options: Iterable[Any]) -> str:
 
 BOOLEANS = ("resume", "progress", "data.download", "data.verify", "hnet.mip", "hnet.chunked", "hnet.last_activation",
             "strategy.lookahead")
-CONTINUAL_BENCHMARKS = ("pmnist", "regression")
+# which strategies apply to each kind of benchmark; the benchmarks themselves (their kind, objectives,
+# default strategy, loader) are the entries of benchmarks.registry, read live by families() and OBJECTIVES
 CONTINUAL_STRATEGIES = ("hnet_cl", "finetune")
-PARETO_BENCHMARKS = ("adult", "default", "bank", "multimnist")
 PARETO_STRATEGIES = ("phn_ls", "phn_epo", "ls_separate")
-CONTINUAL_PARETO_BENCHMARKS = ("multimnist_seq",)
 CONTINUAL_PARETO_STRATEGIES = ("phn_cl",)
-FAMILIES = (  # (kind, benchmarks, strategies): which strategies apply to which benchmarks
-    ("continual", CONTINUAL_BENCHMARKS, CONTINUAL_STRATEGIES),
-    ("pareto", PARETO_BENCHMARKS, PARETO_STRATEGIES),
-    ("continual_pareto", CONTINUAL_PARETO_BENCHMARKS, CONTINUAL_PARETO_STRATEGIES),
-)
+STRATEGIES_OF_KIND = {"continual": CONTINUAL_STRATEGIES, "pareto": PARETO_STRATEGIES,
+                      "continual_pareto": CONTINUAL_PARETO_STRATEGIES}
+
+
+def families() -> Tuple[Tuple[str, Tuple[str, ...], Tuple[str, ...]], ...]:
+    """``(kind, benchmarks, strategies)`` for each kind: which strategies apply to which registered benchmarks."""
+    return tuple((kind, benchmark_names(kind), strategies) for kind, strategies in STRATEGIES_OF_KIND.items())
+
+
+class _Objectives(Mapping[str, Tuple[str, ...]]):
+    """Benchmark name -> its objectives' names (Pareto kinds), read from the registry at every access."""
+
+    def __getitem__(self, name: str) -> Tuple[str, ...]:
+        spec = BENCHMARKS.get(name)
+        if spec is None or not spec.objectives:
+            raise KeyError(name)
+        return spec.objectives
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([n for n, spec in BENCHMARKS.items() if spec.objectives])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
 # counts: integers >= 1 (bool is not an integer here); the OPTIONAL ones may also be null
 POSITIVE_INTS = ("train.iterations", "train.epochs", "train.batch_size", "train.eval_batch_size", "hnet.chunk_size",
                  "hnet.chunk_emb_dim", "hnet.emb_dim", "benchmark.n_tasks",
@@ -89,9 +115,7 @@ OPTIONAL_POSITIVE_NUMBERS = ("train.budget_s",)  # finite and > 0, or null
 WIDTH_LISTS = ("hnet.hidden", "target.hidden")              # lists of integers >= 1 (may be empty)
 MNIST_SIDE = 28
 MAX_SEED = 2**32 - 1                                        # numpy's legacy seeding accepts 0 .. 2**32 - 1
-OBJECTIVES = {"adult": ("BCE", "FP gap", "FN gap"), "default": ("BCE", "FP gap", "FN gap"),
-              "bank": ("BCE", "FP gap", "FN gap"), "multimnist": ("CE top-left", "CE bottom-right"),
-              "multimnist_seq": ("CE top-left", "CE bottom-right")}
+OBJECTIVES: Mapping[str, Tuple[str, ...]] = _Objectives()  # from benchmarks.registry (Benchmark.objectives)
 # The ONE list of keys that ``resume=true`` may change: they decide where and how a run reads and
 # shows things, never what it computes (device: a run may move to another machine; data.verify only
 # turns the sha256 check of the same files on or off; train.budget_s only says where a process stops). Every other key alters results, so a
@@ -103,7 +127,7 @@ RESUME_IGNORED_PREFIXES = ("benchmark.presets.",)
 # keys added to the config after runs were recorded: absent from an older run's config means the
 # behaviour it had then, which is this value (so resume and result tables accept those runs)
 ADDED_KEYS = {"train.eval_tasks": "all", "strategy.start": "random", "built.hnet.start": "random", "hnet.emb_std": 1.0,
-              "built.hnet.theta0": None}  # theta0: recorded (MIP runs only) since MIP draws theta_0 like a target
+              "built.hnet.theta0": None, "hnet.generator": None}  # theta0: recorded (MIP runs only) since MIP draws theta_0 like a target
 CONFIG_GROUPS = ("benchmark", "strategy")
 # strategy keys whose value IS the strategy: a preset never changes them (fine-tuning is beta = 0)
 STRATEGY_DEFINING_KEYS = {"finetune": ("beta",)}
@@ -116,8 +140,8 @@ NOT_READ = {
 # keys (a trailing "." : every key below it) a strategy does not read: the separate-LS baseline has
 # no hypernetwork, no solver and no ray sampling
 NOT_READ_BY_STRATEGY = {"ls_separate": ("hnet.", "strategy.solver", "strategy.alpha", "strategy.rays_per_step")}
-# keys a benchmark does not read (its target is fixed): setting them is an error, not a no-op
-NOT_READ_BY_BENCHMARK = {"multimnist": ("target.hidden", "target.activation"), "multimnist_seq": ("target.activation",)}
+# keys a benchmark does not read (its target is fixed): Benchmark.not_read in benchmarks.registry; setting one
+# is an error, not a no-op
 
 
 class ConfigError(ValueError):
@@ -149,13 +173,14 @@ def _explicit_keys(overrides: Iterable[str]) -> List[str]:
     return keys
 
 
-def flatten_keys(d: dict, prefix: str = "") -> Dict[str, object]:
-    """A nested dict as ``{"a.b.c": value}``."""
+def flatten_keys(d: dict, prefix: str = "", keep_empty: bool = False) -> Dict[str, object]:
+    """A nested dict as ``{"a.b.c": value}``; an empty dict is dropped, or kept as a value with ``keep_empty``
+    (the listings of keys: ``strategy.solver_options: {}`` is a key)."""
     out: Dict[str, object] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten_keys(v, key + "."))
+        if isinstance(v, dict) and (v or not keep_empty):
+            out.update(flatten_keys(v, key + ".", keep_empty))
         else:
             out[key] = v
     return out
@@ -171,7 +196,7 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
     explicit = _explicit_keys(overrides)
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-            cfg = compose(config_name="config", overrides=overrides)
+            cfg = compose(config_name="config", overrides=open_dict_overrides(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(_explain(f"{exc}\n{exc.__cause__ or ''}", overrides)) from None
     presets = OmegaConf.to_container(cfg.benchmark.get("presets", {}) or {}, resolve=True)
@@ -189,9 +214,20 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
         if key not in keys + fixed and not any(key.startswith(e + ".") for e in keys):
             OmegaConf.update(cfg, key, value, merge=False)
     OmegaConf.set_struct(cfg, True)
+    _check_open_dicts(cfg, explicit)
     validate(cfg)
+    _check_generator(cfg, explicit)
     kind = run_kind(cfg.benchmark.name)
-    unread = NOT_READ[kind] + NOT_READ_BY_BENCHMARK.get(cfg.benchmark.name, ())
+    spec = BENCHMARKS[cfg.benchmark.name]
+    if "strategy" not in explicit and cfg.strategy.name != spec.default_strategy:
+        raise ConfigError(f"benchmark={spec.name}: its config file chooses strategy={cfg.strategy.name} but "
+                          f"benchmarks.registry says {spec.default_strategy}; make the two agree")
+    if spec.check is not None:
+        try:
+            spec.check(cfg)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    unread = NOT_READ[kind] + spec.not_read
     ignored = [k for k in explicit if k in unread]
     ignored += [k for k in explicit if any(k.startswith(p) if p.endswith(".") else k == p
                                            for p in NOT_READ_BY_STRATEGY.get(cfg.strategy.name, ()))]
@@ -199,14 +235,77 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
         raise ConfigError(f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} not used by "
                           f"benchmark={cfg.benchmark.name} strategy={cfg.strategy.name} ({kind.replace('_', ' ')} "
                           "runs); drop the override")
+    check_solver_options(cfg)
     return cfg
 
 
+def open_dict_overrides(overrides: Sequence[str]) -> List[str]:
+    """The overrides as Hydra gets them: ``strategy.solver_options.mu=0.5`` (a key below an
+    :data:`OPEN_DICTS` entry, which the file leaves empty) becomes ``++strategy.solver_options.mu=0.5``
+    (add or override); a key that already carries ``+``, ``++`` or ``~`` is left as written."""
+    out = []
+    for o in overrides:
+        key = o.split("=", 1)[0]
+        if "=" in o and not key.startswith(("+", "~")) and any(key == d or key.startswith(d + ".") for d in OPEN_DICTS):
+            o = "++" + o
+        out.append(o)
+    return out
+
+
+def _check_open_dicts(cfg: DictConfig, explicit: Sequence[str]) -> None:
+    """A key below an :data:`OPEN_DICTS` entry is refused when the chosen file has no such dict (the
+    ``++`` of :func:`open_dict_overrides` would add it silently)."""
+    for key in explicit:
+        for d in OPEN_DICTS:
+            if key == d or key.startswith(d + "."):
+                group, sub = d.split(".", 1)
+                name = cfg[group].name
+                path = config_dir() / group / f"{name}.yaml"
+                content = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
+                if sub not in content:
+                    raise ConfigError(f"{key}: {group}={name} has no {d} (it takes no solver options); its keys: "
+                                      f"{', '.join(f'{group}.{k}' for k in group_keys(group, name))}")
+
+
+def _check_generator(cfg: DictConfig, explicit: Sequence[str]) -> None:
+    """``hnet.generator`` (when not null) chooses the generator; an explicit ``hnet.chunked`` that says
+    otherwise is refused rather than silently not read."""
+    generator = OmegaConf.select(cfg, "hnet.generator")
+    if generator is None or "hnet.chunked" not in explicit or "hnet.generator" not in explicit:
+        return
+    chunked = OmegaConf.select(cfg, "hnet.chunked")
+    if chunked != (generator == "chunked"):
+        raise ConfigError(f"hnet.generator={generator} and hnet.chunked={str(chunked).lower()} disagree: "
+                          "hnet.generator chooses the generator (hnet.chunked is read only while it is null); "
+                          "drop hnet.chunked")
+
+
+def check_solver_options(cfg: DictConfig) -> None:
+    """``strategy.solver_options`` against the chosen solver: each option must be a keyword of its
+    constructor and the solver must accept the values (it is built once here, so a bad option is a
+    usage error before any run folder is made). Imports the solvers (torch) only when options are given."""
+    options = OmegaConf.select(cfg, "strategy.solver_options")
+    if not options:
+        return
+    from strategies.solvers import make_solver
+
+    solver = cfg.strategy.solver
+    try:
+        make_solver(solver, **OmegaConf.to_container(options, resolve=True))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"strategy.solver_options does not fit strategy.solver={solver}: {exc}; set an option "
+                          "as strategy.solver_options.<option>=<value>") from None
+
+
 def run_kind(benchmark: str) -> str:
-    """``"pareto"``, ``"continual_pareto"`` or ``"continual"``: which runner a benchmark belongs to."""
-    if benchmark in PARETO_BENCHMARKS:
-        return "pareto"
-    return "continual_pareto" if benchmark in CONTINUAL_PARETO_BENCHMARKS else "continual"
+    """``"pareto"``, ``"continual_pareto"`` or ``"continual"``: which runner a benchmark belongs to (its
+    :mod:`benchmarks.registry` entry); a benchmark with a config file but no entry is refused."""
+    spec = BENCHMARKS.get(benchmark)
+    if spec is None:
+        raise ConfigError(f"benchmark={benchmark} has a config file but no entry in benchmarks.registry: register it "
+                          f"with register_benchmark(Benchmark({benchmark!r}, kind, loader, default_strategy, ...)); "
+                          f"registered: {', '.join(BENCHMARKS)}")
+    return spec.kind
 
 
 def hydra_quote(value: str) -> str:
@@ -274,18 +373,21 @@ def _explain(message: str, overrides: Sequence[str]) -> str:
 def top_level_keys() -> List[str]:
     """The dotted keys of ``configs/config.yaml`` (not those of the benchmark and strategy groups)."""
     base = OmegaConf.load(config_dir() / "config.yaml")
-    return sorted(k for k in flatten_keys(OmegaConf.to_container(base)) if not k.startswith("defaults"))
+    return sorted(k for k in flatten_keys(OmegaConf.to_container(base), keep_empty=True) if not k.startswith("defaults"))
 
 
 def group_keys(group: str, option: str) -> List[str]:
     """The keys (below ``group.``) of one shipped option file, without its defaults list and presets."""
     content = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"))
-    return sorted(k for k in flatten_keys(content) if not k.startswith(("presets.", "defaults")))
+    return sorted(k for k in flatten_keys(content, keep_empty=True) if not k.startswith(("presets.", "defaults")))
 
 
 def default_strategy(benchmark: str) -> str:
-    """The strategy ``benchmark=<benchmark>`` runs when the command line names none: the
-    ``override /strategy...`` entry of the benchmark file's defaults list, else the top-level default."""
+    """The strategy ``benchmark=<benchmark>`` runs when the command line names none: its
+    :mod:`benchmarks.registry` entry's (which :func:`load_config` checks the file agrees with); for a file
+    without an entry, the ``override /strategy...`` entry of its defaults list, else the top-level default."""
+    if benchmark in BENCHMARKS:
+        return BENCHMARKS[benchmark].default_strategy
     path = config_dir() / "benchmark" / f"{benchmark}.yaml"
     for entry in (OmegaConf.to_container(OmegaConf.load(path)).get("defaults", []) if path.is_file() else []):
         for name, value in (entry.items() if isinstance(entry, dict) else ()):
@@ -419,8 +521,12 @@ def validate(cfg: DictConfig) -> None:
     naming the key, the value and the valid range. Needs no data and no file system."""
     for key, value in _present(cfg, tuple(CHOICES) + tuple(REGISTRY_CHOICES)):  # null is no choice either
         valid = choices(key)
+        if value is None and key in NULLABLE_CHOICES:
+            continue
         if value not in valid:
-            raise ConfigError(f"{key}={value!r} is not valid{did_you_mean(value, valid)}; choose one of {list(valid)}")
+            null = f" or null ({NULLABLE_CHOICES[key]})" if key in NULLABLE_CHOICES else ""
+            raise ConfigError(f"{key}={value!r} is not valid{did_you_mean(value, valid)}; choose one of {list(valid)}"
+                              f"{null}")
     for key in BOOLEANS:
         value = OmegaConf.select(cfg, key)
         if value is not None and not isinstance(value, bool):

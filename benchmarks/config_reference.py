@@ -17,8 +17,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from omegaconf import OmegaConf
 
 from .cli_flags import key_comments, show_value
-from .config import (AT_LEAST_TWO, BOOLEANS, CHOICES, NON_NEGATIVE_NUMBERS, OPTIONAL_POSITIVE_INTS,
-                     OPTIONAL_POSITIVE_NUMBERS, PATH_KEYS,
+from .config import (AT_LEAST_TWO, BOOLEANS, CHOICES, NON_NEGATIVE_NUMBERS, NULLABLE_CHOICES, OPEN_DICTS,
+                     OPTIONAL_POSITIVE_INTS, OPTIONAL_POSITIVE_NUMBERS, PATH_KEYS,
                      POSITIVE_INTS, POSITIVE_NUMBERS, REGISTRY_CHOICES, WIDTH_LISTS, config_dir, flatten_keys,
                      group_options)
 
@@ -31,7 +31,10 @@ def allowed(key: str) -> str:
     if key in CHOICES:
         return " \\| ".join(map(str, CHOICES[key]))
     if key in REGISTRY_CHOICES:
-        return " \\| ".join(REGISTRY_CHOICES[key][2]) + " (and any registered one)"
+        null = f", or {NULLABLE_CHOICES[key]}" if key in NULLABLE_CHOICES else ""
+        return " \\| ".join(REGISTRY_CHOICES[key][2]) + f" (and any registered one){null}"
+    if key in OPEN_DICTS:
+        return f"the chosen solver's options (its constructor's keywords), each as `{key}.<option>=value`"
     if key in BOOLEANS:
         return "true \\| false"
     if key in POSITIVE_INTS:
@@ -74,14 +77,14 @@ def meanings() -> Dict[str, str]:
 
 def _rows() -> Tuple[List[Tuple[str, str, str, str]], Dict[str, List[Tuple[str, str, str, str]]]]:
     meaning = meanings()
-    base = flatten_keys(OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml")))
+    base = flatten_keys(OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml")), keep_empty=True)
     top = [(k, show_value(v), allowed(k), meaning.get(k, "")) for k, v in base.items() if not k.startswith("defaults")]
     groups: Dict[str, List[Tuple[str, str, str, str]]] = {}
     for group in GROUPS:
         defaults: Dict[str, List[str]] = {}
         for option in group_options(group):
             content = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"))
-            for key, value in flatten_keys(content).items():
+            for key, value in flatten_keys(content, keep_empty=True).items():
                 if not key.startswith(("presets.", "defaults")):
                     defaults.setdefault(f"{group}.{key}", []).append(f"{option}: {show_value(value)}")
         groups[group] = [(k, "; ".join(v), allowed(k), meaning.get(k, "")) for k, v in sorted(defaults.items())]

@@ -2,7 +2,10 @@
 
 Each sample is ``(x, y, s)``: features, binary label, binary sensitive attribute.
 
-* Adult: label ``salary == '>50K'``; sensitive ``sex == 'Female'``.
+* Adult: label ``salary == '>50K'``; sensitive ``sex == 'Female'``. Read from ``adult.csv`` (UCI's
+  ``adult.data`` with a header row), else from the raw ``adult.data`` as UCI distributes it (no header
+  row, ``", "`` separators); both give the same arrays. Only the training file is read (UCI's
+  ``adult.test`` is not part of the benchmark; ``cl_moo.data.read_data_csv("adult.test")`` reads it).
 * Default: label ``default.payment.next.month == 1``; sensitive ``SEX == 2`` (female).
 * Bank: label ``y == 'yes'``; sensitive ``age < 25`` (young clients; chosen over marital status
   because it is the protected attribute most often used for this data set).
@@ -34,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from cl_moo.data import CsvTable, DataFormatError, DegenerateDataError, read_csv, require_file
+from cl_moo.data import CsvTable, DataFormatError, DegenerateDataError, data_root, read_data_csv
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class FairnessSpec:
     categorical: Tuple[str, ...]
     drop: Tuple[str, ...]
     groups: Tuple[str, str]  # readable names of s=0 and s=1, for messages
+    raw_file: Optional[str] = None  # read instead of ``file`` when only it is in the data root (UCI's own form)
 
 
 SPECS: Dict[str, FairnessSpec] = {
@@ -63,7 +67,7 @@ SPECS: Dict[str, FairnessSpec] = {
         "adult.csv", ",", "salary", {"<=50K": 0, "<=50K.": 0, ">50K": 1, ">50K.": 1},
         "sex", {"Male": 0, "Female": 1}, None,
         ("workclass", "education", "marital-status", "occupation", "relationship", "race", "sex", "native-country"),
-        ("salary",), ("sex=Male", "sex=Female"),
+        ("salary",), ("sex=Male", "sex=Female"), "adult.data",
     ),
     "default": FairnessSpec(
         "default_credit.csv", ",", "default.payment.next.month", {"0": 0, "1": 1},
@@ -157,7 +161,10 @@ def load_fairness(
     if max_rows is not None and max_rows < 0:
         raise ValueError(f"max_rows must be a number of rows >= 0 or None, got {max_rows}")
     spec = SPECS[name]
-    table = read_csv(require_file(spec.file, root, verify=verify), spec.delimiter)
+    file = spec.file
+    if spec.raw_file and not (data_root(root) / file).is_file() and (data_root(root) / spec.raw_file).is_file():
+        file = spec.raw_file  # e.g. UCI's adult.data, without the header row
+    table = read_data_csv(file, root, delimiter=spec.delimiter, verify=verify)
     table.require([spec.label_column], "(the label column)")
     table.require([spec.sensitive_column], "(the sensitive-attribute column)")
     table.require(spec.categorical + spec.drop, "(listed as categorical or dropped for this data set)")

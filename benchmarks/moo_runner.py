@@ -7,8 +7,8 @@ Writes ``metrics.json`` (hypervolume with the benchmark's fixed reference point,
 per-ray test losses, non-dominated losses, wall time), TensorBoard scalars and a Pareto-front
 figure (2-D projections) both as a TensorBoard image and as ``pareto_front.png``.
 
-A PHN run checkpoints after every epoch (model, optimizer, the strategy's generator and the global
-RNG states, epoch counter, elapsed time) and the LS baseline after every trained model; with
+A PHN run checkpoints after every epoch (the strategy's ``state_dict()``: model, optimizer, generator,
+solver; the global RNG states, epoch counter, elapsed time) and the LS baseline after every trained model; with
 ``resume=true`` a run continues after its last checkpoint and ends with the same metrics as an
 uninterrupted run, and a finished run is reported, never retrained or rewritten. The run folder is
 locked while the run lives (:mod:`benchmarks.run_dir`). A training loss that ends far above where it
@@ -34,7 +34,7 @@ from strategies.phn import ParetoHypernetworkStrategy, iterate_batches
 
 from .builders import build_phn_from_config, built_description, seed_everything
 from .budget import TimeBudget
-from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import check_same_build, nest_strategy_state, rng_state, save_checkpoint, set_rng_state
 from .pareto_problems import ParetoProblem, Predict, load_problem
 from .progress import ProgressPlugin, RunProgress
 from .reporting import (LossMonitor, epo_fallback_message, pick_device, run_summary, write_json,
@@ -43,7 +43,10 @@ from .run_dir import RunFolder, run_in_folder
 from .tb_logging import log_config, log_hparams, open_writer
 
 KIND = "pareto"
-PHN_REQUIRED = ("hnet", "target", "optimizer", "generator", "rng", "epochs_done", "iteration", "elapsed")
+# a PHN checkpoint: the strategy's state_dict() and the runner's progress (_train_phn's payload, read by _restore_phn)
+PHN_REQUIRED = ("strategy", "rng", "epochs_done", "elapsed", "losses")
+# the strategy's entries of a PHN checkpoint written before ParetoHypernetworkStrategy.state_dict() (upgrade_checkpoint)
+PHN_OLD_STRATEGY_KEYS = ("hnet", "target", "optimizer", "generator", "iteration")
 LS_REQUIRED = ("models", "elapsed")
 LOSS_BOUND = 100.0  # a scalarized loss (BCE + rate gaps, or two cross-entropies) this large means training diverged
 PHN_SEGMENT = "PHN training"
@@ -79,8 +82,9 @@ class EpochCheckpoint:
         self.epoch_start += len(losses)
         mean = sum(losses) / max(1, len(losses))
         self.run.log.say(f"epoch {done}/{self.total}: mean scalarized training loss {mean:.4f}")
+        self.budget.lap()
         save_checkpoint(self.run.checkpoint, self.payload(strategy, done))
-        self.budget.unit_done(done=done, total=self.total, folder=self.run.path)
+        self.budget.check(done=done, total=self.total, folder=self.run.path)
 
 
 # the front is evaluated after an epoch while one evaluation takes under HV_EVAL_FREE_S seconds, or all of them
@@ -164,20 +168,29 @@ def run_moo(cfg: DictConfig) -> Dict[str, Any]:
     """Trains and evaluates in a locked run folder; returns (and writes) the metrics dict. With
     ``resume=true``: continues an interrupted run, or returns a finished run's metrics untouched."""
     required = LS_REQUIRED if cfg.strategy.name == "ls_separate" else PHN_REQUIRED
-    return run_in_folder(cfg, KIND, required, _train_and_report)
+    return run_in_folder(cfg, KIND, required, _train_and_report, upgrade_checkpoint)
+
+
+def upgrade_checkpoint(state: Dict[str, Any]) -> Dict[str, Any]:
+    """A PHN checkpoint of the layout before the strategies' ``state_dict()`` (the strategy's parts as the
+    top-level entries :data:`PHN_OLD_STRATEGY_KEYS` and ``epo_fallbacks``) in the current layout (them under
+    ``strategy``); any other checkpoint (current layout, LS baseline) as it is."""
+    return nest_strategy_state(state, PHN_OLD_STRATEGY_KEYS)
 
 
 def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                       state: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """Loads the data, trains (or finishes training), evaluates on the rays, writes metrics.json."""
     unit = "LS model" if cfg.strategy.name == "ls_separate" else "epoch"
-    budget = TimeBudget(cfg.train.get("budget_s"), unit=unit)  # counts from here: loading included
+    # counts from here (loading included); the units of the run's earlier processes are estimates too
+    budget = TimeBudget(cfg.train.get("budget_s"), unit=unit, recorded_s=(state or {}).get("unit_s", []))
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     problem = load_problem(cfg)
     rays = evaluation_rays(problem.m, cfg.benchmark.n_eval_rays)
     # a resumed PHN run continues the global step of its checkpoint (what the interrupted part wrote after it is purged)
-    writer = open_writer(run.path / "tensorboard", None if state is None else state.get("iteration"))
+    step = None if state is None else state.get("strategy", {}).get("iteration")  # None for the LS baseline's
+    writer = open_writer(run.path / "tensorboard", step)
     if state is None:
         log_config(writer, config)
     job = _Job(cfg, run, config, device, LossMonitor(bound=LOSS_BOUND), _clock(state), writer, budget)
@@ -292,11 +305,9 @@ def _train_phn(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: Optio
 
     def payload(strategy: ParetoHypernetworkStrategy, epochs_done: int) -> Dict[str, Any]:
         return {
-            "kind": KIND, "config": job.config, "built": built, "hnet": strategy.hnet.state_dict(),
-            "target": strategy.target.state_dict(), "optimizer": strategy.optimizer.state_dict(),
-            "generator": strategy.generator.get_state(), "rng": rng_state(), "epochs_done": epochs_done,
-            "iteration": strategy.iteration, "epo_fallbacks": strategy.epo_fallbacks, "elapsed": job.clock(),
-            "losses": monitor.state_dict(),
+            "kind": KIND, "config": job.config, "built": built, "strategy": strategy.state_dict(), "rng": rng_state(),
+            "epochs_done": epochs_done, "elapsed": job.clock(), "losses": monitor.state_dict(),
+            "unit_s": list(job.budget.durations),
         }
 
     strategy.plugins += [TensorBoardPlugin(job.writer), EpochFront(job, problem, rays, done, cfg.train.epochs),
@@ -318,13 +329,7 @@ def _train_phn(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: Optio
 
 def _restore_phn(state: Dict[str, Any], strategy: ParetoHypernetworkStrategy, monitor: LossMonitor) -> int:
     """Loads a PHN checkpoint into the strategy, the loss record and the global RNGs; returns the epochs done."""
-    strategy.hnet.load_state_dict(state["hnet"])
-    strategy.target.load_state_dict(state["target"])
-    strategy.optimizer.load_state_dict(state["optimizer"])
-    strategy.generator.set_state(state["generator"])
-    strategy.iteration = int(state["iteration"])
-    if hasattr(strategy.solver, "fallbacks"):
-        strategy.solver.fallbacks = int(state.get("epo_fallbacks", 0))
+    strategy.load_state_dict(state["strategy"])
     monitor.load_state_dict(state["losses"])
     set_rng_state(state["rng"])
     return int(state["epochs_done"])
@@ -351,11 +356,12 @@ def _train_separate(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: 
             record = partial(_record, monitor, meter, f"LS model {k}")
             models.append(train_ls_model(cfg, problem, rays[k], job.device, record))
             run.log.say(f"LS model {k + 1}/{len(rays)} trained (ray {np.round(rays[k], 3).tolist()})")
+            job.budget.lap()
             save_checkpoint(run.checkpoint, {
                 "kind": KIND, "config": job.config, "built": built, "models": [m.state_dict() for m in models],
-                "elapsed": job.clock(), "losses": monitor.state_dict(),
+                "elapsed": job.clock(), "losses": monitor.state_dict(), "unit_s": list(job.budget.durations),
             })
-            job.budget.unit_done(done=k + 1, total=len(rays), folder=run.path)
+            job.budget.check(done=k + 1, total=len(rays), folder=run.path)
     for module in models:
         module.eval()
     params = sum(p.numel() for p in probe.parameters()) * len(rays)

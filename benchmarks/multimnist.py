@@ -61,7 +61,8 @@ What this module builds
 Generation is deterministic for ``(kind, split, seed, recipe)`` (NumPy ``default_rng`` seeded with
 those); the first ``limit`` images equal the first ``limit`` of the full set (pairs are drawn for
 the whole split, only the first ``limit`` are drawn), and nothing is cached on disk. MNIST files
-and Fashion-MNIST files are checked by ``cl_moo.data.require_file`` (sha256 in ``KNOWN_FILES``).
+and Fashion-MNIST files are checked by ``cl_moo.data.require_file`` (``KNOWN_FILES``: the .gz sha256 or
+published MD5, else the sha256 of the decompressed idx content, so any distribution's .gz is accepted).
 """
 from __future__ import annotations
 

@@ -23,9 +23,9 @@ from torch.utils.tensorboard import SummaryWriter
 from cl_moo import HealthLog, evaluation_rays, hypervolume, uniformity
 from strategies.phn_cl import ContinualParetoStrategy
 
-from .builders import built_description, hypernetwork_options, seed_everything
+from .builders import built_description, hypernetwork_options, seed_everything, solver_options
 from .budget import TimeBudget
-from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import check_same_build, nest_strategy_state, rng_state, save_checkpoint, set_rng_state
 from .cl_figures import forgetting_figure, matrix_figure, pyplot
 from .config import OBJECTIVES
 from .multimnist import LOSSES, MLPTwoHeads, permuted_tasks
@@ -37,7 +37,10 @@ from .run_dir import RunFolder, run_in_folder
 from .tb_logging import log_config, log_hparams, open_writer
 
 KIND = "continual_pareto"
-REQUIRED = ("hnet", "target", "generator", "iteration", "hv_matrix", "fronts", "next_task", "elapsed", "rng")
+# a checkpoint: the strategy's state_dict() and the runner's progress (written after every task, read by _restore)
+REQUIRED = ("strategy", "next_task", "rng", "losses", "hv_matrix", "fronts", "elapsed", "train_s")
+# the strategy's entries of a checkpoint written before ContinualParetoStrategy.state_dict() (upgrade_checkpoint)
+OLD_STRATEGY_KEYS = ("hnet", "target", "generator", "iteration")
 LOSS_BOUND = 100.0  # a scalarized cross-entropy this large means training diverged
 # what the continual Pareto runner's TensorBoard scalars mean (the text tab "config" says it too)
 METRIC_NOTES = (
@@ -69,30 +72,38 @@ def build_strategy(cfg: DictConfig, device: torch.device) -> ContinualParetoStra
     return ContinualParetoStrategy(
         target=MLPTwoHeads(hidden=list(cfg.target.hidden)), losses=LOSSES, emb_dim=cfg.hnet.emb_dim,
         emb_std=float(s.emb_std), beta=float(s.beta), reg_rays=s.reg_rays, start=s.start, **hypernetwork_options(cfg),
-        solver=s.solver, alpha=float(s.alpha), rays_per_step=s.rays_per_step, lr=cfg.train.lr,
+        solver=s.solver, solver_options=solver_options(cfg), alpha=float(s.alpha), rays_per_step=s.rays_per_step,
+        lr=cfg.train.lr,
         train_mb_size=cfg.train.batch_size, eval_mb_size=cfg.train.eval_batch_size, seed=cfg.seed, device=device,
     )
 
 
 def run_pareto_cl(cfg: DictConfig) -> Dict[str, Any]:
     """Trains the tasks not yet done in a locked run folder; returns (and writes) the metrics dict."""
-    return run_in_folder(cfg, KIND, REQUIRED, _train_and_report)
+    return run_in_folder(cfg, KIND, REQUIRED, _train_and_report, upgrade_checkpoint)
+
+
+def upgrade_checkpoint(state: Dict[str, Any]) -> Dict[str, Any]:
+    """A checkpoint of the layout before the strategies' ``state_dict()`` in the current layout; any other
+    as it is. That layout, taken after task ``next_task - 1``, holds the strategy's parts as the top-level
+    entries :data:`OLD_STRATEGY_KEYS` and ``epo_fallbacks``, and neither the optimizer nor the regularizer's
+    targets (``None`` here: the next ``train_task`` makes both anew, as it does in an uninterrupted run);
+    tasks ``0 .. next_task - 1`` are trained and none is current."""
+    if "strategy" in state or not all(k in state for k in OLD_STRATEGY_KEYS + ("next_task",)):
+        return state
+    state = nest_strategy_state(state, OLD_STRATEGY_KEYS)
+    done = int(state["next_task"])
+    state["strategy"].update(optimizer=None, num_tasks=done, current_task=None, trained_tasks=list(range(done)),
+                             regularized_tasks=[], regularizer=None)
+    return state
 
 
 def _restore(state: Dict[str, Any], strategy: ContinualParetoStrategy, monitor: LossMonitor) -> int:
     """Loads a checkpoint taken after task ``next_task - 1``; returns ``next_task``."""
-    done = int(state["next_task"])
-    strategy.hnet.ensure_tasks(done)
-    strategy.hnet.load_state_dict(state["hnet"])
-    strategy.target.load_state_dict(state["target"])
-    strategy.generator.set_state(state["generator"])
-    strategy.iteration = int(state["iteration"])
-    if hasattr(strategy.solver, "fallbacks"):
-        strategy.solver.fallbacks = int(state.get("epo_fallbacks", 0))
-    strategy.trained_tasks = list(range(done))
+    strategy.load_state_dict(state["strategy"])
     monitor.load_state_dict(state["losses"])
     set_rng_state(state["rng"])
-    return done
+    return int(state["next_task"])
 
 
 def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
@@ -112,7 +123,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
     built["hnet"].update({"emb_dim": cfg.hnet.emb_dim, "emb_std": float(cfg.strategy.emb_std)})
     monitor = LossMonitor(bound=LOSS_BOUND)
     # a resumed run continues the global step of its checkpoint (what the interrupted part wrote after it is purged)
-    writer = open_writer(run.path / "tensorboard", None if state is None else int(state["iteration"]))
+    writer = open_writer(run.path / "tensorboard", None if state is None else int(state["strategy"]["iteration"]))
     if state is None:
         log_config(writer, config, METRIC_NOTES)
     names = list(OBJECTIVES[b.name])
@@ -146,11 +157,8 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             run.log.say(f"after task {t}: HV per task [{', '.join(f'{v:.4f}' for v in row)}] (ref {ref}); "
                         f"train {train_s:.2f} s")
             save_checkpoint(run.checkpoint, {
-                "kind": KIND, "config": config, "built": built, "hnet": strategy.hnet.state_dict(),
-                "target": strategy.target.state_dict(), "generator": strategy.generator.get_state(),
-                "iteration": strategy.iteration, "epo_fallbacks": strategy.epo_fallbacks, "next_task": t + 1,
-                "rng": rng_state(),
-                "losses": monitor.state_dict(), **progress,
+                "kind": KIND, "config": config, "built": built, "strategy": strategy.state_dict(), "next_task": t + 1,
+                "rng": rng_state(), "losses": monitor.state_dict(), **progress,
             })
             budget.unit_done(done=t + 1, total=b.n_tasks, folder=run.path)
         meter.close()

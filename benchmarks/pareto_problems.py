@@ -29,11 +29,10 @@ from .builders import make_target
 from .fairness import FAIRNESS_LOSSES, hard_objectives, load_fairness, soft_objectives
 from .multimnist import LOSSES as MULTIMNIST_LOSSES
 from .multimnist import LeNetTarget, load_multimnist
+from .registry import BENCHMARKS, FAIRNESS_OBJECTIVES, MULTIMNIST_OBJECTIVES, benchmark_names
 
 Predict = Callable[[torch.Tensor], torch.Tensor]         # inputs (N, ...) -> outputs of K models (K, N, ...)
 Scores = Tuple[np.ndarray, np.ndarray]                   # (reported objectives, trained objectives), each (K, m)
-FAIRNESS_BENCHMARKS = ("adult", "default", "bank")
-IMAGE_BENCHMARKS = ("multimnist",)
 
 
 @dataclass
@@ -54,13 +53,13 @@ class ParetoProblem:
 
 
 def load_problem(cfg: DictConfig) -> ParetoProblem:
-    """The problem of ``cfg.benchmark`` (data checked and loaded; nothing trained)."""
-    if cfg.benchmark.name in FAIRNESS_BENCHMARKS:
-        return fairness_problem(cfg)
-    if cfg.benchmark.name in IMAGE_BENCHMARKS:
-        return multimnist_problem(cfg)
-    raise ValueError(f"benchmark={cfg.benchmark.name} is not a Pareto benchmark; "
-                     f"choose one of {list(FAIRNESS_BENCHMARKS + IMAGE_BENCHMARKS)}")
+    """The problem of ``cfg.benchmark`` (data checked and loaded; nothing trained), from its
+    :mod:`benchmarks.registry` entry's loader."""
+    spec = BENCHMARKS.get(cfg.benchmark.name)
+    if spec is None or spec.kind != "pareto":
+        raise ValueError(f"benchmark={cfg.benchmark.name} is not a Pareto benchmark; "
+                         f"choose one of {list(benchmark_names('pareto'))}")
+    return spec.load(cfg)
 
 
 def fairness_problem(cfg: DictConfig) -> ParetoProblem:
@@ -76,7 +75,7 @@ def fairness_problem(cfg: DictConfig) -> ParetoProblem:
         return per_model[0], per_model[1]
 
     return ParetoProblem(train=data["train"], test=test, losses=FAIRNESS_LOSSES,
-                         objectives=["BCE", "FP gap", "FN gap"],
+                         objectives=list(FAIRNESS_OBJECTIVES),
                          make_target=lambda: make_target(cfg, info["n_features"], 1), score=score, info=info)
 
 
@@ -113,5 +112,5 @@ def multimnist_problem(cfg: DictConfig) -> ParetoProblem:
         values = mean_losses(predict, test, MULTIMNIST_LOSSES, cfg.train.eval_batch_size, device)
         return values, values
 
-    return ParetoProblem(train=train, test=test, losses=MULTIMNIST_LOSSES, objectives=["CE top-left", "CE bottom-right"],
+    return ParetoProblem(train=train, test=test, losses=MULTIMNIST_LOSSES, objectives=list(MULTIMNIST_OBJECTIVES),
                          make_target=LeNetTarget, score=score, info=info)

@@ -91,7 +91,7 @@ class RunProgress:
         if not self.enabled or self.closed:
             return
         self.done = min(self.done + n, self.total)
-        self.postfix = postfix
+        self.postfix = postfix or self.postfix  # values read every few steps stay shown in between
         if self.bar is not None:
             self.bar.set_description_str(self.position(), refresh=False)
             if postfix:

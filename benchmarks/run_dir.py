@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 from omegaconf import DictConfig
 
 from .budget import RunPaused
-from .checkpoint import check_resumable, load_checkpoint
+from .checkpoint import Upgrade, check_resumable, load_checkpoint
 from .config import ConfigError
 from .progress import outside_bars
 from .reporting import LossMonitor, config_dict, peak_memory_mb, run_folder
@@ -220,9 +220,11 @@ class RunFolder:
     def metrics(self) -> Path:
         return self.path / METRICS
 
-    def resume_state(self, config: Dict[str, Any], required: Iterable[str] = ()) -> Dict[str, Any]:
-        """The checkpoint, checked to be readable, of this kind of run and of the same configuration."""
-        state = load_checkpoint(self.checkpoint, required)
+    def resume_state(self, config: Dict[str, Any], required: Iterable[str] = (),
+                     upgrade: Optional[Upgrade] = None) -> Dict[str, Any]:
+        """The checkpoint, checked to be readable, of this kind of run and of the same configuration
+        (an earlier layout converted by ``upgrade``)."""
+        state = load_checkpoint(self.checkpoint, required, upgrade)
         if "config" in state:
             check_resumable(state, self.kind, config, self.path)
         else:
@@ -315,15 +317,17 @@ def open_run(cfg: DictConfig, kind: str) -> Iterator[RunFolder]:
 Train = Callable[[DictConfig, "RunFolder", Dict[str, Any], Optional[Dict[str, Any]]], Dict[str, Any]]
 
 
-def run_in_folder(cfg: DictConfig, kind: str, required: Iterable[str], train: Train) -> Dict[str, Any]:
+def run_in_folder(cfg: DictConfig, kind: str, required: Iterable[str], train: Train,
+                  upgrade: Optional[Upgrade] = None) -> Dict[str, Any]:
     """What every runner does around its training: lock the run folder, then return a finished run's
     metrics untouched, or ``train(cfg, run, config, state)`` from the checked checkpoint
-    (``resume=true``, with the ``required`` entries) or from scratch."""
+    (``resume=true``, with the ``required`` entries; one of an earlier layout converted by ``upgrade``)
+    or from scratch."""
     with open_run(cfg, kind) as run:
         config = config_dict(cfg)
         if run.finished:
             return run.finished_metrics(config)
-        state = run.resume_state(config, required) if run.resume else None
+        state = run.resume_state(config, required, upgrade) if run.resume else None
         try:
             return train(cfg, run, config, state)
         except RunPaused as paused:  # train.budget_s: the log says where the run stopped and how to go on

@@ -19,15 +19,20 @@ from .pmnist import load_mnist
 PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
 
 
-def split_mnist(*, root: Union[str, Path, None] = None, verify: bool = True,
-                train_per_task: Optional[int] = None, seed: int = 0) -> Tuple[object, Dict]:
-    """The five-task Split MNIST benchmark (Avalanche streams with task labels) and an info dict."""
-    xtr, ytr, xte, yte, info = load_mnist(root, verify=verify)
+def split_mnist(*, root: Union[str, Path, None] = None, verify: bool = True, download: bool = False,
+                n_tasks: int = len(PAIRS), train_per_task: Optional[int] = None, test_per_task: Optional[int] = None,
+                seed: int = 0) -> Tuple[object, Dict]:
+    """The Split MNIST benchmark (Avalanche streams with task labels; the first ``n_tasks`` of the five digit
+    pairs) and an info dict. ``train_per_task`` / ``test_per_task``: a seeded random subset of each task's
+    images (None: all)."""
+    if not 1 <= n_tasks <= len(PAIRS):
+        raise ValueError(f"n_tasks={n_tasks}: Split MNIST has {len(PAIRS)} tasks (digit pairs {PAIRS}); pass 1 to 5")
+    xtr, ytr, xte, yte, info = load_mnist(root, download=download, verify=verify)
     gen = np.random.RandomState(seed)
     train, test = [], []
-    for a, b in PAIRS:
+    for a, b in PAIRS[:n_tasks]:
         parts = []
-        for x, y, limit in ((xtr, ytr, train_per_task), (xte, yte, None)):
+        for x, y, limit in ((xtr, ytr, train_per_task), (xte, yte, test_per_task)):
             idx = np.flatnonzero((y == a) | (y == b))
             if limit is not None:
                 idx = np.sort(gen.permutation(idx)[:limit])
@@ -35,5 +40,5 @@ def split_mnist(*, root: Union[str, Path, None] = None, verify: bool = True,
             parts.append((xs, torch.from_numpy((y[idx] == b).astype(np.int64))))
         train.append(parts[0])
         test.append(parts[1])
-    info.update({"input_size": 784, "num_classes": 2, "n_tasks": len(PAIRS), "pairs": PAIRS})
+    info.update({"input_size": 784, "num_classes": 2, "n_tasks": n_tasks, "pairs": PAIRS[:n_tasks]})
     return task_benchmark(train, test), info

@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from .cli import MULTIRUN_FLAGS, check_applies, check_device, runner_for
-from .config import ConfigError, config_dir, hydra_quote, load_config, quote_hint
+from .config import ConfigError, config_dir, hydra_quote, load_config, open_dict_overrides, quote_hint
 
 TASK_NAME = "cl_moo"
 CONFIG_NAME = "config"
@@ -256,7 +256,7 @@ def prepare_sweep(args: Sequence[str]) -> Sweep:
         grid = str(hcfg.sweeper.get("_target_", "")).endswith("BasicSweeper")
         n_trials = hcfg.sweeper.get("n_trials")
     check_sweep_dir(sweep_dir, combinations, grid, args)
-    fixed = [a for a in args if not a.startswith("hydra.sweep.dir=")]
+    fixed = open_dict_overrides([a for a in args if not a.startswith("hydra.sweep.dir=")])
     fixed.append(f"hydra.sweep.dir={hydra_quote(str(sweep_dir))}")
     if not any(a.startswith("hydra.job.chdir=") for a in args):
         fixed.append("hydra.job.chdir=false")  # jobs see paths as the command line did

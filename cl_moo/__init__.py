@@ -30,6 +30,7 @@ _EXPORTS: Dict[str, str] = {
     "MIPEncoding": "encoding",
     "minmax_scale": "encoding",
     "DeadUnitProbe": "health",
+    "HealthFinding": "health",
     "HealthLog": "health",
     "HealthWarning": "health",
     "constant_prediction_loss": "health",
@@ -38,6 +39,7 @@ _EXPORTS: Dict[str, str] = {
     "Hypernetwork": "hypernetwork",
     "make_activation": "hypernetwork",
     "mlp": "hypernetwork",
+    "task_embedding_seed": "hypernetwork",
     "INIT_SCHEMES": "init",
     "init_hypernetwork": "init",
     "target_variances": "init",
@@ -49,6 +51,7 @@ _EXPORTS: Dict[str, str] = {
     "evaluation_rays": "moo_metrics",
     "hypervolume": "moo_metrics",
     "non_dominated": "moo_metrics",
+    "non_dominated_fronts": "moo_metrics",
     "uniformity": "moo_metrics",
     "make_adam": "optim",
     "FunctionalTarget": "target",
@@ -73,12 +76,20 @@ if TYPE_CHECKING:  # the names as static type checkers and IDEs see them (loaded
         require_file,
     )
     from .encoding import IdentityEncoding, MIPEncoding, minmax_scale
-    from .health import DeadUnitProbe, HealthLog, HealthWarning, constant_prediction_loss
-    from .hypernetwork import ACTIVATIONS, HeadPiece, Hypernetwork, make_activation, mlp
+    from .health import DeadUnitProbe, HealthFinding, HealthLog, HealthWarning, constant_prediction_loss
+    from .hypernetwork import ACTIVATIONS, HeadPiece, Hypernetwork, make_activation, mlp, task_embedding_seed
     from .init import INIT_SCHEMES, init_hypernetwork, target_variances, variance_report
     from .layout import WeightLayout
     from .mlp_hypernetwork import MLPHypernetwork
-    from .moo_metrics import RayError, check_rays, evaluation_rays, hypervolume, non_dominated, uniformity
+    from .moo_metrics import (
+        RayError,
+        check_rays,
+        evaluation_rays,
+        hypervolume,
+        non_dominated,
+        non_dominated_fronts,
+        uniformity,
+    )
     from .optim import make_adam
     from .target import FunctionalTarget, TargetCallError, TargetFallbackWarning, make_functional_target
 __version__ = "0.2.0"

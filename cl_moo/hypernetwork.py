@@ -218,3 +218,11 @@ def unbatch(weights: List[torch.Tensor]) -> List[torch.Tensor]:
     """Drops the batch dimension of one weight set as views (``w[0]`` would cost a zero-filled
     full-size gradient plus a copy in the backward)."""
     return [w.view(w.shape[1:]) for w in weights]
+
+
+def task_embedding_seed(seed: int, task: int) -> int:
+    """The seed of the generator that draws task ``task``'s embedding in a model built with ``seed``:
+    ``seed * 100_003 + task`` (the one formula for every task-conditioned model, so the same seed gives
+    the same embeddings). 100,003 is prime and above any task count, so tasks of one seed never share
+    a draw, and seeds do not share one for fewer than 100,003 tasks."""
+    return seed * 100_003 + task

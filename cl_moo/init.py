@@ -29,13 +29,10 @@ would), while an expected ratio off by 1.5x is systematic. Limit of chunking: th
 output ``(chunk i, row r)`` is ``row_var[r] * gain[i] * E||a_i||^2`` (rank one), and row ``r``
 serves position ``r`` of EVERY chunk. A bias (hyperfan-in wants 0.5) sits in a chunk whose rows
 serve weights (``c / (c_b fan_in)``, ~400x less) in all other chunks, so it cannot reach its
-variance without spoiling those weights; the weights are matched first. Measured (4 seeds,
-chunk 2000, ELU 100-75-50, expected ratio; measured on fresh conditions in brackets):
-784-300-100-10 biases 0.43x (0.39-0.47) / 0.11-0.12x (0.09-0.13) / 0.19x (0.12-0.25), weights
-0.89-1.02x; 784-100-100-10 biases 0.42-0.43x (0.39-0.49) / 0.31-0.32x (0.21-0.31) / 0.31-0.32x
-(0.26-0.56), weights 0.93-1.03x. A layer's output variance is then about (1 + bias ratio) / 2
-of hyperfan's (the bias supplies half of it): at the output of 784-300-100-10 (unit inputs,
-3 seeds) 0.99 against 1.36 with one head per tensor. The warning names all three biases.
+variance without spoiling those weights; the weights are matched first, and such biases stay
+below their variance (a layer's output variance is then about (1 + bias ratio) / 2 of hyperfan's,
+the bias supplying half of it). The warning names them (for 784-300-100-10 with chunks of 2000:
+all three biases); the measured ratios are in ``docs/reproduction.md``, "Numbers behind the defaults".
 
 MIP (Gonzalez Ortiz et al. 2024, Eq. 5): ``theta = theta_0 + Delta theta``, and the model starts
 at ``theta_0``. ``theta0="init"`` (default) draws ``theta_0`` like a freshly initialised target

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ def check_rays(rays: torch.Tensor, m: int, tol: float = 1e-5) -> torch.Tensor:
     return rays
 
 
-def hypervolume(points: np.ndarray, ref_point: Sequence[float]) -> float:
+def hypervolume(points: np.ndarray, ref_point: Union[Sequence[float], np.ndarray]) -> float:
     """Exact hypervolume dominated by ``points`` (K, m) up to ``ref_point`` (minimisation)."""
     pts = np.asarray(points, dtype=np.float64)
     return float(HV(ref_point=np.asarray(ref_point, dtype=np.float64))(pts))

@@ -17,15 +17,20 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "HypernetworkStrategy": "hnet_cl",
     "NonFiniteLossError": "hnet_cl",
-    "TaskLabelError": "hnet_cl",
+    "OptimizerPicklingError": "optimizer_pickling",
     "OutputRegularizerPlugin": "regularizer_plugin",
     "TrainingHealthPlugin": "health_plugin",
     "OutputRegularizer": "regularizer",
     "lookahead_delta": "regularizer",
+    "StoredOutputs": "regularizer_targets",
+    "HeadSnapshot": "regularizer_targets",
+    "FrozenCopy": "regularizer_targets",
     "TaskConditionedHypernetwork": "cl_model",
+    "TaskLabelError": "cl_model",
     "build_cl_model": "cl_model",
     "ParetoHypernetworkStrategy": "phn",
     "DirichletRays": "phn",
+    "RayHypernetwork": "phn",
     "ContinualParetoStrategy": "phn_cl",
     "TaskRayHypernetwork": "phn_cl",
     "ObjectiveProblem": "objective_problem",
@@ -38,6 +43,9 @@ _EXPORTS = {
     "SOLVERS": "solvers",
     "LinearScalarization": "solvers",
     "EPO": "solvers",
+    "Chebyshev": "solvers",
+    "SmoothChebyshev": "solvers",
+    "HypervolumeMaximization": "solvers",
     "make_solver": "solvers",
     "EPOResult": "epo",
     "epo_weights": "epo",
@@ -51,10 +59,10 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # the names as static type checkers and IDEs see them (loaded lazily at run time)
     from .avalanche_metrics import ExperienceMSE, ExperienceMSEForgetting, MeanSquaredError, StreamMSE, mse_metrics
-    from .cl_model import TaskConditionedHypernetwork, build_cl_model
+    from .cl_model import TaskConditionedHypernetwork, TaskLabelError, build_cl_model
     from .epo import EPOResult, epo_weights
     from .health_plugin import TrainingHealthPlugin
-    from .hnet_cl import HypernetworkStrategy, NonFiniteLossError, TaskLabelError
+    from .hnet_cl import HypernetworkStrategy, NonFiniteLossError
     from .objective_problem import (
         ObjectiveProblem,
         ObjectiveProblemError,
@@ -63,11 +71,22 @@ if TYPE_CHECKING:  # the names as static type checkers and IDEs see them (loaded
         front_rays,
         train_on_problem,
     )
-    from .phn import DirichletRays, ParetoHypernetworkStrategy
+    from .optimizer_pickling import OptimizerPicklingError
+    from .phn import DirichletRays, ParetoHypernetworkStrategy, RayHypernetwork
     from .phn_cl import ContinualParetoStrategy, TaskRayHypernetwork
     from .regularizer import OutputRegularizer, lookahead_delta
     from .regularizer_plugin import OutputRegularizerPlugin
-    from .solvers import EPO, SOLVERS, LinearScalarization, Solver, make_solver
+    from .regularizer_targets import FrozenCopy, HeadSnapshot, StoredOutputs
+    from .solvers import (
+        EPO,
+        SOLVERS,
+        Chebyshev,
+        HypervolumeMaximization,
+        LinearScalarization,
+        SmoothChebyshev,
+        Solver,
+        make_solver,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -11,8 +11,9 @@ Task embeddings are created by :meth:`adaptation` when a training experience bri
 label: from ``N(0, emb_std^2)`` drawn from the model's own generator (``emb_init="random"``, the
 default) or copied from the previous task's embedding (``emb_init="previous"``, the hypercl
 reference code's option; a new task starts from the last task's network). Measured on 5-task
-Split MNIST (``benchmarks/cl_fast_start.py``), copying did not start new tasks faster and
-forgot more (the new task's gradient first moves the old task's outputs), so it is not the default.
+Split MNIST (``benchmarks/cl_fast_start.py``; ``docs/reproduction.md``, Split MNIST), copying did not
+start new tasks faster and forgot more (the new task's gradient first moves the old task's outputs),
+so it is not the default.
 Evaluation creates nothing and draws no random numbers.
 
 A task id without an embedding (never trained) is refused with :class:`TaskLabelError`, naming it and
@@ -36,13 +37,13 @@ module's one set across tasks (the behaviour before).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Set, Union, cast
 
 import torch
 from avalanche.models import MultiTaskModule
 from torch import nn
 
-from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork
+from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork, task_embedding_seed
 
 EMB_INITS = ("previous", "random")
 
@@ -67,6 +68,8 @@ class _TaskStats(nn.Module):
 
 class TaskConditionedHypernetwork(MultiTaskModule):
     """Target network + hypernetwork + one learned embedding per task, as a ``MultiTaskModule``."""
+
+    known_train_tasks_labels: Set[int]  # MultiTaskModule's: set in its __init__, grown by adaptation
 
     def __init__(
         self,
@@ -114,7 +117,7 @@ class TaskConditionedHypernetwork(MultiTaskModule):
         device = self.hnet.output_head().weight.device
         if self.emb_init == "previous" and task > 0:
             return self.task_embeddings[task - 1].detach().clone()
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + task)
+        gen = torch.Generator().manual_seed(task_embedding_seed(self.seed, task))
         dtype = self.hnet.output_head().weight.dtype
         return (torch.randn(self.emb_dim, generator=gen) * self.emb_std).to(device, dtype)
 
@@ -137,7 +140,7 @@ class TaskConditionedHypernetwork(MultiTaskModule):
             return None
         if task >= len(self.task_stats):
             return dict(zip(self.stat_names, self._module_stats(copy=True)))
-        tensors = self.task_stats[task].tensors()
+        tensors = cast(_TaskStats, self.task_stats[task]).tensors()
         if self.training and self.stats_task is not None and task != self.stats_task:
             tensors = [t.clone() for t in tensors]
         return dict(zip(self.stat_names, tensors))
@@ -190,10 +193,11 @@ class TaskConditionedHypernetwork(MultiTaskModule):
         return dict(zip(tasks, self.all_task_outputs(x, tasks)))
 
     def forward(
-        self, x: torch.Tensor, task_labels: Optional[torch.Tensor], *, allow_untrained: bool = False
-    ) -> torch.Tensor:
+        self, x: torch.Tensor, task_labels: Union[torch.Tensor, int, None], *, allow_untrained: bool = False
+    ) -> Union[torch.Tensor, Dict[int, torch.Tensor]]:
         """Each sample through its own task's weights (one hypernetwork call for all tasks). A task
-        id without an embedding is refused unless ``allow_untrained=True`` (see the module docstring)."""
+        id without an embedding is refused unless ``allow_untrained=True`` (see the module docstring).
+        ``task_labels=None``: every trained task's outputs, ``{task: output}`` (:meth:`forward_all_tasks`)."""
         if task_labels is None:
             return self.forward_all_tasks(x)
         if isinstance(task_labels, int) or (torch.is_tensor(task_labels) and task_labels.dim() == 0):
@@ -254,6 +258,7 @@ def build_cl_model(
     seed: int = 0,
     per_task_stats: bool = True,
     theta0: str = "init",
+    generator: Optional[str] = None,
 ) -> TaskConditionedHypernetwork:
     """Target, hypernetwork (:func:`cl_moo.build_hypernetwork`: chunked or one head per tensor,
     MIP on/off, initialised on probe embeddings ``N(0, emb_std^2)``) and the task embeddings.
@@ -278,6 +283,7 @@ def build_cl_model(
         target_gain=target_gain,
         probe_conditions=torch.randn(256, emb_dim) * emb_std,
         theta0=theta0,
+        generator=generator,
     )
     return TaskConditionedHypernetwork(
         target, hnet, emb_std=emb_std, emb_init=emb_init, seed=seed, per_task_stats=per_task_stats

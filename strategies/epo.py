@@ -22,7 +22,7 @@ r / sum r``, as the reference EPO code does), with ``mode == "fallback"`` so a c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 from scipy.optimize import linprog
@@ -109,21 +109,21 @@ def epo_weights_batch(losses: np.ndarray, rays: np.ndarray, grams: np.ndarray, e
     optimum as its solution; if the union fails, each ray is solved on its own.
     """
     lps = [_epo_lp(loss, r, C, eps) for loss, r, C in zip(losses, rays, grams)]
-    live = [i for i, lp in enumerate(lps) if lp is not None]
+    live: Dict[int, dict] = {i: lp for i, lp in enumerate(lps) if lp is not None}  # ray -> its LP
     results: List[EPOResult] = [_fallback(r) for r in rays]
     if not live:
         return results
     m = len(rays[0])
     n = len(live)
-    c = np.concatenate([lps[i]["c"] for i in live])
-    rows = sum(len(lps[i]["b_ub"]) for i in live)
+    c = np.concatenate([live[i]["c"] for i in live])
+    rows = sum(len(live[i]["b_ub"]) for i in live)
     A_ub, b_ub = np.zeros((rows, n * m)), np.zeros(rows)
     A_eq, b_eq = np.zeros((n, n * m)), np.ones(n)
     row = 0
     for k, i in enumerate(live):
-        block = lps[i]["A_ub"]
+        block = live[i]["A_ub"]
         A_ub[row : row + len(block), k * m : (k + 1) * m] = block
-        b_ub[row : row + len(block)] = lps[i]["b_ub"]
+        b_ub[row : row + len(block)] = live[i]["b_ub"]
         row += len(block)
         A_eq[k, k * m : (k + 1) * m] = 1.0
     res = linprog(
@@ -138,9 +138,9 @@ def epo_weights_batch(losses: np.ndarray, rays: np.ndarray, grams: np.ndarray, e
     if res.success and res.x is not None:
         for k, i in enumerate(live):
             alpha = res.x[k * m : (k + 1) * m]
-            info = {key: v for key, v in lps[i].items() if key != "mode"}
-            results[i] = EPOResult(m * alpha, alpha, lps[i]["mode"], info)
+            info = {key: v for key, v in live[i].items() if key != "mode"}
+            results[i] = EPOResult(m * alpha, alpha, live[i]["mode"], info)
         return results
     for i in live:
-        results[i] = _solve(lps[i], rays[i])
+        results[i] = _solve(live[i], rays[i])
     return results

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from avalanche.core import BasePlugin
@@ -36,6 +36,7 @@ from torch import nn
 from cl_moo import make_adam
 
 from .cl_model import TaskConditionedHypernetwork, TaskLabelError
+from .fast_batches import SINGLE_TASK, gathered_loader
 from .health_plugin import TrainingHealthPlugin
 from .optimizer_pickling import PickledOptimizer, describe_optimizer
 from .regularizer import OutputRegularizer, TargetMode, check_lookahead_optimizer
@@ -99,7 +100,7 @@ SUPPORTED_PLUGINS = {
     "EWCPlugin": "works (3 experiences; training changes with the plugin)",
     "LwFPlugin": "works (3 experiences; training changes with the plugin)",
     "MASPlugin": "works (3 experiences; training changes with the plugin)",
-    "SynapticIntelligencePlugin": "allowed on a GPU (not tested: no GPU here); refused on the CPU (avalanche-lib "
+    "SynapticIntelligencePlugin": "allowed on a GPU (not tested on a GPU); refused on the CPU (avalanche-lib "
     "0.6 keeps its weights as views there, so its importances stay 0)",
     "ReplayPlugin": "works: mixed-task mini-batches, each sample through its own task's weights",
     "MIRPlugin": "works: replays the stored samples whose loss a virtual step would raise most, each through its "
@@ -119,7 +120,7 @@ def check_plugins(plugins: Sequence[Any], device: torch.device) -> None:
         if name in UNSUPPORTED_PLUGINS:
             raise ValueError(
                 f"{name} does not work with HypernetworkStrategy: {UNSUPPORTED_PLUGINS[name]}. The "
-                "output regularizer already protects earlier tasks; see the README's plugin table"
+                "output regularizer already protects earlier tasks; see the plugin table in docs/plugins.md"
             )
         if name == "SynapticIntelligencePlugin" and device.type == "cpu":
             raise ValueError(
@@ -142,11 +143,16 @@ class HypernetworkStrategy(SupervisedTemplate):
 
     ``lr``: 3e-4 by default. Adam moves every hypernetwork parameter by about ``lr`` per step, so a
     generated weight moves by about ``lr`` times the L1 norm of the head's input: at 1e-3 with
-    ``N(0, 1)`` task embeddings one step changed a chunked hypernetwork's generated first layer by
-    0.66-0.73 of its own scale and killed 54-88% of its ReLUs (permuted MNIST, 3 seeds); at 3e-4 every
-    seed of permuted MNIST and Split MNIST learned (``benchmarks.defaults_matrix``). Training-health
+    ``N(0, 1)`` task embeddings one step could kill most of a chunked hypernetwork's generated ReLUs;
+    at 3e-4 every seed of permuted MNIST and Split MNIST learned (``benchmarks.defaults_matrix``;
+    numbers in ``docs/reproduction.md``, "Numbers behind the defaults"). Training-health
     monitors (``health_every`` iterations, :mod:`strategies.health_plugin`) warn about dead units,
     a loss at chance and forgetting spikes; ``health_every=None`` turns them off.
+
+    ``fast_batches`` (default True): for data sets of in-memory tensor rows (every benchmark built with
+    ``benchmarks.avalanche_streams``), mini-batches are gathered whole on the strategy's device
+    instead of one sample at a time, inside Avalanche's own loaders (:mod:`strategies.fast_batches`):
+    the same batches in the same order, checked on a probe batch; other data sets keep Avalanche's fetch.
 
     ``optimizer``: by default Adam (fused where available) with the two groups above. A user
     optimizer must have the same two groups, built with ``model.param_groups(lr=..., emb_lr=...)``
@@ -174,6 +180,9 @@ class HypernetworkStrategy(SupervisedTemplate):
     ``allow_untrained=True``.
     """
 
+    model: TaskConditionedHypernetwork  # the template's model (Avalanche, untyped): checked in __init__
+    dataloader: Any  # the template's current loader (Avalanche, untyped)
+
     def __init__(
         self,
         *,
@@ -200,6 +209,8 @@ class HypernetworkStrategy(SupervisedTemplate):
         evaluator: Union[EvaluationPlugin, Callable[[], EvaluationPlugin]] = default_evaluator,
         eval_every: int = -1,
         health_every: Optional[int] = 50,
+        fast_batches: bool = True,
+        sync_every: Optional[int] = None,
         **kwargs: Any,
     ) -> None:
         if not isinstance(model, TaskConditionedHypernetwork):
@@ -215,6 +226,10 @@ class HypernetworkStrategy(SupervisedTemplate):
                 "'evaluate' scores a task not trained yet with the untrained network (all-zero task "
                 "embedding), 'refuse' raises"
             )
+        if sync_every is not None and (
+            isinstance(sync_every, bool) or not isinstance(sync_every, int) or sync_every < 1
+        ):
+            raise ValueError(f"sync_every must be an integer >= 1 or None (the device's default), got {sync_every!r}")
         if train_iterations is not None and (not isinstance(train_iterations, int) or train_iterations < 1):
             raise ValueError(f"train_iterations must be an integer >= 1 or None, got {train_iterations!r}")
         for name, value in (("lr", lr), ("emb_lr", emb_lr if emb_lr is not None else lr)):
@@ -231,10 +246,13 @@ class HypernetworkStrategy(SupervisedTemplate):
         self.train_iterations = train_iterations
         self.allow_task_revisit = allow_task_revisit
         self.reset_optimizer_state = reset_optimizer_state
+        self.fast_batches = fast_batches
         self.trained_tasks: List[int] = []
         self.current_task: Optional[int] = None
-        self.last_task_loss = float("nan")
-        self.last_reg_loss = 0.0
+        self.sync_every = sync_every
+        self._last_loss: Optional[torch.Tensor] = None  # the last iteration's loss and penalty, on the device
+        self._last_reg: Union[torch.Tensor, float] = 0.0
+        self._unchecked: List[Tuple[torch.Tensor, str, int]] = []  # values whose finiteness is not read yet
         self.total_iterations = 0
         self._iter_in_exp = 0
         self.task_loss: Optional[torch.Tensor] = None
@@ -265,7 +283,13 @@ class HypernetworkStrategy(SupervisedTemplate):
         """Avalanche's ``train``, after checking ``strategy.plugins`` again: a plugin appended to it
         after construction is refused with the same message as one passed to the constructor."""
         check_plugins(self.plugins, torch.device(self.device))
-        return super().train(experiences, eval_streams, **kwargs)
+        self._unchecked = []
+        try:
+            return super().train(experiences, eval_streams, **kwargs)
+        except Exception:
+            # a NaN found only now (checks read every few steps) is the cause of what failed after it
+            self.read_finite_checks()
+            raise
 
     # ------------------------------------------------------------------ optimizer
     def _checked_optimizer(
@@ -294,7 +318,7 @@ class HypernetworkStrategy(SupervisedTemplate):
     def make_optimizer(self, **kwargs: Any) -> None:
         """Points the ``task_embedding`` group at the current task's embedding (earlier ones frozen);
         resets the optimizer state at a new experience unless ``reset_optimizer_state=False``."""
-        model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
+        model: TaskConditionedHypernetwork = self.model
         assert self.current_task is not None
         shared = model.shared_parameters()
         if [id(p) for p in self.optimizer.param_groups[SHARED]["params"]] != [id(p) for p in shared]:
@@ -309,6 +333,18 @@ class HypernetworkStrategy(SupervisedTemplate):
         group["params"] = [model.task_embeddings[self.current_task]]
         if self.reset_optimizer_state:
             self.optimizer.state.clear()
+
+    def make_train_dataloader(self, **kwargs: Any) -> None:
+        """Avalanche's loader, fetching whole batches of in-memory rows where it can (``fast_batches``)."""
+        super().make_train_dataloader(**kwargs)
+        if self.fast_batches:
+            self.dataloader = gathered_loader(self.dataloader, self.device)
+
+    def make_eval_dataloader(self, **kwargs: Any) -> None:
+        """Avalanche's loader, fetching whole batches of in-memory rows where it can (``fast_batches``)."""
+        super().make_eval_dataloader(**kwargs)
+        if self.fast_batches:
+            self.dataloader = gathered_loader(self.dataloader, self.device)
 
     def check_model_and_optimizer(self, **kwargs: Any) -> None:
         self._check_task_labels()
@@ -342,7 +378,7 @@ class HypernetworkStrategy(SupervisedTemplate):
     # ------------------------------------------------------------------ training
     def snapshot_earlier_tasks(self) -> None:
         """Records the regularizer's targets for every trained task but the current one."""
-        model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
+        model: TaskConditionedHypernetwork = self.model
         earlier = [t for t in self.trained_tasks if t != self.current_task]
         embs = model.embeddings(earlier) if earlier else torch.empty(0, model.emb_dim, device=self.device)
         self.regularizer.snapshot(model.hnet, embs, earlier)
@@ -357,13 +393,39 @@ class HypernetworkStrategy(SupervisedTemplate):
     def _after_training_iteration(self, **kwargs: Any) -> None:
         self._iter_in_exp += 1
         self.total_iterations += 1
-        self.last_reg_loss = self.regularizer_plugin.last_value
-        self.last_task_loss = float(self.loss.detach()) - self.last_reg_loss
+        self._last_reg = self.regularizer_plugin.last_penalty
+        self._last_loss = self.loss.detach()
+        if self._iter_in_exp % self.checks_every == 0:
+            self.read_finite_checks()
         super()._after_training_iteration(**kwargs)
         if self.train_iterations is not None and self._iter_in_exp >= self.train_iterations:
             self.stop_training()
 
+    @property
+    def last_reg_loss(self) -> float:
+        """The last iteration's regularizer value (read from the device when asked for)."""
+        return float(self._last_reg)
+
+    @property
+    def last_task_loss(self) -> float:
+        """The last iteration's task loss (read from the device when asked for): loss minus penalty."""
+        return float("nan") if self._last_loss is None else float(self._last_loss) - self.last_reg_loss
+
+    @property
+    def last_loss_tensors(self) -> Tuple[Optional[torch.Tensor], Union[torch.Tensor, float]]:
+        """The last iteration's (loss, penalty) as they are on the device, for loggers that read many at once."""
+        return self._last_loss, self._last_reg
+
+    @property
+    def checks_every(self) -> int:
+        """Iterations between reads of the finiteness checks: ``sync_every``, else 1 on the CPU (a read
+        costs nothing there) and 25 on a GPU (no host synchronisation per step)."""
+        if self.sync_every is not None:
+            return self.sync_every
+        return 1 if torch.device(self.device).type == "cpu" else 25
+
     def _after_training_exp(self, **kwargs: Any) -> None:
+        self.read_finite_checks()
         if self.current_task is not None and self.current_task not in self.trained_tasks:
             self.trained_tasks.append(self.current_task)
         super()._after_training_exp(**kwargs)
@@ -385,12 +447,26 @@ class HypernetworkStrategy(SupervisedTemplate):
         super().backward()
 
     def check_finite(self, value: torch.Tensor, what: str) -> None:
-        if not torch.isfinite(value.detach()).all():
-            raise NonFiniteLossError(
-                f"{what} became {float(value.detach())} at iteration {self._iter_in_exp} of task "
-                f"{self.current_task}: lower the learning rate (lr={self.optimizer.param_groups[SHARED]['lr']}) "
-                f"or beta (beta={self.regularizer.beta}), or check the inputs for NaN"
-            )
+        """Raises :class:`NonFiniteLossError` for a NaN or infinite ``value``: at once where
+        :attr:`checks_every` is 1, else when the checks are read (every ``checks_every`` iterations and
+        at the end of the experience), naming the iteration it happened at."""
+        self._unchecked.append((value.detach(), what, self._iter_in_exp))
+        if self.checks_every == 1:
+            self.read_finite_checks()
+
+    def read_finite_checks(self) -> None:
+        """Reads the pending finiteness checks (one host synchronisation) and raises for the first failure."""
+        pending, self._unchecked = self._unchecked, []
+        if not pending:
+            return
+        finite = torch.isfinite(torch.stack([v.reshape(()) for v, _, _ in pending])).tolist()
+        for ok, (value, what, iteration) in zip(finite, pending):
+            if not ok:
+                raise NonFiniteLossError(
+                    f"{what} became {float(value)} at iteration {iteration} of task "
+                    f"{self.current_task}: lower the learning rate (lr={self.optimizer.param_groups[SHARED]['lr']}) "
+                    f"or beta (beta={self.regularizer.beta}), or check the inputs for NaN"
+                )
 
     # ------------------------------------------------------------------ evaluation
     def eval(self, exp_list: Any, **kwargs: Any):
@@ -436,20 +512,26 @@ class HypernetworkStrategy(SupervisedTemplate):
         super()._before_eval_exp(**kwargs)
 
     def forward(self) -> torch.Tensor:
-        model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
+        model: TaskConditionedHypernetwork = self.model
         if self.is_eval and self.task_inference == "entropy" and self.trained_tasks:
             _, logits = model.infer_task(self.mb_x, self.trained_tasks)
             return logits
         # eval() has checked (or recorded) the untrained task ids; training only sees trained or current ones
-        return model(self.mb_x, self.mb_task_id, allow_untrained=self.is_eval and self.untrained_tasks == "evaluate")
+        labels = self.mb_task_id
+        single = getattr(labels, SINGLE_TASK, None)  # a gathered one-task batch: no read-back of its labels
+        return model(
+            self.mb_x,
+            labels if single is None else single,
+            allow_untrained=self.is_eval and self.untrained_tasks == "evaluate",
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def cl_state_dict(self) -> dict:
         """Everything needed to continue after the last finished experience."""
         return {
             "model": self.model.state_dict(),
-            "num_tasks": self.model.num_tasks,  # type: ignore[union-attr]
-            "known_tasks": sorted(self.model.known_train_tasks_labels),  # type: ignore[union-attr]
+            "num_tasks": self.model.num_tasks,
+            "known_tasks": sorted(self.model.known_train_tasks_labels),
             "trained_tasks": list(self.trained_tasks),
             "total_iterations": self.total_iterations,
             "optimizer_lrs": [g["lr"] for g in self.optimizer.param_groups],
@@ -457,7 +539,7 @@ class HypernetworkStrategy(SupervisedTemplate):
         }
 
     def load_cl_state_dict(self, state: dict) -> None:
-        model: TaskConditionedHypernetwork = self.model  # type: ignore[assignment]
+        model: TaskConditionedHypernetwork = self.model
         model.ensure_tasks(state["num_tasks"])
         model.load_state_dict(state["model"])
         model.known_train_tasks_labels = set(state.get("known_tasks", state["trained_tasks"]))

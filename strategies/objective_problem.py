@@ -33,8 +33,9 @@ from torch.func import vmap
 
 from cl_moo.moo_metrics import check_rays, hypervolume
 
+from ._checks import is_integral
 from .phn import ParetoHypernetworkStrategy
-from .solvers import SOLVERS
+from .solvers import SOLVERS, Solver
 
 Objectives = Callable[[torch.Tensor], torch.Tensor]
 Bound = Union[None, float, Sequence[float], np.ndarray, torch.Tensor]
@@ -169,11 +170,14 @@ class ObjectiveProblem:
             f = torch_version(problem)
             if f is None:
                 f = _pymoo_torch_evaluate(problem, label, sorted(k.rsplit(".", 1)[1] for k in TORCH_VERSIONS))
+        front: Union[None, np.ndarray, Callable[[], Any]]
         if isinstance(pareto_front, str):
             if pareto_front != "pymoo":
                 raise ValueError(f"pareto_front must be 'pymoo', None, an array or a callable, got {pareto_front!r}")
-            pareto_front = problem.pareto_front
-        return cls(f, problem.n_var, problem.n_obj, problem.xl, problem.xu, pareto_front, batched=batched, name=label)
+            front = problem.pareto_front
+        else:
+            front = pareto_front
+        return cls(f, problem.n_var, problem.n_obj, problem.xl, problem.xu, front, batched=batched, name=label)
 
     # ------------------------------------------------------------------ evaluation
     def _raw(self, x: torch.Tensor) -> torch.Tensor:
@@ -247,7 +251,7 @@ class ObjectiveProblem:
         """Maps unconstrained ``z`` ``(..., n_var)`` into the bounds, per coordinate: both finite:
         ``lower + (upper - lower) * sigmoid(z)``; lower only: ``lower + softplus(z)``; upper only:
         ``upper - softplus(-z)``; none: ``z``."""
-        kw = dict(dtype=z.dtype, device=z.device)
+        kw: Dict[str, Any] = dict(dtype=z.dtype, device=z.device)
         lo_fin, up_fin = np.isfinite(self.lower), np.isfinite(self.upper)
         lo = torch.as_tensor(np.where(lo_fin, self.lower, 0.0), **kw)
         up = torch.as_tensor(np.where(up_fin, self.upper, 0.0), **kw)
@@ -309,7 +313,7 @@ class ObjectiveProblem:
 def _pymoo_torch_evaluate(problem: Any, label: str, known: List[str]) -> Objectives:
     """``problem._evaluate`` as a torch function, if it computes ``out["F"]`` with torch operations."""
 
-    def f(x: torch.Tensor) -> torch.Tensor:
+    def f(x: torch.Tensor) -> Any:  # whatever _evaluate put in out["F"] (checked below)
         out: Dict[str, Any] = {}
         problem._evaluate(x, out)
         return out.get("F")
@@ -437,14 +441,15 @@ def _with_known_ideal(solver: Any, problem: ObjectiveProblem) -> Any:
     front = problem.known_front()
     if front is None or float(np.min(front)) >= 0:
         return solver
-    return SOLVERS[solver](ideal=[float(v) for v in np.min(front, axis=0)])
+    make: Callable[..., Solver] = SOLVERS[solver]  # Chebyshev or SmoothChebyshev: both take ideal=
+    return make(ideal=[float(v) for v in np.min(front, axis=0)])
 
 
 def front_rays(m: int, k: int = 100) -> np.ndarray:
     """At least ``k`` rays spread evenly over the whole simplex, corners included (Das-Dennis; for m = 2,
     ``k`` evenly spaced rays from ``(0, 1)`` to ``(1, 0)``): for scoring a whole front, unlike PHN's
     evaluation rays, which stay away from the corners."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
+    if isinstance(k, bool) or not is_integral(k) or k < 2:
         raise ValueError(f"k must be an integer >= 2, got {k!r}")
     partitions = 1
     while len(get_reference_directions("das-dennis", m, n_partitions=partitions)) < k:
@@ -480,6 +485,7 @@ def evaluate_front(
             "ref_point= for the hypervolume, or the front (pareto_front=) for IGD"
         )
     if ref_point is None:
+        assert front is not None  # refused above
         hi, lo = front.max(axis=0), front.min(axis=0)
         ref = hi + 0.1 * np.where(hi > lo, hi - lo, 1.0)
     else:

@@ -20,7 +20,20 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
+from typing import (
+    Any,
+    Callable,
+    ClassVar,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import numpy as np
 import torch
@@ -28,15 +41,45 @@ from torch import nn
 from torch.func import vmap
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork
+from cl_moo import FunctionalTarget, WeightLayout, build_hypernetwork
 from cl_moo.hypernetwork import unbatch
 from cl_moo.moo_metrics import RayError, check_rays, evaluation_rays
 from cl_moo.optim import make_adam
 
+from ._checks import is_integral, is_real
 from .solvers import SOLVERS, Solver, make_solver
 
 LossFn = Callable[..., torch.Tensor]
 RaySampler = Callable[[int, torch.Generator], torch.Tensor]
+
+
+class RayHypernetwork(Protocol):
+    """What :class:`ParetoHypernetworkStrategy` uses of its hypernetwork (``hnet=``): a
+    :class:`cl_moo.Hypernetwork`, or a module with the same calls (:class:`strategies.phn_cl.TaskRayHypernetwork`)."""
+
+    layout: WeightLayout
+
+    @property
+    def cond_dim(self) -> int: ...
+
+    def output_head(self) -> nn.Linear: ...
+
+    def forward_flat(self, cond: torch.Tensor) -> torch.Tensor: ...
+
+    def __call__(self, cond: torch.Tensor) -> List[torch.Tensor]: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+    def state_dict(self) -> Dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any: ...
+
+    def to(self, device: torch.device) -> RayHypernetwork: ...
+
+    def train(self, mode: bool = True) -> object: ...
+
+    def eval(self) -> object: ...
+
 
 __all__ = ["DirichletRays", "ParetoHypernetworkStrategy", "iterate_batches", "RaySampler", "SOLVERS", "Solver"]
 
@@ -174,8 +217,11 @@ class ParetoHypernetworkStrategy:
     data on a data-driven strategy, raises ``ValueError``.
 
     **Solver.** ``solver``: a name in :data:`strategies.solvers.SOLVERS` (``"ls"``, ``"epo"``) or a
-    :class:`~strategies.solvers.Solver` instance (the extension point); ``epo_fallbacks`` reads the
-    solver's count of failed EPO LPs.
+    :class:`~strategies.solvers.Solver` instance (the extension point); ``solver_options``: the
+    keyword arguments of a named solver's constructor (:func:`strategies.solvers.make_solver`, e.g.
+    ``solver="stch", solver_options={"mu": 0.5}``; an option it does not take is refused);
+    ``epo_fallbacks`` reads the solver's count of failed EPO LPs. ``generator``: a name in
+    :data:`cl_moo.builder.GENERATORS` (default: chunked when ``chunk_size`` is given, else MLP).
 
     **Steps and randomness.** ``train_steps``: a budget of optimizer steps per ``train()`` call that
     overrides ``train_epochs`` (epochs repeat until it is spent; ``train(steps=N)`` overrides it for
@@ -186,6 +232,46 @@ class ParetoHypernetworkStrategy:
 
     ``rays_per_step=1`` runs ONE unbatched weight set (``target(weights, x)``, no vmap over weight sets),
     so targets without a vmap batching rule can train.
+
+    **Checkpoints.** :meth:`state_dict` / :meth:`load_state_dict`: a strategy built with the same
+    arguments continues from a saved state with the same steps, losses and parameters.
+
+    Args:
+        target: the target network (an ``nn.Module``, or a :class:`cl_moo.FunctionalTarget` around one)
+            whose weights the hypernetwork generates.
+        losses: ``m >= 2`` loss callables, one per objective (see **Losses** above for how each is called).
+        hnet: a ready hypernetwork from rays to weights (:class:`RayHypernetwork`, ``cond_dim == m``);
+            None (default): one is built by :func:`cl_moo.build_hypernetwork` from the options below,
+            which then do not apply.
+        hidden: hidden layer widths of the built hypernetwork.
+        activation: its hidden activation (a name in ``cl_moo.hypernetwork.ACTIVATIONS``, e.g. ``"relu"``).
+        last_activation: whether the activation also follows the last hidden layer.
+        chunk_size: with a number, a chunked hypernetwork generating that many weights per chunk; None: one
+            output head per target tensor.
+        chunk_emb_dim: width of the learned chunk embeddings (chunked hypernetworks only).
+        mip: MIP encoding of the ray and the residual ``theta_0 + Delta theta`` (:func:`cl_moo.build_hypernetwork`).
+        init: initialisation scheme, one of ``cl_moo.init.INIT_SCHEMES`` (``"hyperfan_in"``,
+            ``"hyperfan_out"``, ``"kaiming"``, ``"xavier"``).
+        target_gain: the gain ``c`` of the wanted variance of the generated weights (2 for ReLU targets,
+            1 for linear ones; Chang et al. 2020).
+        param_names: the target parameters to generate (default: all); the others stay ordinary,
+            learnable parameters of the target. Only when ``target`` is an ``nn.Module``.
+        solver: a name in :data:`strategies.solvers.SOLVERS` or a :class:`~strategies.solvers.Solver` instance.
+        solver_options: keyword arguments of a named solver's constructor (None: its defaults).
+        generator: the hypernetwork kind, a name in :data:`cl_moo.builder.GENERATORS` (None: chunked when
+            ``chunk_size`` is given, else MLP).
+        alpha: the concentration of the default ray sampler ``Dirichlet(alpha)`` (> 0; PHN's 0.2).
+        rays_per_step: rays sampled (and weight sets generated) per optimizer step (>= 1).
+        ray_sampler: ``ray_sampler(n, generator) -> (n, m)`` rays; None: :class:`DirichletRays` ``(m, alpha)``.
+        objective_only: losses take the weight set itself, no data (see **Objective-only problems**).
+        lr: Adam's learning rate.
+        train_epochs: passes over the data per :meth:`train` call (when no step budget is given).
+        train_steps: optimizer steps per :meth:`train` call, across epochs (overrides ``train_epochs``).
+        train_mb_size: training batch size.
+        eval_mb_size: evaluation batch size (only memory depends on it).
+        seed: seeds ray sampling, shuffling and the hypernetwork's initialisation; None: a random seed.
+        device: where the hypernetwork and the target live and compute.
+        plugins: objects with Avalanche-named callbacks (module docstring), called with the strategy.
     """
 
     def __init__(
@@ -193,7 +279,7 @@ class ParetoHypernetworkStrategy:
         *,
         target: nn.Module,
         losses: Sequence[LossFn],
-        hnet: Optional[Hypernetwork] = None,
+        hnet: Optional[RayHypernetwork] = None,
         hidden: Sequence[int] = (100, 100, 100),
         activation: str = "relu",
         last_activation: bool = True,
@@ -204,6 +290,8 @@ class ParetoHypernetworkStrategy:
         target_gain: float = 2.0,
         param_names: Optional[Sequence[str]] = None,
         solver: Union[str, Solver] = "ls",
+        solver_options: Optional[Mapping[str, Any]] = None,
+        generator: Optional[str] = None,
         alpha: float = 0.2,
         rays_per_step: int = 1,
         ray_sampler: Optional[RaySampler] = None,
@@ -222,17 +310,17 @@ class ParetoHypernetworkStrategy:
         for fn in losses:
             if not callable(fn):
                 raise TypeError(f"every loss must be callable, got {type(fn).__name__}")
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha) or alpha <= 0:
+        if isinstance(alpha, bool) or not is_real(alpha) or not math.isfinite(alpha) or alpha <= 0:
             raise ValueError(f"the Dirichlet concentration alpha must be a finite number > 0, got {alpha!r}")
         self.rays_per_step = _positive_int(rays_per_step, "rays_per_step", " (the number of rays per optimizer step)")
         self.train_steps = None if train_steps is None else _positive_int(train_steps, "train_steps", " or None")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        if seed is not None and (isinstance(seed, bool) or not is_integral(seed)):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         self.device = torch.device(device)
         self.losses = list(losses)
         self.m = len(self.losses)
         self.objective_only = bool(objective_only)
-        self.solver: Solver = make_solver(solver)
+        self.solver: Solver = make_solver(solver, **dict(solver_options or {}))
         self.alpha = float(alpha)
         self.ray_sampler: RaySampler = DirichletRays(self.m, self.alpha) if ray_sampler is None else ray_sampler
         # the Dirichlet(alpha) distribution itself, for callers that sample outside the strategy (benchmarks/speed.py)
@@ -257,10 +345,11 @@ class ParetoHypernetworkStrategy:
                     init=init,
                     target_gain=target_gain,
                     probe_conditions=probe,
+                    generator=generator,
                 )
         if hnet.cond_dim != self.m:
             raise ValueError(f"the hypernetwork takes {hnet.cond_dim}-dim conditions but there are {self.m} losses")
-        self.hnet = hnet.to(self.device)
+        self.hnet: RayHypernetwork = hnet.to(self.device)
         self.target.to(self.device)
         params = list(self.hnet.parameters()) + [p for p in self.target.parameters() if p.requires_grad]
         self.optimizer = make_adam(params, lr=lr)
@@ -272,6 +361,45 @@ class ParetoHypernetworkStrategy:
         self.last_loss = float("nan")
         self.last_rays: Optional[torch.Tensor] = None
         self.last_losses: Optional[torch.Tensor] = None
+
+    # ------------------------------------------------------------------ state
+    # the entries of state_dict()
+    STATE_KEYS: ClassVar[Tuple[str, ...]] = ("hnet", "target", "optimizer", "generator", "iteration", "solver")
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything training needs to continue exactly as without the break: the hypernetwork's and
+        the target's parameters (``hnet``, ``target``), the optimizer's state, the ray/shuffle generator's
+        state (``generator``), the step count (``iteration``) and the solver's state (``solver``,
+        :meth:`strategies.solvers.Solver.state_dict`, e.g. EPO's fallback counts). A strategy built with
+        the same arguments and given it by :meth:`load_state_dict` then trains the same steps, losses and
+        parameters. Plugins, losses and the arguments themselves are not part of it."""
+        return {
+            "hnet": self.hnet.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "iteration": self.iteration,
+            "solver": self.solver.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores what :meth:`state_dict` returned, into a strategy built with the same arguments."""
+        self._load_common_state(state, self.STATE_KEYS)
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def _load_common_state(self, state: Mapping[str, Any], keys: Sequence[str]) -> None:
+        """Checks that ``state`` has ``keys``; loads everything of :meth:`state_dict` but the optimizer."""
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise KeyError(
+                f"{type(self).__name__}.load_state_dict: the state lacks {missing} (it needs {list(keys)}); "
+                "pass what state_dict() returned"
+            )
+        self.hnet.load_state_dict(state["hnet"])
+        self.target.load_state_dict(state["target"])
+        self.generator.set_state(state["generator"])
+        self.iteration = int(state["iteration"])
+        self.solver.load_state_dict(state["solver"])
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -453,6 +581,7 @@ class ParetoHypernetworkStrategy:
         self.hnet.train()
         self._callback("before_training")
         if dataset is None:
+            assert budget is not None  # no dataset: objective_only, which needs a budget (checked above)
             for _ in range(budget):
                 self._step(None)
             self._callback("after_training_epoch", epoch=0)

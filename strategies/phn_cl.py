@@ -15,18 +15,18 @@ embeddings are frozen; a new task's embedding is drawn from N(0, emb_std^2) with
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork
+from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork, task_embedding_seed
 from cl_moo.hypernetwork import unbatch
 from cl_moo.moo_metrics import evaluation_rays
 from cl_moo.optim import make_adam
 
+from ._checks import is_integral, is_real
 from .phn import DirichletRays, ParetoHypernetworkStrategy, seeded_global_rng
 from .regularizer import OutputRegularizer
 
@@ -74,6 +74,17 @@ def start_as_phn(inner: Hypernetwork, phn: Hypernetwork, emb_dim: int) -> None:
     inner.init_report = phn.init_report
 
 
+def _to_device(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor in it (through dicts, lists and tuples) moved to ``device``."""
+    if torch.is_tensor(value):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    return value
+
+
 class TaskRayHypernetwork(nn.Module):
     """``rays -> weights`` for the current task: ``inner([e_current, r])``. Looks like a ray-conditioned
     hypernetwork to :class:`ParetoHypernetworkStrategy` (``cond_dim`` is the number of objectives)."""
@@ -97,10 +108,11 @@ class TaskRayHypernetwork(nn.Module):
         return self.inner.output_head()
 
     def ensure_tasks(self, n: int) -> None:
-        """Adds embeddings until there are ``n``; task t's is drawn with seed ``seed * 100003 + t``."""
+        """Adds embeddings until there are ``n``; task t's is drawn with seed
+        :func:`cl_moo.task_embedding_seed` ``(seed, t)``, as :class:`TaskConditionedHypernetwork` draws its own."""
         head = self.inner.output_head().weight
         while len(self.task_embeddings) < n:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + len(self.task_embeddings))
+            gen = torch.Generator().manual_seed(task_embedding_seed(self.seed, len(self.task_embeddings)))
             emb = torch.randn(self.emb_dim, generator=gen) * self.emb_std
             self.task_embeddings.append(nn.Parameter(emb.to(head.device, head.dtype)))
 
@@ -128,19 +140,52 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
 
     ``beta``: regularizer strength (0: no protection of earlier fronts); ``reg_rays``: K, the rays
     (PHN's evaluation rays) at which each earlier task's outputs are kept; ``emb_std``: std of each
-    new task embedding. Defaults from the permuted Multi-MNIST runs (README, Results): with
-    ``emb_std=1`` a 16-dim embedding drowned the 2-dim ray (task 0's HV 1.14 against 1.42 at 0.1); at
-    6000 steps per task beta 2 forgot at most 0.27% relative HV against 1.61% for beta 0.5, with about
-    the same HV right after each task (seed 0; beta 2 on seeds 1 and 2: 0.56%, 0.16%).
+    new task embedding. Defaults from the permuted Multi-MNIST runs (numbers in ``docs/reproduction.md``,
+    "Numbers behind the defaults"): ``emb_std`` small enough that a 16-dim embedding does not drown the
+    2-dim ray (at 1 it did); ``beta`` 2, which met the forgetting goal (<= 1% relative HV) on every seed
+    where 0.5 did not, with about the same HV right after each task.
 
     ``start="random"``: a fresh draw for the ``emb_dim + m`` inputs; ``"phn"``: the hypernetwork starts
     as the ray-only PHN that ``ParetoHypernetworkStrategy(seed=seed)`` with the same options would
     build, the task embedding's first-layer columns at zero (:func:`start_as_phn`), so task 0 and the
-    stand-alone reference share their initial weights (not with ``mip``). On 5 permuted Multi-MNIST
-    tasks (3 seeds, 4000 steps per task) "phn" brought task 0 to 0.97-1.03 of the stand-alone PHN but
-    not the later tasks (lowest ratio per seed 0.85 / 0.80 / 0.89 against 0.81 / 0.89 / 0.90), so it
-    is not the default.
+    stand-alone reference share their initial weights (not with ``mip``). On permuted Multi-MNIST
+    "phn" brought task 0 level with the stand-alone PHN but not the later tasks, so it is not the
+    default (see ``docs/reproduction.md``).
+
+    **Checkpoints.** :meth:`state_dict` / :meth:`load_state_dict`, between tasks or within one: a
+    strategy built with the same arguments continues with the same steps, losses and parameters.
+
+    Args:
+        target: the target network (an ``nn.Module``, or a :class:`cl_moo.FunctionalTarget` around one).
+        losses: ``m >= 2`` loss callables, one per objective, each called as ``loss(output, *targets)``
+            for one weight set and returning a scalar (as in :class:`ParetoHypernetworkStrategy`).
+        emb_dim: width of each task embedding ``e_t`` (>= 1).
+        emb_std: standard deviation of a new task's embedding, drawn from ``N(0, emb_std^2)`` (> 0).
+        beta: regularizer strength (>= 0; 0: earlier fronts are not protected).
+        reg_rays: K, the number of rays (PHN's evaluation rays) at which each earlier task's outputs are
+            kept (>= 2).
+        hidden: hidden layer widths of the hypernetwork ``h([e, r])``.
+        activation: its hidden activation (a name in ``cl_moo.hypernetwork.ACTIVATIONS``).
+        last_activation: whether the activation also follows the last hidden layer.
+        chunk_size: with a number, a chunked hypernetwork generating that many weights per chunk; None: one
+            output head per target tensor.
+        chunk_emb_dim: width of the learned chunk embeddings (chunked hypernetworks only).
+        generator: the hypernetwork kind, a name in :data:`cl_moo.builder.GENERATORS` (None: chunked when
+            ``chunk_size`` is given, else MLP).
+        mip: MIP encoding of the condition and the residual ``theta_0 + Delta theta``.
+        init: initialisation scheme, one of ``cl_moo.init.INIT_SCHEMES``.
+        target_gain: the gain ``c`` of the wanted variance of the generated weights (2 for ReLU targets).
+        param_names: the target parameters to generate (default: all); only when ``target`` is an ``nn.Module``.
+        alpha: the concentration of the default ray sampler ``Dirichlet(alpha)`` (> 0).
+        lr: Adam's learning rate (each task gets a fresh Adam over the shared parameters and its embedding).
+        seed: seeds the hypernetwork's initialisation, ray sampling, shuffling and each task's embedding (an int).
+        start: ``"random"`` or ``"phn"``, the starting hypernetwork (see above).
+        **kwargs: the other arguments of :class:`ParetoHypernetworkStrategy`: ``solver``,
+            ``solver_options``, ``rays_per_step``, ``ray_sampler``, ``train_epochs``, ``train_steps``,
+            ``train_mb_size``, ``eval_mb_size``, ``objective_only``, ``device``, ``plugins``.
     """
+
+    hnet: TaskRayHypernetwork  # the base class's hnet, with the task embeddings
 
     def __init__(
         self,
@@ -156,6 +201,7 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         last_activation: bool = True,
         chunk_size: Optional[int] = None,
         chunk_emb_dim: int = 8,
+        generator: Optional[str] = None,
         mip: bool = False,
         init: str = "hyperfan_in",
         target_gain: float = 2.0,
@@ -171,11 +217,11 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
             ("reg_rays", reg_rays, 2, "rays kept per earlier task: its front"),
             ("emb_dim", emb_dim, 1, "task embedding width"),
         ):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            if isinstance(value, bool) or not is_integral(value) or value < least:
                 raise ValueError(f"{name} must be an integer >= {least} ({what}), got {value!r}")
-        if not isinstance(emb_std, numbers.Real) or not math.isfinite(emb_std) or emb_std <= 0:
+        if not is_real(emb_std) or not math.isfinite(emb_std) or emb_std <= 0:
             raise ValueError(f"emb_std must be a finite number > 0 (tasks need distinct embeddings), got {emb_std!r}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        if isinstance(seed, bool) or not is_integral(seed):
             raise TypeError(f"seed must be an int (it also seeds each task's embedding), got {seed!r}")
         reg_rays, emb_dim = int(reg_rays), int(emb_dim)
         if start not in START:
@@ -194,9 +240,10 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         probe = torch.cat(
             [torch.randn(256, emb_dim, generator=gen) * emb_std, DirichletRays(m, alpha)(256, gen)], dim=1
         )
-        options = dict(
+        options: Dict[str, Any] = dict(
             chunk_size=chunk_size,
             chunk_emb_dim=chunk_emb_dim,
+            generator=generator,
             hidden=hidden,
             activation=activation,
             last_activation=last_activation,
@@ -213,6 +260,7 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
             with seeded_global_rng(int(seed)):
                 phn = build_hypernetwork(ft, m, input_range="unit", probe_conditions=rays, **options)
             start_as_phn(inner, phn, emb_dim)
+        assert inner.build_options is not None  # build_hypernetwork sets it
         inner.build_options = {**inner.build_options, "start": start}
         hnet = TaskRayHypernetwork(inner, m=m, emb_dim=emb_dim, emb_std=emb_std, seed=int(seed))
         super().__init__(target=ft, losses=losses, hnet=hnet, alpha=alpha, lr=lr, seed=seed, **kwargs)
@@ -248,10 +296,66 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         self._reg_tasks = list(self.trained_tasks)
         conds = self._reg_conditions(self._reg_tasks)
         self.regularizer.snapshot(self.hnet.inner, conds, list(range(len(conds))))
-        shared = list(self.hnet.inner.parameters()) + [p for p in self.target.parameters() if p.requires_grad]
-        self.optimizer = make_adam(shared + [self.hnet.task_embeddings[task]], lr=self.lr)
+        self.optimizer = self._task_optimizer(task)
         self.train(data, steps=steps)
         self.trained_tasks.append(task)
+
+    def _task_optimizer(self, task: int) -> torch.optim.Adam:
+        """Adam over the shared parameters and task ``task``'s embedding (earlier embeddings stay frozen)."""
+        shared = list(self.hnet.inner.parameters()) + [p for p in self.target.parameters() if p.requires_grad]
+        return make_adam(shared + [self.hnet.task_embeddings[task]], lr=self.lr)
+
+    # ------------------------------------------------------------------ state
+    STATE_KEYS = ParetoHypernetworkStrategy.STATE_KEYS + (
+        "num_tasks",
+        "current_task",
+        "trained_tasks",
+        "regularized_tasks",
+        "regularizer",
+    )
+
+    def state_dict(self) -> Dict[str, Any]:
+        """:meth:`ParetoHypernetworkStrategy.state_dict` (the task embeddings are in ``hnet``) plus what
+        :meth:`train_task` and :meth:`eval_task` need to continue exactly, between tasks or within one:
+        the number of task embeddings (``num_tasks``), the task being trained or last trained
+        (``current_task``, None before the first; the optimizer is that task's), the trained tasks, the
+        earlier tasks the regularizer keeps (``regularized_tasks``) and its recorded targets (``regularizer``)."""
+        return {
+            **super().state_dict(),
+            "num_tasks": len(self.hnet.task_embeddings),
+            "current_task": self.hnet.current,
+            "trained_tasks": list(self.trained_tasks),
+            "regularized_tasks": list(self._reg_tasks),
+            "regularizer": self.regularizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores what :meth:`state_dict` returned, into a strategy built with the same arguments.
+
+        ``optimizer`` and ``regularizer`` may be None for a state taken between tasks without them
+        (checkpoints of the continual Pareto runner before this method existed): the optimizer is then
+        left as built and the regularizer keeps no task, and the next :meth:`train_task` makes both anew,
+        as it always does."""
+        missing = [k for k in self.STATE_KEYS if k not in state]
+        if missing:
+            raise KeyError(
+                f"{type(self).__name__}.load_state_dict: the state lacks {missing} "
+                f"(it needs {list(self.STATE_KEYS)}); pass what state_dict() returned"
+            )
+        self.hnet.ensure_tasks(int(state["num_tasks"]))
+        self._load_common_state(state, self.STATE_KEYS)
+        current = state["current_task"]
+        self.hnet.current = None if current is None else int(current)
+        self.trained_tasks = [int(t) for t in state["trained_tasks"]]
+        self._reg_tasks = [int(t) for t in state["regularized_tasks"]]
+        if state["regularizer"] is None:
+            self.regularizer.snapshot(self.hnet.inner, self._reg_conditions([]), [])  # no targets
+        else:
+            self.regularizer.load_state_dict(_to_device(state["regularizer"], self.device), self.hnet.inner)
+        if self.hnet.current is not None:
+            self.optimizer = self._task_optimizer(self.hnet.current)
+        if state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
 
     def eval_task(
         self, task: int, data: Any = None, rays: Optional[Union[np.ndarray, torch.Tensor]] = None, k: int = 25

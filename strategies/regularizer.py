@@ -98,12 +98,15 @@ def gram_is_cheaper(hnet: Hypernetwork, conds: torch.Tensor) -> bool:
     for these conditions: per head piece, the Gram matrix and its quadratic forms
     ``(rows + applications) x (2 d + 1)^2`` against the head's outputs ``applications x rows x d``
     (applications: conditions times chunks). An MLP head (``d`` = 100) with 10 conditions: the
-    recorded outputs are ~40x cheaper; 100 chunked tasks: the Gram."""
+    recorded outputs are ~40x cheaper; 100 chunked tasks: the Gram. A residual ``theta_0`` adds its
+    products with the head, ``(applications per condition) x rows x (2 d + 1)``."""
     gram = stored = 0
     for piece in hnet.head_pieces(hnet.encoder(hnet.check_conditions(conds))):
         rows = len(range(*piece.rows.indices(hnet.output_head().out_features)))
         apps, d = piece.inputs.shape[0] * piece.inputs.shape[1], piece.inputs.shape[-1]
         gram += (rows + apps) * (2 * d + 1) ** 2
+        if hnet.theta0 is not None:
+            gram += piece.inputs.shape[1] * rows * (2 * d + 1)
         stored += apps * rows * d
     return gram < stored
 
@@ -146,7 +149,7 @@ class OutputRegularizer:
     def _target_class(self, hnet: Hypernetwork, embeddings: torch.Tensor):
         if self.mode == "online":
             return FrozenCopy
-        if not self.fast or not HeadSnapshot.applies(hnet):
+        if not self.fast:
             return StoredOutputs
         if self.fast == "auto":
             per_step = embeddings[: self.subset] if self.subset is not None else embeddings

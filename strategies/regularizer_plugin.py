@@ -15,7 +15,7 @@ in ``after_backward`` see the regularizer's gradient.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -30,7 +30,12 @@ class OutputRegularizerPlugin(SupervisedPlugin):
         super().__init__()
         self.regularizer = regularizer
         self.lookahead = lookahead
-        self.last_value = 0.0
+        self.last_penalty: Union[torch.Tensor, float] = 0.0  # on the device: read as last_value when needed
+
+    @property
+    def last_value(self) -> float:
+        """The last iteration's penalty (read from the device when asked for)."""
+        return float(self.last_penalty)
 
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         strategy.snapshot_earlier_tasks()
@@ -42,15 +47,15 @@ class OutputRegularizerPlugin(SupervisedPlugin):
         return reg
 
     def before_backward(self, strategy: Any, **kwargs: Any) -> None:
-        self.last_value = 0.0
+        self.last_penalty = 0.0
         if self.regularizer.active and not self.lookahead:
             reg = self._penalty(strategy)
             strategy.loss = strategy.loss + reg
-            self.last_value = float(reg.detach())
+            self.last_penalty = reg.detach()
 
     def after_backward(self, strategy: Any, **kwargs: Any) -> None:
         if self.regularizer.active and self.lookahead:
             reg = self._penalty(strategy, lookahead_delta(strategy.optimizer))
             reg.backward()
-            self.last_value = float(reg.detach())
+            self.last_penalty = reg.detach()
             strategy.loss = strategy.loss.detach() + reg.detach()

@@ -9,8 +9,10 @@ Three kinds, one class each, all with the same small interface (``snapshot``, ``
   head piece, so only the head ``(W_0, b_0)`` and its inputs ``a0_i`` are stored, and
   ``||W a_i + b - y_i||^2 = z_i^T (M^T M) z_i`` with ``M = [W, W - W_0, b - b_0]`` and
   ``z_i = [a_i - a0_i; a0_i; 1]``: one (2 d_k + 1)-square Gram matrix per piece, so a step costs
-  about the same for 1 or 100 earlier tasks, with no cancellation. Needs the head contract and
-  no residual ``theta_0``.
+  about the same for 1 or 100 earlier tasks, with no cancellation. With MIP's residual
+  ``theta = theta_0 + Delta theta`` (Gonzalez Ortiz et al. 2024, Eq. 5) the outputs also differ by
+  ``d_k = theta_0 - theta_0*`` at application ``k``, and ``||M z_i + d_k||^2 = z_i^T (M^T M) z_i +
+  2 z_i . (d_k^T M) + ||d_k||^2``: the products ``d M`` are taken once per step, for every task.
 * :class:`FrozenCopy` - a frozen copy of the hypernetwork that recomputes the targets at every
   step (``targets="online"``). Memory: one hypernetwork.
 """
@@ -18,7 +20,7 @@ Three kinds, one class each, all with the same small interface (``snapshot``, ``
 from __future__ import annotations
 
 import copy
-from typing import List, Optional
+from typing import Iterable, List, Optional, Union, cast
 
 import torch
 from torch import nn
@@ -34,6 +36,12 @@ def _rows(index: Optional[torch.Tensor], t: torch.Tensor) -> torch.Tensor:
     return t if index is None else t[index]
 
 
+def _total(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``sum(terms)`` (the builtin: ``0 + t_1 + t_2 + ...``), a tensor for the one or more head pieces
+    or output parts every hypernetwork has."""
+    return cast(torch.Tensor, sum(terms))
+
+
 class StoredOutputs:
     """Recorded outputs ``h(e_t')`` of every earlier task, as ``forward_parts`` pieces."""
 
@@ -47,7 +55,7 @@ class StoredOutputs:
         self.outputs = [p.detach() for p in hnet.forward_parts(embeddings)]
 
     def sq_error(self, hnet: Hypernetwork, conds: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
-        return sum(
+        return _total(
             nn.functional.mse_loss(o, _rows(index, w), reduction="sum")
             for o, w in zip(hnet.forward_parts(conds), self.outputs)
         )
@@ -83,11 +91,21 @@ def snapshot_sq_error(
     a0: torch.Tensor,
     weight0: torch.Tensor,
     bias0: torch.Tensor,
+    shift: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """``sum_i ||(W a_i + b) - (W_0 a0_i + b_0)||^2`` from one Gram matrix (module docstring)."""
+    """``sum_{c,k} ||(W a_ck + b) - (W_0 a0_ck + b_0) + d_k||^2`` from one Gram matrix (module docstring).
+
+    ``a``, ``a0``: head inputs ``(C, n, d)`` of ``C`` conditions and ``n`` applications; ``shift``: the
+    residual's change ``d = theta_0 - theta_0*`` at each application ``(n, rows)``, or None (no residual).
+    """
+    c, n, d = a.shape
     m = torch.cat([weight, weight - weight0, (bias - bias0).unsqueeze(1)], dim=1)
-    z = torch.cat([a - a0, a0, a.new_ones(a.shape[0], 1)], dim=1)
-    return ((z @ _Gram.apply(m)) * z).sum()
+    z = torch.cat([a - a0, a0, a.new_ones(c, n, 1)], dim=2).reshape(c * n, 2 * d + 1)
+    total = ((z @ _Gram.apply(m)) * z).sum()
+    if shift is None:
+        return total
+    cross = (z.reshape(c, n, 2 * d + 1) * (shift @ m)).sum()
+    return total + 2 * cross + c * shift.pow(2).sum()
 
 
 class HeadSnapshot:
@@ -98,44 +116,49 @@ class HeadSnapshot:
     def __init__(self) -> None:
         self.weight0: Optional[torch.Tensor] = None
         self.bias0: Optional[torch.Tensor] = None
+        self.theta0: Optional[torch.Tensor] = None  # MIP's residual theta_0 at the snapshot (None: no residual)
         self.inputs0: List[torch.Tensor] = []  # per head piece: (T, n, d_k)
-
-    @staticmethod
-    def applies(hnet: Hypernetwork) -> bool:
-        """The closed form needs the outputs to be the head's alone (no residual ``theta_0``)."""
-        return hnet.theta0 is None
 
     @torch.no_grad()
     def snapshot(self, hnet: Hypernetwork, embeddings: torch.Tensor) -> None:
         head = hnet.output_head()
         self.weight0, self.bias0 = head.weight.detach().clone(), head.bias.detach().clone()
+        self.theta0 = None if hnet.theta0 is None else hnet.theta0.detach().clone()
         pieces = hnet.head_pieces(hnet.encoder(hnet.check_conditions(embeddings)))
         self.inputs0 = [p.inputs.detach().clone() for p in pieces]
 
     def sq_error(self, hnet: Hypernetwork, conds: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
         head = hnet.output_head()
-        total = 0.0
+        weight0, bias0 = self.weight0, self.bias0
+        total: Union[float, torch.Tensor] = 0.0
+        start = 0  # the piece's first position in the flat output (where its part of theta_0 begins)
         for piece, a0 in zip(hnet.head_pieces(hnet.encoder(hnet.check_conditions(conds))), self.inputs0):
             a, r = piece.inputs, piece.rows
-            a0 = _rows(index, a0)
+            assert weight0 is not None and bias0 is not None, "sq_error before snapshot"
+            n, rows = a.shape[1], len(range(*r.indices(head.out_features)))
+            shift = None
+            if hnet.theta0 is not None:
+                if self.theta0 is None:
+                    raise ValueError("this head snapshot was taken without a residual theta_0; take a new snapshot")
+                end = start + n * rows
+                shift = (hnet.theta0[start:end] - self.theta0[start:end]).reshape(n, rows)
+            start += n * rows
             total = total + snapshot_sq_error(
-                a.reshape(-1, a.shape[-1]),
-                head.weight[r],
-                head.bias[r],
-                a0.reshape(-1, a0.shape[-1]),
-                self.weight0[r],
-                self.bias0[r],
+                a, head.weight[r], head.bias[r], _rows(index, a0), weight0[r], bias0[r], shift
             )
-        return total
+        return cast(torch.Tensor, total)  # a tensor: every hypernetwork has a head piece
 
     def memory_bytes(self) -> int:
-        return _bytes([self.weight0, self.bias0, *self.inputs0]) if self.weight0 is not None else 0
+        if self.weight0 is None:
+            return 0
+        return _bytes([self.weight0, self.bias0, *self.inputs0, *([] if self.theta0 is None else [self.theta0])])
 
     def state_dict(self) -> dict:
-        return {"weight0": self.weight0, "bias0": self.bias0, "inputs0": self.inputs0}
+        return {"weight0": self.weight0, "bias0": self.bias0, "theta0": self.theta0, "inputs0": self.inputs0}
 
     def load_state_dict(self, state: dict, hnet: Hypernetwork) -> None:
         self.weight0, self.bias0, self.inputs0 = state["weight0"], state["bias0"], list(state["inputs0"])
+        self.theta0 = state.get("theta0")  # absent: a snapshot of a hypernetwork without residual
 
 
 class FrozenCopy:
@@ -160,7 +183,7 @@ class FrozenCopy:
         assert self.frozen is not None
         with torch.no_grad():
             wanted = self.frozen.forward_parts(conds)
-        return sum(nn.functional.mse_loss(o, w, reduction="sum") for o, w in zip(hnet.forward_parts(conds), wanted))
+        return _total(nn.functional.mse_loss(o, w, reduction="sum") for o, w in zip(hnet.forward_parts(conds), wanted))
 
     def memory_bytes(self) -> int:
         return _bytes(list(self.frozen.parameters())) if self.frozen is not None else 0

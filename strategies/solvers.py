@@ -11,7 +11,9 @@ B rays at once:
 
 It returns one scalar tensor; the strategy calls ``backward()`` on it. New solvers subclass
 :class:`Solver` and are passed as ``solver=MySolver()``, or are registered in :data:`SOLVERS`
-to be chosen by name from a config.
+to be chosen by name from a config; the keyword arguments of a registered solver's constructor are
+its options (:func:`make_solver`, ``solver_options=`` of the strategies, ``strategy.solver_options.<option>=``
+on the command line).
 
 **Negative losses: one rule** (:func:`check_loss_floor`). Every solver whose result depends on where
 the losses' zero is measures them from a reference, 0 unless the solver is given an explicit one, and
@@ -25,22 +27,25 @@ unchanged. The general fix is to shift an objective by a constant so that it is 
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 import math
 import numbers
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import torch
 
 from cl_moo.moo_metrics import hypervolume, non_dominated_fronts
 
+from ._checks import is_real
 from .epo import epo_weights_batch
 
 logger = logging.getLogger(__name__)
 
 
-def point_argument(solver: str, name: str, value: object) -> Tuple[float, ...]:
+def point_argument(solver: str, name: str, value: Any) -> Tuple[float, ...]:
     """A finite number or a 1-D sequence of finite numbers (one per objective), as a tuple of floats;
     anything else is refused naming ``solver(name=...)`` and the expected form."""
     expected = (
@@ -51,6 +56,7 @@ def point_argument(solver: str, name: str, value: object) -> Tuple[float, ...]:
         value = value.detach().cpu().numpy()
     if isinstance(value, (str, bytes, Mapping)) or isinstance(value, bool):
         raise TypeError(f"{expected}; got {value!r}")
+    items: Optional[List[Any]]
     if isinstance(value, numbers.Real):
         items = [value]
     else:
@@ -123,6 +129,21 @@ class Solver:
         grads = [torch.autograd.grad(losses[:, i].sum(), weights, retain_graph=True)[0] for i in range(losses.shape[1])]
         return torch.stack(grads, dim=1)
 
+    def state_dict(self) -> Dict[str, Any]:
+        """What the solver keeps across steps (counters, running estimates), for a checkpoint: plain
+        values, read back by :meth:`load_state_dict`. ``{}`` for a solver without such state (the default);
+        a solver with state overrides both (:class:`EPO`: its LP fallback counts)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores what :meth:`state_dict` returned, so a resumed run continues as the uninterrupted one.
+        The default (no state) takes only ``{}``; anything else is refused naming the keys."""
+        if state:
+            raise ValueError(
+                f"{type(self).__name__} keeps no state across steps, but the state to load holds {sorted(state)}: "
+                "was it saved with another solver? A solver with state overrides state_dict() and load_state_dict()"
+            )
+
     def __call__(self, losses: torch.Tensor, rays: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         loss = self.get_weighted_loss(losses, rays, weights)
         if not torch.is_tensor(loss) or loss.dim() != 0:
@@ -155,7 +176,7 @@ class EPO(Solver):
     """
 
     def __init__(self, *, eps: float = 1e-4) -> None:
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps <= 0:
+        if isinstance(eps, bool) or not is_real(eps) or not math.isfinite(eps) or eps <= 0:
             raise TypeError(f"EPO(eps=...) must be a finite number > 0 (the LP's tolerance), got {eps!r}")
         self.eps = float(eps)
         self.fallbacks = 0
@@ -185,6 +206,20 @@ class EPO(Solver):
             )
         w = torch.as_tensor(np.stack([r.weights for r in results]), dtype=losses.dtype, device=losses.device)
         return (w * losses).sum(dim=1).mean()
+
+    def state_dict(self) -> Dict[str, Any]:
+        """``fallbacks`` (rays whose LP failed) and ``steps`` (solver calls) so far."""
+        return {"fallbacks": self.fallbacks, "steps": self.steps}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict`'s counts; a missing one is 0 (``{}``: a fresh solver)."""
+        unknown = sorted(set(state) - {"fallbacks", "steps"})
+        if unknown:
+            raise ValueError(
+                f"EPO's state holds fallbacks and steps, got also {unknown}: was it saved with another solver?"
+            )
+        self.fallbacks = int(state.get("fallbacks", 0))
+        self.steps = int(state.get("steps", 0))
 
     def __repr__(self) -> str:
         return f"EPO(eps={self.eps})"
@@ -269,7 +304,7 @@ class SmoothChebyshev(Solver):
     """
 
     def __init__(self, *, mu: float = 0.01, ideal: Optional[Sequence[float]] = None) -> None:
-        if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not math.isfinite(mu) or mu <= 0:
+        if isinstance(mu, bool) or not is_real(mu) or not math.isfinite(mu) or mu <= 0:
             raise ValueError(f"the STCH smoothing mu must be a finite number > 0, got {mu!r}")
         self.mu = float(mu)
         self.ideal = _check_ideal("SmoothChebyshev", ideal)
@@ -290,7 +325,7 @@ def _hv(points: np.ndarray, ref: np.ndarray) -> float:
     return hypervolume(points, ref) if len(points) else 0.0
 
 
-def hypervolume_gradient(points: np.ndarray, ref: Sequence[float]) -> np.ndarray:
+def hypervolume_gradient(points: np.ndarray, ref: Union[Sequence[float], np.ndarray]) -> np.ndarray:
     """``dHV/dpoints`` (n, d) of the hypervolume of a set of mutually non-dominated points.
 
     ``dHV/dp_j = -(the (d-1)-dim measure of the face of p's box at y_j = p_j that no other point
@@ -302,7 +337,7 @@ def hypervolume_gradient(points: np.ndarray, ref: Sequence[float]) -> np.ndarray
     Exact for any d (the HV of the d-1 projection is computed exactly).
     """
     pts = np.asarray(points, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
+    ref_arr = np.asarray(ref, dtype=np.float64)
     n, d = pts.shape
     grad = np.zeros((n, d))
     for a in range(n):
@@ -313,7 +348,7 @@ def hypervolume_gradient(points: np.ndarray, ref: Sequence[float]) -> np.ndarray
             rest = np.delete(np.arange(d), j)
             q = pts[others][:, rest] if others else np.zeros((0, d - 1))
             p = pts[a, rest][None, :]
-            face = _hv(np.vstack([q, p]), ref[rest]) - _hv(q, ref[rest])
+            face = _hv(np.vstack([q, p]), ref_arr[rest]) - _hv(q, ref_arr[rest])
             grad[a, j] = -face
     return grad
 
@@ -363,7 +398,7 @@ class HypervolumeMaximization(Solver):
     ) -> None:
         if ref is not None:
             ref = point_argument("HypervolumeMaximization", "ref", ref)
-        if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not math.isfinite(lam) or lam < 0:
+        if isinstance(lam, bool) or not is_real(lam) or not math.isfinite(lam) or lam < 0:
             raise ValueError(f"the penalty weight lam must be a finite number >= 0, got {lam!r}")
         self.ref = ref
         self.lam = float(lam)
@@ -403,6 +438,16 @@ class HypervolumeMaximization(Solver):
             norms = np.linalg.norm(w, axis=1, keepdims=True)
             w = np.where(norms > 0, w / np.where(norms > 0, norms, 1.0), w)
         return w
+
+    def state_dict(self) -> Dict[str, Any]:
+        """``last_hv``: the hypervolume of the last step's first front."""
+        return {"last_hv": self.last_hv}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        unknown = sorted(set(state) - {"last_hv"})
+        if unknown:
+            raise ValueError(f"HVI's state holds last_hv, got also {unknown}: was it saved with another solver?")
+        self.last_hv = float(state.get("last_hv", float("nan")))
 
     def get_weighted_loss(self, losses: torch.Tensor, rays: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if losses.shape[0] < 2:
@@ -458,16 +503,50 @@ SOLVERS: Dict[str, Type[Solver]] = {
 }
 
 
-def make_solver(solver: Union[str, Solver]) -> Solver:
-    """A solver from a name in :data:`SOLVERS` (a fresh instance) or an instance (returned as is)."""
+def solver_options(name: str) -> Tuple[str, ...]:
+    """The options (keyword arguments of the constructor) of the solver registered as ``name`` in
+    :data:`SOLVERS`, in signature order; e.g. ``solver_options("stch") == ("mu", "ideal")``."""
+    if name not in SOLVERS:
+        raise ValueError(f"unknown solver {name!r}; choose one of {sorted(SOLVERS)}")
+    params = inspect.signature(SOLVERS[name]).parameters.values()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in params if p.kind in kinds)
+
+
+def _takes_any_option(name: str) -> bool:
+    """Whether the solver's constructor has ``**kwargs`` (then every option name is passed on)."""
+    params = inspect.signature(SOLVERS[name]).parameters.values()
+    return any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def make_solver(solver: Union[str, Solver], /, **options: Any) -> Solver:
+    """A solver from a name in :data:`SOLVERS` (a fresh instance, built with ``options``: the keyword
+    arguments of its constructor, e.g. ``make_solver("stch", mu=0.5)``), or an instance (returned as
+    is; configure it when you make it). An option the solver does not take is refused with a
+    ``TypeError`` naming the solver and its options (:func:`solver_options`)."""
     if isinstance(solver, Solver):
+        if options:
+            raise TypeError(
+                f"solver options {sorted(options)} apply to a solver chosen by name; {solver!r} is an instance "
+                "already: pass them to its constructor"
+            )
         return solver
     if isinstance(solver, type) and issubclass(solver, Solver):
         raise TypeError(f"solver= got the class {solver.__name__}; pass an instance: solver={solver.__name__}()")
     if isinstance(solver, str):
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose one of {sorted(SOLVERS)} or pass a Solver instance")
-        return SOLVERS[solver]()
+        accepted = solver_options(solver)
+        unknown = [k for k in options if k not in accepted]
+        if unknown and not _takes_any_option(solver):
+            close = difflib.get_close_matches(unknown[0], accepted, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(
+                f"solver {solver!r} ({SOLVERS[solver].__name__}) has no option "
+                f"{', '.join(repr(k) for k in unknown)}{hint}; its options: "
+                f"{', '.join(accepted) if accepted else 'none (it takes no options)'}"
+            )
+        return SOLVERS[solver](**options)
     raise TypeError(
         f"solver must be a name in {sorted(SOLVERS)} or a strategies.solvers.Solver instance, "
         f"got {type(solver).__name__}"

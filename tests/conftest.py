@@ -10,7 +10,8 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """Data root for tests: CL_MOO_DATA, else ../shared/data beside the project."""
-    root = Path(os.environ.get("CL_MOO_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    # absolute: tests that change the working directory (CI passes CL_MOO_DATA=../shared/data) still find it
+    root = Path(os.environ.get("CL_MOO_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")).resolve()
     if not root.is_dir():
         pytest.fail(f"data root {root} not found: set CL_MOO_DATA to the folder of ../shared/data")
     return root

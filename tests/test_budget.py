@@ -15,6 +15,8 @@ CL_TINY = [
 ]
 PARETO_TINY = ["benchmark=adult", "strategy=phn_ls", "benchmark.max_rows=600", "hnet.hidden=[6]", "target.hidden=[7]",
                "train.epochs=3", "benchmark.n_eval_rays=5", "progress=false"]
+LS_TINY = ["benchmark=adult", "strategy=ls_separate", "benchmark.max_rows=600", "target.hidden=[7]", "train.epochs=1",
+           "benchmark.n_eval_rays=3", "progress=false"]
 PARETO_CL_TINY = ["benchmark=multimnist_seq", "strategy=phn_cl", "benchmark.n_tasks=3", "benchmark.max_train=200",
                   "benchmark.max_test=100", "train.iterations=10", "hnet.hidden=[20]", "target.hidden=[16]",
                   "benchmark.n_eval_rays=5", "progress=false"]
@@ -117,3 +119,32 @@ def test_continual_pareto_run_in_budgeted_windows_equals_one_uninterrupted_run(t
     assert "paused after task 2/3" in messages[1]
     full, windows = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("full", "windows"))
     assert full["hv_matrix"] == windows["hv_matrix"]
+
+
+@pytest.mark.slow
+def test_ls_models_in_budgeted_windows_equal_one_uninterrupted_run(tmp_path, data_root, monkeypatch, capsys):
+    monkeypatch.setenv("CL_MOO_DATA", str(data_root))
+    assert main(LS_TINY + [f"run_dir={tmp_path / 'full'}"]) == 0
+    messages = _run_in_windows(LS_TINY, tmp_path / "windows", capsys, expected_pauses=2)
+    assert "paused after LS model 1/3" in messages[0] and "paused after LS model 2/3" in messages[1]
+    full, windows = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("full", "windows"))
+    assert full["test_losses"] == windows["test_losses"]
+
+
+@pytest.mark.slow
+def test_a_resume_may_change_or_drop_the_budget_and_keeps_the_recorded_unit_times(tmp_path, data_root, monkeypatch,
+                                                                                   capsys):
+    monkeypatch.setenv("CL_MOO_DATA", str(data_root))
+    import torch
+
+    pareto = tmp_path / "pareto"
+    assert main(PARETO_TINY + [f"run_dir={pareto}", TINY_BUDGET]) == PAUSED_EXIT_STATUS
+    recorded = torch.load(pareto / "checkpoint.pt", weights_only=False)["unit_s"]
+    assert len(recorded) == 1 and recorded[0] > 0  # the next process estimates its epochs from this too
+    assert main(PARETO_TINY + [f"run_dir={pareto}", "train.budget_s=3600", "resume=true"]) == 0
+    cl = tmp_path / "cl"
+    assert main(CL_TINY + [f"run_dir={cl}", TINY_BUDGET]) == PAUSED_EXIT_STATUS
+    assert main(CL_TINY + [f"run_dir={cl}", "resume=true"]) == 0  # no budget now: the rest in one go
+    assert main(CL_TINY + [f"run_dir={tmp_path / 'full'}"]) == 0
+    full, resumed = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("full", "cl"))
+    assert full["matrix"] == resumed["matrix"]

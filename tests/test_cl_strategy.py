@@ -135,16 +135,19 @@ def test_nan_loss_names_the_problem_and_the_fix(tiny_pmnist):
         strategy.train(tiny_pmnist.train_stream[0])
 
 
+@pytest.mark.parametrize("mip", [False, True])  # MIP: the residual theta_0 moves too (its Gram cross terms)
 @pytest.mark.parametrize("chunked", [True, False])
 @pytest.mark.parametrize("subset", [None, 2])
-def test_fast_regularizer_equals_the_direct_form(chunked, subset):
+def test_fast_regularizer_equals_the_direct_form(chunked, subset, mip):
     torch.manual_seed(0)
-    model = build_cl_model(target_module(), emb_dim=8, chunked=chunked, chunk_size=3000, hidden=(20,))
+    model = build_cl_model(target_module(), emb_dim=8, chunked=chunked, chunk_size=3000, hidden=(20,), mip=mip)
+    assert (model.hnet.theta0 is not None) == mip
     model.ensure_tasks(4)
     embs = model.embeddings([0, 1, 2, 3])
     fast, direct = OutputRegularizer(beta=0.3, subset=subset, fast=True), OutputRegularizer(beta=0.3, subset=subset, fast=False)
     fast.snapshot(model.hnet, embs, [0, 1, 2, 3])
     direct.snapshot(model.hnet, embs, [0, 1, 2, 3])
+    assert type(fast.targets).__name__ == "HeadSnapshot"
     with torch.no_grad():
         for p in model.hnet.parameters():
             p.add_(0.01 * torch.randn_like(p))

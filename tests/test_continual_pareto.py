@@ -186,3 +186,20 @@ def test_start_phn_checks_that_the_copy_reproduces_the_phn():
         start_as_phn(inner, phn, emb_dim=3)
     with pytest.raises(ValueError, match="inputs wider"):
         start_as_phn(build_hypernetwork(ft, 5, hidden=(9,), init="xavier"), phn, emb_dim=3)  # wider body too
+
+
+def test_both_task_conditioned_models_draw_task_embeddings_with_the_one_seed_formula():
+    from cl_moo import build_hypernetwork, make_functional_target, task_embedding_seed
+    from strategies import TaskConditionedHypernetwork, TaskRayHypernetwork
+
+    assert task_embedding_seed(7, 3) == 7 * 100_003 + 3  # the formula the recorded runs were drawn with
+    target = make_functional_target(Point())
+    cl = TaskConditionedHypernetwork(target, build_hypernetwork(target, 6, hidden=(8,)), emb_std=0.5, seed=7)
+    pareto = TaskRayHypernetwork(build_hypernetwork(target, 6 + 2, hidden=(8,)), m=2, emb_dim=6, emb_std=0.5, seed=7)
+    cl.ensure_tasks(3)
+    pareto.ensure_tasks(3)
+    for t in range(3):
+        drawn = torch.randn(6, generator=torch.Generator().manual_seed(task_embedding_seed(7, t))) * 0.5
+        assert torch.equal(cl.task_embeddings[t].detach(), drawn)
+        assert torch.equal(pareto.task_embeddings[t].detach(), drawn)
+    assert not torch.equal(cl.task_embeddings[0], cl.task_embeddings[1])

@@ -1,4 +1,4 @@
-"""README command 1 prints what the README says it prints (the defaults a user meets first)."""
+"""Set-up command 1 prints what the README and docs/quickstart.md say it prints (the defaults a user meets first)."""
 import json
 import re
 from pathlib import Path
@@ -7,17 +7,27 @@ import pytest
 
 from cl_moo.run import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+QUICKSTART = ROOT / "docs" / "quickstart.md"
+PROMISE = r"the last one begins `after task 9: accuracy per task \[(?P<tasks>[0-9., ]+)\], average (?P<avg>[0-9.]+)`"
 
 
-def _promised():
-    """The quickstart paragraph's promise: the average and the lowest task accuracy of seed 0."""
-    text = README.read_text()
-    match = re.search(r"the last one begins `after task 9: accuracy per task \[(?P<tasks>[0-9., ]+)\], "
-                      r"average (?P<avg>[0-9.]+)`", text)
-    assert match, "README command 1 no longer shows its expected last line"
+def _promised(path=QUICKSTART):
+    """The quickstart paragraph's promise: the per-task accuracies and the average of seed 0."""
+    match = re.search(PROMISE, path.read_text())
+    assert match, f"{path.name}: command 1 no longer shows its expected last line"
     tasks = [float(v) for v in match["tasks"].split(",")]
     return tasks, float(match["avg"])
+
+
+def test_the_readme_and_the_quickstart_page_promise_the_same_output():
+    tasks, average = _promised(QUICKSTART)
+    assert _promised(README) == (tasks, average)
+    # the page's copy of the whole output ends with the promised line (numbers as printed, 4 digits)
+    shown = re.search(r"^after task 9: accuracy per task \[(?P<tasks>[0-9., ]+)\], average (?P<avg>[0-9.]+);",
+                      QUICKSTART.read_text(), re.M)
+    assert shown and [float(v) for v in shown["tasks"].split(",")] == tasks and float(shown["avg"]) == average
 
 
 @pytest.mark.slow  # the whole README command: about 2 minutes on 2 cores

@@ -1,0 +1,334 @@
+"""The Pareto strategies' state API: ``state_dict()`` / ``load_state_dict()`` of
+ParetoHypernetworkStrategy (LS, EPO), ContinualParetoStrategy (between tasks and within one) and the
+solvers; resumed = uninterrupted, every entry needed; the runners' checkpoints of the layout before the
+state API still resume (converted by their ``upgrade_checkpoint``)."""
+import io
+import json
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+import benchmarks.moo_runner as moo_runner
+import benchmarks.pareto_cl_runner as pareto_cl_runner
+from benchmarks.checkpoint import nest_strategy_state
+from strategies.phn import ParetoHypernetworkStrategy
+from strategies.phn_cl import ContinualParetoStrategy
+from strategies.solvers import EPO, SOLVERS, LinearScalarization, Solver, make_solver
+from two_quadratics import Point, quad_a, quad_b
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+DATA = TensorDataset(torch.zeros(32, 1))
+
+
+class Record:
+    """Every step's scalarized loss and loss vectors."""
+
+    def __init__(self):
+        self.losses = []
+
+    def after_training_iteration(self, strategy):
+        self.losses.append((strategy.last_loss, strategy.last_losses.tolist()))
+
+
+def phn(solver="ls", rays_per_step=4, **kw):
+    return ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(16,), target_gain=1.0,
+                                      solver=solver, rays_per_step=rays_per_step, lr=1e-2, train_mb_size=8, seed=0,
+                                      **kw)
+
+
+def saved(state):
+    """``state`` as a checkpoint gives it back (torch.save / torch.load)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
+
+
+def continue_training(strategy, steps, **kw):
+    record = Record()
+    strategy.plugins = [record]
+    strategy.train(DATA, steps=steps, **kw)
+    return record.losses
+
+
+def assert_same_state(a, b):
+    for part in ("hnet", "target"):
+        sa, sb = getattr(a, part).state_dict(), getattr(b, part).state_dict()
+        assert sa.keys() == sb.keys()
+        for name in sa:
+            assert torch.equal(sa[name], sb[name]), (part, name)
+    oa, ob = a.optimizer.state_dict()["state"], b.optimizer.state_dict()["state"]
+    assert oa.keys() == ob.keys()
+    for i in oa:
+        for key in oa[i]:
+            assert torch.equal(oa[i][key], ob[i][key]), (i, key)
+    assert torch.equal(a.generator.get_state(), b.generator.get_state())
+    assert a.iteration == b.iteration and a.solver.state_dict() == b.solver.state_dict()
+
+
+# ---------------------------------------------------------------- ParetoHypernetworkStrategy
+@pytest.mark.parametrize("solver, rays_per_step", [("ls", 1), ("ls", 4), ("epo", 4)])
+def test_a_loaded_strategy_continues_like_the_original(solver, rays_per_step):
+    a = phn(solver, rays_per_step)
+    continue_training(a, 7)  # 7 steps: the next call starts a new pass over the 4 batches
+    state = saved(a.state_dict())
+    assert set(state) == set(ParetoHypernetworkStrategy.STATE_KEYS)
+    b = phn(solver, rays_per_step)
+    b.load_state_dict(state)
+    assert_same_state(a, b)
+    la, lb = continue_training(a, 9), continue_training(b, 9)
+    assert la == lb and a.iteration == b.iteration == 16
+    assert_same_state(a, b)
+    assert a.epo_rays_solved == b.epo_rays_solved == (16 * rays_per_step if solver == "epo" else 0)
+    assert continue_training(phn(solver, rays_per_step), 9) != la  # a fresh strategy does not continue so
+
+
+@pytest.mark.parametrize("left_out", ["hnet", "optimizer", "generator"])
+def test_every_part_of_the_state_is_needed(left_out):
+    a = phn()
+    continue_training(a, 5)
+    state = saved(a.state_dict())
+    b = phn()
+    state[left_out] = b.state_dict()[left_out]  # the fresh strategy's own
+    b.load_state_dict(state)
+    assert continue_training(a, 4) != continue_training(b, 4)
+
+
+def test_epo_fallback_counts_are_part_of_the_state():
+    a = phn("epo", 2)
+    continue_training(a, 3)
+    rays = torch.tensor([[0.25, 0.75], [0.6, 0.4]])
+    flat = a.hnet.forward_flat(rays)  # r * l = 0 has no EPO LP: both rays fall back (tests/test_phn_solvers.py)
+    a.solver(torch.stack([0.0 * flat.pow(2).sum(1), 0.0 * flat.sum(1)], dim=1), rays, flat)
+    assert a.epo_fallbacks == 2 and a.solver.state_dict() == {"fallbacks": 2, "steps": 4}
+    b = phn("epo", 2)
+    b.load_state_dict(saved(a.state_dict()))
+    assert b.epo_fallbacks == 2 and b.solver.steps == 4
+
+
+def test_solver_state_api():
+    assert Solver().state_dict() == {} and LinearScalarization().state_dict() == {}
+    LinearScalarization().load_state_dict({})
+    with pytest.raises(ValueError, match=r"keeps no state.*\['fallbacks'\]"):
+        LinearScalarization().load_state_dict({"fallbacks": 1})
+    epo = EPO()
+    epo.load_state_dict({"fallbacks": 3, "steps": 10})
+    assert (epo.fallbacks, epo.steps) == (3, 10) and epo.state_dict() == {"fallbacks": 3, "steps": 10}
+    epo.load_state_dict({})  # a fresh solver's counts
+    assert (epo.fallbacks, epo.steps) == (0, 0)
+    with pytest.raises(ValueError, match="another solver"):
+        epo.load_state_dict({"last_hv": 1.0})
+    for name in SOLVERS:  # every registered solver's state survives a round trip
+        solver = make_solver(name)
+        make_solver(name).load_state_dict(saved(solver.state_dict()))
+
+
+def test_a_state_without_an_entry_is_refused_naming_it():
+    a = phn()
+    state = a.state_dict()
+    del state["generator"]
+    with pytest.raises(KeyError, match=r"lacks \['generator'\]"):
+        phn().load_state_dict(state)
+
+
+# ---------------------------------------------------------------- ContinualParetoStrategy
+def to_a(out, a, b):
+    return (out - a).pow(2).sum(-1).mean()
+
+
+def to_b(out, a, b):
+    return (out - b).pow(2).sum(-1).mean()
+
+
+ANCHORS = [(torch.tensor([1.0, 0.0, 0.5]), torch.tensor([0.0, 1.0, -0.5])),
+           (torch.tensor([-1.0, 0.5, 0.0]), torch.tensor([0.5, -1.0, 1.0]))]
+
+
+def task_data(t, n=32):
+    a, b = ANCHORS[t]
+    return TensorDataset(torch.zeros(n, 1), a.expand(n, -1).clone(), b.expand(n, -1).clone())
+
+
+def continual(solver="ls"):
+    return ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=4, beta=1.0, reg_rays=4,
+                                   hidden=(16,), target_gain=1.0, rays_per_step=4, lr=1e-2, train_mb_size=8,
+                                   seed=0, solver=solver)
+
+
+def train_task(strategy, task, steps):
+    record = Record()
+    strategy.plugins = [record]
+    strategy.train_task(task, task_data(task), steps=steps)
+    return record.losses
+
+
+@pytest.mark.parametrize("solver", ["ls", "epo"])
+def test_continual_strategy_loaded_between_tasks_continues_like_the_original(solver):
+    a = continual(solver)
+    train_task(a, 0, 6)
+    state = saved(a.state_dict())
+    assert set(state) == set(ContinualParetoStrategy.STATE_KEYS)
+    assert state["trained_tasks"] == [0] and state["current_task"] == 0 and state["num_tasks"] == 1
+    b = continual(solver)
+    b.load_state_dict(state)
+    assert_same_state(a, b)
+    assert (a.eval_task(0, task_data(0)) == b.eval_task(0, task_data(0))).all()
+    la, lb = train_task(a, 1, 6), train_task(b, 1, 6)
+    assert la == lb and b.trained_tasks == [0, 1]
+    assert_same_state(a, b)
+    for t in (0, 1):
+        assert (a.eval_task(t, task_data(t)) == b.eval_task(t, task_data(t))).all()
+    assert train_task(continual(solver), 0, 6) != train_task(continual(solver), 1, 6)  # the data matter
+
+
+class SaveAt:
+    """Saves the strategy's state after epoch ``epoch`` (one batch per epoch here)."""
+
+    def __init__(self, epoch):
+        self.epoch, self.state = epoch, None
+
+    def after_training_epoch(self, strategy, epoch):
+        if epoch == self.epoch:
+            self.state = saved(strategy.state_dict())
+
+
+def test_continual_strategy_loaded_within_a_task_continues_like_the_original():
+    """State taken in the middle of task 1 (its optimizer, the regularizer's targets of task 0)."""
+    a = continual()
+    train_task(a, 0, 5)
+    save, record = SaveAt(2), Record()
+    a.plugins = [save, record]
+    a.train_task(1, task_data(1, n=8), steps=7)  # one batch per epoch: the state after 3 of 7 steps
+    state = save.state
+    assert state["current_task"] == 1 and state["regularized_tasks"] == [0] and state["trained_tasks"] == [0]
+    assert len(state["regularizer"]["tasks"]) == 4  # task 0's outputs at the K = 4 rays
+    b = continual()
+    b.load_state_dict(state)
+    rest = Record()
+    b.plugins = [rest]
+    b.train(task_data(1, n=8), steps=4)
+    assert rest.losses == record.losses[3:]
+    assert_same_state(a, b)
+    # without the regularizer's targets the same steps differ
+    c = continual()
+    c.load_state_dict({**state, "regularizer": None})
+    assert continue_training_on(c, task_data(1, n=8), 4) != record.losses[3:]
+
+
+def continue_training_on(strategy, data, steps):
+    record = Record()
+    strategy.plugins = [record]
+    strategy.train(data, steps=steps)
+    return record.losses
+
+
+# ---------------------------------------------------------------- checkpoints of the layout before the state API
+def old_phn_checkpoint(strategy):
+    """What moo_runner's payload held for the strategy before the state API."""
+    return {"hnet": strategy.hnet.state_dict(), "target": strategy.target.state_dict(),
+            "optimizer": strategy.optimizer.state_dict(), "generator": strategy.generator.get_state(),
+            "iteration": strategy.iteration, "epo_fallbacks": strategy.epo_fallbacks,
+            "rng": {}, "epochs_done": 1, "elapsed": 1.0, "losses": {}, "kind": "pareto"}
+
+
+@pytest.mark.parametrize("solver", ["ls", "epo"])
+def test_an_old_layout_phn_checkpoint_is_converted_and_continues(solver):
+    a = phn(solver)
+    continue_training(a, 5)
+    if solver == "epo":
+        a.solver.fallbacks = 3
+    old = saved(old_phn_checkpoint(a))
+    state = moo_runner.upgrade_checkpoint(old)
+    assert all(k in state for k in moo_runner.PHN_REQUIRED)
+    assert not any(k in state for k in moo_runner.PHN_OLD_STRATEGY_KEYS + ("epo_fallbacks",))
+    assert state["strategy"]["solver"] == ({"fallbacks": 3} if solver == "epo" else {})
+    assert moo_runner.upgrade_checkpoint(state) is state  # the current layout as it is
+    b = phn(solver)
+    b.load_state_dict(state["strategy"])
+    assert b.epo_fallbacks == a.epo_fallbacks
+    assert continue_training(a, 6) == continue_training(b, 6)
+    ls_baseline = {"models": [], "elapsed": 0.0}
+    assert moo_runner.upgrade_checkpoint(ls_baseline) is ls_baseline
+    assert nest_strategy_state({"hnet": 1}, moo_runner.PHN_OLD_STRATEGY_KEYS) == {"hnet": 1}  # incomplete: unchanged
+
+
+def test_an_old_layout_continual_pareto_checkpoint_is_converted_and_continues():
+    a = continual()
+    train_task(a, 0, 5)
+    old = saved({"hnet": a.hnet.state_dict(), "target": a.target.state_dict(), "generator": a.generator.get_state(),
+                 "iteration": a.iteration, "epo_fallbacks": a.epo_fallbacks, "next_task": 1, "rng": {},
+                 "losses": {}, "hv_matrix": [], "fronts": [], "elapsed": 0.0, "train_s": []})
+    state = pareto_cl_runner.upgrade_checkpoint(old)
+    assert all(k in state for k in pareto_cl_runner.REQUIRED) and set(state["strategy"]) == set(
+        ContinualParetoStrategy.STATE_KEYS)
+    assert pareto_cl_runner.upgrade_checkpoint(state) is state
+    b = continual()
+    b.load_state_dict(state["strategy"])
+    assert b.trained_tasks == [0] and b.hnet.current is None
+    assert train_task(a, 1, 6) == train_task(b, 1, 6)
+    assert_same_state(a, b)
+
+
+# ---------------------------------------------------------------- the runners resume old-layout checkpoints
+class Killed(BaseException):
+    pass
+
+
+def _interrupted_run(module, args, run_dir, data_root, monkeypatch):
+    """Runs ``args`` until its first checkpoint is written, then kills it."""
+    from cl_moo.run import main
+
+    original = module.save_checkpoint
+
+    def killed(path, payload):
+        original(path, payload)
+        raise Killed
+
+    monkeypatch.setattr(module, "save_checkpoint", killed)
+    with pytest.raises(Killed):
+        main(args + [f"run_dir={run_dir}", f"data.root={data_root}"])
+    monkeypatch.setattr(module, "save_checkpoint", original)
+
+
+def _to_old_layout(path, keys):
+    """Rewrites a checkpoint in the layout before the state API: the strategy's ``keys`` at the top level,
+    EPO's fallbacks as ``epo_fallbacks``; the entries that layout did not have dropped."""
+    state = torch.load(path, weights_only=False)
+    strategy = state.pop("strategy")
+    state.update({k: strategy[k] for k in keys})
+    state["epo_fallbacks"] = strategy["solver"].get("fallbacks", 0)
+    torch.save(state, path)
+
+
+SMALL = ["benchmark.max_rows=1500", "train.batch_size=256", "hnet.hidden=[20]", "target.hidden=[10]",
+         "benchmark.n_eval_rays=10", "progress=false"]  # tests/reliability/test_runs.py
+PARETO_EPO = ["benchmark=adult", "strategy=phn_epo", "train.epochs=3"] + SMALL
+SEQ = ["benchmark=multimnist_seq", "strategy=phn_cl", "benchmark.n_tasks=2", "benchmark.max_train=300",
+       "benchmark.max_test=100", "train.iterations=20", "hnet.hidden=[20]", "target.hidden=[16]",
+       "benchmark.n_eval_rays=5", "progress=false"]  # tests/test_image_pareto_cli.py
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["pareto", "continual_pareto"])
+def test_runs_resume_an_old_layout_checkpoint_like_an_uninterrupted_run(which, tmp_path, data_root, monkeypatch):
+    from cl_moo.run import main
+
+    module, args, keys, numbers = {
+        "pareto": (moo_runner, PARETO_EPO, moo_runner.PHN_OLD_STRATEGY_KEYS,
+                   ("hypervolume", "test_losses", "test_losses_trained_objectives", "epo_fallbacks",
+                    "epo_rays_solved")),
+        "continual_pareto": (pareto_cl_runner, SEQ, pareto_cl_runner.OLD_STRATEGY_KEYS,
+                             ("hv_matrix", "fronts_just_after", "fronts_final")),
+    }[which]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main(args + [f"run_dir={full}", f"data.root={data_root}"]) == 0
+    _interrupted_run(module, args, part, data_root, monkeypatch)
+    _to_old_layout(part / "checkpoint.pt", keys)
+    assert "strategy" not in torch.load(part / "checkpoint.pt", weights_only=False)
+    assert main(args + [f"run_dir={part}", f"data.root={data_root}", "resume=true"]) == 0
+    assert "resuming" in (part / "log.txt").read_text()
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (full, part))
+    for key in numbers:
+        assert a[key] == b[key], key
