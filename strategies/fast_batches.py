@@ -46,11 +46,19 @@ class RowSource:
         return len(self.tensors[0])
 
     def gather(self, rows: torch.Tensor, device: torch.device) -> List[torch.Tensor]:
-        rows = rows.to(device)
+        rows = to_device(rows, device)
         out = [on_device(t, device)[rows] for t in self.tensors]
         if self.perm is not None:
             out[0] = out[0].index_select(1, on_device(self.perm, device))
         return out
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor (a batch's indices or labels) on ``device`` without waiting for it: through
+    pinned memory, asynchronously on a GPU (a plain copy from pageable memory waits for the queued work)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 # one copy per tensor and device, shared by every source on it (the 100 tasks of PMNIST-100 share one
@@ -138,9 +146,9 @@ class GatheredRows(Dataset):
                 if not parts:
                     parts = [t.new_empty((len(idx), *t.shape[1:])) for t in got]
                 for out, t in zip(parts, got):
-                    out[where.to(self.device)] = t
-        tasks = self.tasks[idx]
-        on_device = tasks.to(self.device)
+                    out[to_device(where, self.device)] = t
+        tasks = self.tasks[idx]  # on the host: the one-task check below reads nothing back from the device
+        on_device = to_device(tasks, self.device)
         if len(tasks) and bool((tasks == tasks[0]).all()):
             setattr(on_device, SINGLE_TASK, int(tasks[0]))
         return self.kind([*parts, on_device])

@@ -88,47 +88,26 @@ def _run_in_windows(args, folder, capsys, expected_pauses):
     return messages
 
 
+WINDOWS = {  # run kind: (command, unit, keys of metrics.json that must equal the uninterrupted run's)
+    "continual": (CL_TINY, "task", ("matrix", "health")),
+    "pareto": (PARETO_TINY, "epoch", ("test_losses", "hypervolume")),
+    "continual_pareto": (PARETO_CL_TINY, "task", ("hv_matrix",)),
+    "ls_separate": (LS_TINY, "LS model", ("test_losses",)),
+}
+
+
 @pytest.mark.slow
-def test_cl_run_in_budgeted_windows_equals_one_uninterrupted_run(tmp_path, data_root, monkeypatch, capsys):
+@pytest.mark.parametrize("kind", list(WINDOWS))
+def test_a_run_in_budgeted_windows_equals_one_uninterrupted_run(kind, tmp_path, data_root, monkeypatch, capsys):
+    args, unit, keys = WINDOWS[kind]
     monkeypatch.setenv("CL_MOO_DATA", str(data_root))
-    assert main(CL_TINY + [f"run_dir={tmp_path / 'full'}"]) == 0
-    messages = _run_in_windows(CL_TINY, tmp_path / "windows", capsys, expected_pauses=2)
-    assert "paused after task 1/3" in messages[0] and "paused after task 2/3" in messages[1]
+    assert main(args + [f"run_dir={tmp_path / 'full'}"]) == 0
+    messages = _run_in_windows(args, tmp_path / "windows", capsys, expected_pauses=2)
+    assert f"paused after {unit} 1/3" in messages[0] and f"paused after {unit} 2/3" in messages[1]
     assert "resume=true" in messages[0] and "Traceback" not in "".join(messages)
     full, windows = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("full", "windows"))
-    assert full["matrix"] == windows["matrix"] and full["health"] == windows["health"]
-    assert "paused after task 1/3" in (tmp_path / "windows" / "log.txt").read_text()
-
-
-@pytest.mark.slow
-def test_pareto_run_in_budgeted_windows_equals_one_uninterrupted_run(tmp_path, data_root, monkeypatch, capsys):
-    monkeypatch.setenv("CL_MOO_DATA", str(data_root))
-    assert main(PARETO_TINY + [f"run_dir={tmp_path / 'full'}"]) == 0
-    messages = _run_in_windows(PARETO_TINY, tmp_path / "windows", capsys, expected_pauses=2)
-    assert "paused after epoch 1/3" in messages[0] and "paused after epoch 2/3" in messages[1]
-    full, windows = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("full", "windows"))
-    assert full["test_losses"] == windows["test_losses"] and full["hypervolume"] == windows["hypervolume"]
-
-
-@pytest.mark.slow
-def test_continual_pareto_run_in_budgeted_windows_equals_one_uninterrupted_run(tmp_path, data_root, monkeypatch,
-                                                                                capsys):
-    monkeypatch.setenv("CL_MOO_DATA", str(data_root))
-    assert main(PARETO_CL_TINY + [f"run_dir={tmp_path / 'full'}"]) == 0
-    messages = _run_in_windows(PARETO_CL_TINY, tmp_path / "windows", capsys, expected_pauses=2)
-    assert "paused after task 2/3" in messages[1]
-    full, windows = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("full", "windows"))
-    assert full["hv_matrix"] == windows["hv_matrix"]
-
-
-@pytest.mark.slow
-def test_ls_models_in_budgeted_windows_equal_one_uninterrupted_run(tmp_path, data_root, monkeypatch, capsys):
-    monkeypatch.setenv("CL_MOO_DATA", str(data_root))
-    assert main(LS_TINY + [f"run_dir={tmp_path / 'full'}"]) == 0
-    messages = _run_in_windows(LS_TINY, tmp_path / "windows", capsys, expected_pauses=2)
-    assert "paused after LS model 1/3" in messages[0] and "paused after LS model 2/3" in messages[1]
-    full, windows = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("full", "windows"))
-    assert full["test_losses"] == windows["test_losses"]
+    assert all(full[key] == windows[key] for key in keys)
+    assert f"paused after {unit} 1/3" in (tmp_path / "windows" / "log.txt").read_text()
 
 
 @pytest.mark.slow
