@@ -225,11 +225,13 @@ def require_file(
     base = data_root(root)
     path = base / name
     info = KNOWN_FILES.get(name, {})
+    fetched = False
     if not path.is_file() and download and info.get("url"):
         try:
             _fetch(str(info["url"]), path)
         except OSError as exc:
             raise DataFileError(f"could not fetch {name} from {info['url']}: {exc}") from exc
+        fetched = True
     if not path.is_file():
         hint = f" ({info['source']})" if info.get("source") else ""
         raise DataFileError(
@@ -238,7 +240,16 @@ def require_file(
             + (", or allow downloading with data.download=true" if info.get("url") else "")
         )
     if verify and info:
-        _verify(path, info)
+        try:
+            _verify(path, info)
+        except DataFileError as exc:
+            if not fetched:
+                raise
+            path.unlink(missing_ok=True)  # a bad download is not left where the next run would find it
+            raise DataFileError(
+                f"{exc} (the file just downloaded from {info['url']} failed this check and was "
+                "removed; try again, or place a good copy there)"
+            ) from None
     return path
 
 

@@ -73,6 +73,7 @@ class Hypernetwork(nn.Module):
     """
 
     head: nn.Linear
+    theta0: Optional[nn.Parameter]  # MIP's residual start theta_0; None without a residual
 
     def __init__(
         self,

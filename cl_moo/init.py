@@ -122,9 +122,11 @@ def start_variances(layout: WeightLayout, scheme: InitScheme, target_gain: float
 def _draw_theta0(hnet: Hypernetwork, scheme: InitScheme, target_gain: float) -> List[Optional[float]]:
     """Draws ``theta_0`` per tensor from ``N(0, start_variances)``; ``None`` tensors keep their value."""
     variances = start_variances(hnet.layout, scheme, target_gain)
+    theta0 = hnet.theta0
+    assert theta0 is not None, "theta_0 is drawn for a residual hypernetwork only"
     for sl, v in zip(hnet.layout.slices, variances):
         if v is not None:
-            hnet.theta0[sl] = torch.randn_like(hnet.theta0[sl]) * math.sqrt(v)
+            theta0[sl] = torch.randn_like(theta0[sl]) * math.sqrt(v)
     return variances
 
 
@@ -292,6 +294,7 @@ def _start_at_theta0(hnet: Hypernetwork, encoded: torch.Tensor, residual_scale: 
     nn.init.zeros_(head.bias)
     delta = torch.cat(hnet.generate_parts(encoded), dim=-1)
     norm = float(delta.norm(dim=-1).mean())
+    assert hnet.theta0 is not None, "only a residual hypernetwork starts at theta_0"
     theta0 = float(hnet.theta0.norm())
     if norm > 0 and theta0 > 0:
         head.weight.mul_(residual_scale * theta0 / norm)

@@ -519,7 +519,7 @@ def _takes_any_option(name: str) -> bool:
     return any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params)
 
 
-def make_solver(solver: Union[str, Solver], /, **options: Any) -> Solver:
+def make_solver(solver: Union[str, Solver, type], /, **options: Any) -> Solver:
     """A solver from a name in :data:`SOLVERS` (a fresh instance, built with ``options``: the keyword
     arguments of its constructor, e.g. ``make_solver("stch", mu=0.5)``), or an instance (returned as
     is; configure it when you make it). An option the solver does not take is refused with a

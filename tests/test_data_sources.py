@@ -135,9 +135,10 @@ def test_a_corrupted_download_is_refused(tmp_path, data_root, monkeypatch):
     data = bytearray((data_root / name).read_bytes())
     served = _Served({KNOWN_FILES[name]["url"]: bytes(data[:-20])})  # cut short in transit
     monkeypatch.setattr(cl_moo.data.urllib.request, "urlopen", served)
-    with pytest.raises(DataFileError, match=r"has sha256 .*content cannot be checked.*data\.verify=false"):
+    with pytest.raises(DataFileError, match=r"has sha256 .*content cannot be checked.*data\.verify=false.*was removed"):
         require_file(name, tmp_path, download=True)
     assert served.urls == [KNOWN_FILES[name]["url"]]
+    assert not (tmp_path / name).exists()  # not left for the next run (with data.verify=false) to read
 
 
 # ----------------------------------------------------------------------------- UCI Adult, raw form
