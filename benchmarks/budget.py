@@ -40,6 +40,11 @@ class TimeBudget:
         self.start = self.last = clock()
         self.durations: List[float] = [float(s) for s in recorded_s if s is not None]
 
+    def begin_units(self) -> None:
+        """Call when the first unit starts: building and loading count against the budget (``start``) but
+        not as part of a unit (the estimate of the next one)."""
+        self.last = self.clock()
+
     def lap(self) -> float:
         """Ends the current unit: records and returns its duration (call before its checkpoint is written,
         so the checkpoint can keep :attr:`durations` for the run's next processes)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -114,11 +114,10 @@ class LossRecorder(SupervisedPlugin):
     def __init__(self, monitor: LossMonitor, every: int = 50) -> None:
         super().__init__()
         self.monitor, self.every = monitor, every
-        self.pending: List[Tuple[torch.Tensor, torch.Tensor]] = []
+        self.pending: List[Tuple[torch.Tensor, Union[torch.Tensor, float]]] = []
 
     def after_training_iteration(self, strategy, **kwargs):
-        loss, reg = strategy.last_loss_tensors
-        self.pending.append((loss, torch.as_tensor(reg, dtype=loss.dtype, device=loss.device)))
+        self.pending.append(strategy.last_loss_tensors)  # (loss on the device, penalty: a tensor, or 0.0 without one)
         if len(self.pending) >= self.every:
             self.flush(strategy)
 
@@ -129,7 +128,9 @@ class LossRecorder(SupervisedPlugin):
         if not self.pending:
             return
         losses = torch.stack([loss.reshape(()) for loss, _ in self.pending]).tolist()
-        regs = torch.stack([reg.reshape(()) for _, reg in self.pending]).tolist()
+        on_device = [reg.reshape(()) for _, reg in self.pending if isinstance(reg, torch.Tensor)]
+        read = iter(torch.stack(on_device).tolist() if on_device else [])  # one read for all the penalties
+        regs = [next(read) if isinstance(reg, torch.Tensor) else reg for _, reg in self.pending]
         self.pending = []
         for loss, reg in zip(losses, regs):  # as strategy.last_task_loss reads it: loss minus penalty
             self.monitor.record(f"task {strategy.current_task}", loss - reg)
@@ -221,13 +222,6 @@ def _train_experience(strategy: HypernetworkStrategy, benchmark, i: int, key: st
     return row, t1 - t0, time.perf_counter() - t1
 
 
-def _task_seconds(state: Optional[Dict[str, Any]]) -> List[Optional[float]]:
-    """Training plus evaluation seconds of each task a checkpoint records (None where not recorded)."""
-    if state is None:
-        return []
-    return [None if t is None or e is None else t + e for t, e in zip(state.get("train_s", []), state.get("eval_s", []))]
-
-
 def _synchronize(device: torch.device) -> None:
     """Waits for queued GPU work, so that a timing covers it."""
     if device.type == "cuda":
@@ -237,8 +231,8 @@ def _synchronize(device: torch.device) -> None:
 def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                       state: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """Builds everything, trains the remaining experiences (checkpoint after each), writes metrics.json."""
-    budget = TimeBudget(cfg.train.get("budget_s"), unit="task",
-                        recorded_s=_task_seconds(state))  # counts from here: building and loading included
+    # counts from here (building and loading included); the tasks of the run's earlier processes are estimates too
+    budget = TimeBudget(cfg.train.get("budget_s"), unit="task", recorded_s=(state or {}).get("unit_s", []))
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     benchmark, info = make_benchmark(cfg)
@@ -263,6 +257,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
         done = progress["next_experience"]  # a checkpoint from before per-task times were kept: None for those tasks
         times = {k: list(progress.get(k, [None] * done)) for k in ("train_s", "eval_s")}
         key, name = ("Top1_Acc_Exp", "accuracy") if classification else ("MSE_Exp", "mse")
+        budget.begin_units()
         for i in range(progress["next_experience"], n_tasks):
             row, train_s, eval_s = _train_experience(strategy, benchmark, i, key, cfg.train.eval_tasks)
             elapsed += train_s + eval_s
@@ -277,12 +272,13 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             run.log.say(f"after task {i}: {name} per task [{scores}], "
                         f"average {summary['average_final']:.4f}; train {train_s:.2f} s, eval {eval_s:.2f} s, "
                         + ", ".join(f"{k} {v:.0f}" for k, v in memory.items()))
+            budget.lap()
             save_checkpoint(run.checkpoint, {
                 "kind": KIND, "config": config, "built": built, "strategy": strategy.cl_state_dict(),
                 "matrix": matrix, "next_experience": i + 1, "elapsed": elapsed, "rng": rng_state(),
-                "losses": monitor.state_dict(), **times,
+                "losses": monitor.state_dict(), **times, "unit_s": list(budget.durations),
             })
-            budget.unit_done(done=i + 1, total=n_tasks, folder=run.path)
+            budget.check(done=i + 1, total=n_tasks, folder=run.path)
         meter.close()
         warnings = run.divergence_warnings(monitor, cfg)
         health = run.health_section(strategy.health_log, writer, announced=True)

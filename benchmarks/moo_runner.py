@@ -317,6 +317,7 @@ def _train_phn(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: Optio
                      enabled=cfg.progress) as meter:
         strategy.plugins.append(ProgressPlugin(meter))
         if done < cfg.train.epochs:
+            job.budget.begin_units()
             strategy.train_epochs = cfg.train.epochs - done
             strategy.train(problem.train)
     job.step = strategy.iteration
@@ -349,6 +350,7 @@ def _train_separate(job: _Job, problem: ParetoProblem, rays: np.ndarray, state: 
         monitor.load_state_dict(state["losses"])
         run.log.say(f"resuming {run.path} after LS model {len(models)}/{len(rays)}")
     per_model = cfg.train.epochs * _batches(problem, cfg)
+    job.budget.begin_units()
     with RunProgress(len(rays), per_model, done=len(models) * per_model, stage_name="LS model", unit_name="batch",
                      enabled=cfg.progress) as meter:
         for k in range(len(models), len(rays)):

@@ -109,7 +109,7 @@ def _restore(state: Dict[str, Any], strategy: ContinualParetoStrategy, monitor: 
 def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                       state: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     # counts from here (loading included); earlier processes' task times (training only) are estimates too
-    budget = TimeBudget(cfg.train.get("budget_s"), unit="task", recorded_s=(state or {}).get("train_s", []))
+    budget = TimeBudget(cfg.train.get("budget_s"), unit="task", recorded_s=(state or {}).get("unit_s", []))
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     b = cfg.benchmark
@@ -137,6 +137,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             start = _restore(state, strategy, monitor)
             progress = {k: state[k] for k in progress}
             run.log.say(f"resuming {run.path} after task {start - 1} of {b.n_tasks}")
+        budget.begin_units()
         for t in range(start, b.n_tasks):
             strategy.plugins = [_LossRecorder(monitor, writer, t), ProgressPlugin(meter)]
             t0 = time.perf_counter()
@@ -156,11 +157,12 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             writer.flush()
             run.log.say(f"after task {t}: HV per task [{', '.join(f'{v:.4f}' for v in row)}] (ref {ref}); "
                         f"train {train_s:.2f} s")
+            budget.lap()
             save_checkpoint(run.checkpoint, {
                 "kind": KIND, "config": config, "built": built, "strategy": strategy.state_dict(), "next_task": t + 1,
-                "rng": rng_state(), "losses": monitor.state_dict(), **progress,
+                "rng": rng_state(), "losses": monitor.state_dict(), **progress, "unit_s": list(budget.durations),
             })
-            budget.unit_done(done=t + 1, total=b.n_tasks, folder=run.path)
+            budget.check(done=t + 1, total=b.n_tasks, folder=run.path)
         meter.close()
         warnings = run.divergence_warnings(monitor, cfg)
         _figures(writer, run.path, progress["hv_matrix"], progress["fronts"], names, ref)

@@ -14,6 +14,7 @@ and before a loader is used a probe batch is fetched both ways and compared exac
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -82,8 +83,11 @@ def on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return held[1]
 
 
+_IDS = itertools.count(1)  # never reused, even after a source is dropped
+
+
 def _register(source: RowSource) -> int:
-    key = max(_SOURCES.keys(), default=0) + 1
+    key = next(_IDS)
     _SOURCES[key] = source
     return key
 
@@ -145,13 +149,14 @@ class GatheredRows(Dataset):
                 got = source.gather(rows[where], self.device)
                 if not parts:
                     parts = [t.new_empty((len(idx), *t.shape[1:])) for t in got]
+                where_on_device = to_device(where, self.device)
                 for out, t in zip(parts, got):
-                    out[to_device(where, self.device)] = t
+                    out[where_on_device] = t
         tasks = self.tasks[idx]  # on the host: the one-task check below reads nothing back from the device
-        on_device = to_device(tasks, self.device)
+        labels = to_device(tasks, self.device)
         if len(tasks) and bool((tasks == tasks[0]).all()):
-            setattr(on_device, SINGLE_TASK, int(tasks[0]))
-        return self.kind([*parts, on_device])
+            setattr(labels, SINGLE_TASK, int(tasks[0]))
+        return self.kind([*parts, labels])
 
     def collate(self, collate_fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         def collate_or_pass(data: Any) -> Any:

@@ -67,6 +67,19 @@ def test_recorded_units_of_earlier_processes_count_and_a_long_unit_is_named(tmp_
         long.unit_done(done=1, total=2, folder=tmp_path)
 
 
+def test_building_and_loading_count_against_the_budget_but_not_as_a_unit(tmp_path):
+    clock = FakeClock()
+    budget = TimeBudget(600.0, unit="task", clock=clock)
+    clock.now = 120.0  # building and loading
+    budget.begin_units()
+    clock.now = 320.0
+    budget.unit_done(done=1, total=3, folder=tmp_path)  # 320 used + 200 (the task, not 320) <= 600: go on
+    assert budget.durations == [200.0]
+    clock.now = 520.0
+    with pytest.raises(RunPaused):  # 520 + 200 > 600
+        budget.unit_done(done=2, total=3, folder=tmp_path)
+
+
 def test_bad_budget_values_are_usage_errors(capsys):
     for value in ("0", "-5", "nan", "soon"):
         assert main(CL_TINY + [f"train.budget_s={value}"]) == 2

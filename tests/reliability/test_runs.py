@@ -21,6 +21,7 @@ import torch
 import benchmarks.cl_runner as cl_runner
 import benchmarks.moo_runner as moo_runner
 import benchmarks.pareto_problems as pareto_problems
+import benchmarks.regression as regression
 from benchmarks.checkpoint import save_checkpoint
 from benchmarks.config import RESUME_SAFE_KEYS, ConfigError, load_config
 from benchmarks.reporting import write_json
@@ -386,7 +387,7 @@ def test_nan_losses_fail_with_a_clear_error(tmp_path, data_root, monkeypatch, ca
         return task_benchmark([(x, x * float("nan"))] * 3, [(x, x)] * 3), {"input_size": 1, "output_size": 1,
                                                                            "fallback": None}
 
-    monkeypatch.setattr(cl_runner, "regression_1d", nan_regression)
+    monkeypatch.setattr(regression, "regression_1d", nan_regression)  # what the registry's loader calls
     out = tmp_path / "nan_cl"
     assert run(["benchmark=regression", "train.iterations=5", "progress=false"], out, data_root) == 1
     assert "training loss became nan" in capsys.readouterr().err
