@@ -41,7 +41,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["cl_moo", "strategies", "benchmarks", "configs"],
+    packages=["cl_moo", "strategies", "benchmarks", "benchmarks.paper_claims", "configs"],
     package_data={"configs": ["*.yaml", "*/*.yaml", "hydra/*/*.yaml"]},
     include_package_data=True,
     install_requires=_requirements(),

@@ -33,7 +33,7 @@ from .cl_figures import forgetting_figure, matrix_figure
 from .budget import TimeBudget
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
 from .progress import RunProgress
-from .registry import BENCHMARKS, benchmark_names
+from .registry import get_benchmark
 from .reporting import LossMonitor, peak_memory_mb, pick_device, run_summary, write_json
 from .run_dir import RunFolder, run_in_folder
 from .tb_logging import log_config, log_hparams, open_writer
@@ -49,11 +49,7 @@ HEALTH_NAMES = {"lr": "train.lr", "emb_std": "hnet.emb_std", "beta": "strategy.b
 
 def make_benchmark(cfg: DictConfig):
     """``(Avalanche benchmark, info)`` of ``cfg.benchmark``, from its :mod:`benchmarks.registry` entry's loader."""
-    spec = BENCHMARKS.get(cfg.benchmark.name)
-    if spec is None or spec.kind != "continual":
-        raise ValueError(f"benchmark {cfg.benchmark.name!r} is not a continual-learning benchmark; registered: "
-                         f"{', '.join(benchmark_names('continual'))}")
-    return spec.load(cfg)
+    return get_benchmark(cfg.benchmark.name, KIND).load(cfg)
 
 
 class IterationLogger(SupervisedPlugin):
@@ -236,7 +232,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     benchmark, info = make_benchmark(cfg)
-    classification = BENCHMARKS[cfg.benchmark.name].classification  # metric "accuracy"; "mse": regression
+    classification = get_benchmark(cfg.benchmark.name).classification  # metric "accuracy"; "mse": regression
     model = build_cl_model_from_config(cfg, info)
     built = built_description(model.hnet, model.target.module)
     # a resumed run continues the global step of its checkpoint: what the interrupted part wrote after it is purged

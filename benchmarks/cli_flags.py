@@ -20,8 +20,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import (ConfigError, config_dir, default_strategy, did_you_mean, families, flatten_keys, group_options,
-                     load_config, open_dict_overrides)
+from .config import (ConfigError, config_dir, default_strategy, families, flatten_keys, group_options, load_config,
+                     open_dict_overrides)
+from .registry import did_you_mean
 
 CFG_CHOICES = ("job", "hydra", "all")
 INFO_CHOICES = ("all", "defaults", "config", "plugins", "searchpath")

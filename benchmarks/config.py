@@ -8,16 +8,15 @@ it; :data:`STRATEGY_DEFINING_KEYS` are never taken from a preset), then checks e
 """
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from .registry import BENCHMARKS, benchmark_names
+from .registry import BENCHMARKS, benchmark_names, did_you_mean, get_benchmark
 
 # Nothing here imports torch: a bad command line is refused in well under a second.
 CHOICES: Dict[str, Sequence] = {
@@ -59,16 +58,10 @@ def choices(key: str) -> Tuple[Any, ...]:
     return builtin + extra
 
 
-def did_you_mean(word: str, options: Iterable[Any]) -> str:
-    """`` (did you mean 'x'?)`` for the closest option, or ``""`` when none is close."""
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 BOOLEANS = ("resume", "progress", "data.download", "data.verify", "hnet.mip", "hnet.chunked", "hnet.last_activation",
             "strategy.lookahead")
 # which strategies apply to each kind of benchmark; the benchmarks themselves (their kind, objectives,
-# default strategy, loader) are the entries of benchmarks.registry, read live by families() and OBJECTIVES
+# default strategy, loader) are the entries of benchmarks.registry, read live by families() and objectives()
 CONTINUAL_STRATEGIES = ("hnet_cl", "finetune")
 PARETO_STRATEGIES = ("phn_ls", "phn_epo", "ls_separate")
 CONTINUAL_PARETO_STRATEGIES = ("phn_cl",)
@@ -81,20 +74,9 @@ def families() -> Tuple[Tuple[str, Tuple[str, ...], Tuple[str, ...]], ...]:
     return tuple((kind, benchmark_names(kind), strategies) for kind, strategies in STRATEGIES_OF_KIND.items())
 
 
-class _Objectives(Mapping[str, Tuple[str, ...]]):
-    """Benchmark name -> its objectives' names (Pareto kinds), read from the registry at every access."""
-
-    def __getitem__(self, name: str) -> Tuple[str, ...]:
-        spec = BENCHMARKS.get(name)
-        if spec is None or not spec.objectives:
-            raise KeyError(name)
-        return spec.objectives
-
-    def __iter__(self) -> Iterator[str]:
-        return iter([n for n, spec in BENCHMARKS.items() if spec.objectives])
-
-    def __len__(self) -> int:
-        return len(list(iter(self)))
+def objectives() -> Dict[str, Tuple[str, ...]]:
+    """Benchmark name -> its objectives' names (Pareto kinds), read from the registry (Benchmark.objectives)."""
+    return {n: spec.objectives for n, spec in BENCHMARKS.items() if spec.objectives}
 
 
 # counts: integers >= 1 (bool is not an integer here); the OPTIONAL ones may also be null
@@ -115,7 +97,6 @@ OPTIONAL_POSITIVE_NUMBERS = ("train.budget_s",)  # finite and > 0, or null
 WIDTH_LISTS = ("hnet.hidden", "target.hidden")              # lists of integers >= 1 (may be empty)
 MNIST_SIDE = 28
 MAX_SEED = 2**32 - 1                                        # numpy's legacy seeding accepts 0 .. 2**32 - 1
-OBJECTIVES: Mapping[str, Tuple[str, ...]] = _Objectives()  # from benchmarks.registry (Benchmark.objectives)
 # The ONE list of keys that ``resume=true`` may change: they decide where and how a run reads and
 # shows things, never what it computes (device: a run may move to another machine; data.verify only
 # turns the sha256 check of the same files on or off; train.budget_s only says where a process stops). Every other key alters results, so a
@@ -218,7 +199,7 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
     validate(cfg)
     _check_generator(cfg, explicit)
     kind = run_kind(cfg.benchmark.name)
-    spec = BENCHMARKS[cfg.benchmark.name]
+    spec = get_benchmark(cfg.benchmark.name)
     if "strategy" not in explicit and cfg.strategy.name != spec.default_strategy:
         raise ConfigError(f"benchmark={spec.name}: its config file chooses strategy={cfg.strategy.name} but "
                           f"benchmarks.registry says {spec.default_strategy}; make the two agree")
@@ -300,12 +281,12 @@ def check_solver_options(cfg: DictConfig) -> None:
 def run_kind(benchmark: str) -> str:
     """``"pareto"``, ``"continual_pareto"`` or ``"continual"``: which runner a benchmark belongs to (its
     :mod:`benchmarks.registry` entry); a benchmark with a config file but no entry is refused."""
-    spec = BENCHMARKS.get(benchmark)
-    if spec is None:
+    try:
+        return get_benchmark(benchmark).kind
+    except KeyError:
         raise ConfigError(f"benchmark={benchmark} has a config file but no entry in benchmarks.registry: register it "
                           f"with register_benchmark(Benchmark({benchmark!r}, kind, loader, default_strategy, ...)); "
-                          f"registered: {', '.join(BENCHMARKS)}")
-    return spec.kind
+                          f"registered: {', '.join(BENCHMARKS)}") from None
 
 
 def hydra_quote(value: str) -> str:
@@ -500,8 +481,9 @@ def _check_seed_and_shapes(cfg: DictConfig) -> None:
                               f"({'runs/<benchmark>-<strategy>-<preset>-seed<seed>' if key == 'run_dir' else '$CL_MOO_DATA, else ~/.cache/cl_moo/data'}) "
                               f"or pass {key}=<folder>")
     name = OmegaConf.select(cfg, "benchmark.name")
-    if name in OBJECTIVES:
-        _check_ref_point(OmegaConf.select(cfg, "benchmark.ref_point"), OBJECTIVES[name], name)
+    names = objectives().get(name)
+    if names:
+        _check_ref_point(OmegaConf.select(cfg, "benchmark.ref_point"), names, name)
 
 
 def _check_ref_point(value: Any, names: Sequence[str], benchmark: str) -> None:

@@ -3,10 +3,13 @@
 * ``docs/results.md``: the results tables, read from the JSON files under ``bench/results/`` that the
   benchmark scripts wrote (the permuted-MNIST table is :func:`benchmarks.reproduce.markdown` of
   ``pmnist.json``), and a list of every result file.
+* ``docs/paper_claims.md``: the implemented papers' own claims, one section each with its verdict, the
+  numbers, what was checked and the figure, read from ``bench/results/paper_claims/*.json``
+  (``python -m benchmarks.paper_claims``).
 * ``docs/plugins.md``: the Avalanche plugin table, from ``SUPPORTED_PLUGINS`` and ``UNSUPPORTED_PLUGINS``
   in :mod:`strategies.hnet_cl`.
 
-``python -m benchmarks.doc_pages`` rewrites both; ``--check`` exits 1 when either is out of date
+``python -m benchmarks.doc_pages`` rewrites them; ``--check`` exits 1 when either is out of date
 (``tests/test_docs.py`` runs the check). The narrative around the numbers is hand-written in
 ``docs/reproduction.md``.
 """
@@ -207,7 +210,35 @@ def render_plugins() -> str:
     return "\n".join(out) + "\n"
 
 
-PAGES = {"results.md": render_results, "plugins.md": render_plugins}
+HOLDS = {True: "holds", False: "does not hold", "partly": "holds partly"}
+
+
+def render_paper_claims(results: Path = RESULTS) -> str:
+    """The claims page: a verdict table, then per claim the paper's words, the setting, the checks and the figure."""
+    records = [json.loads(p.read_text()) for p in sorted((results / "paper_claims").glob("*.json"))]
+    quick = [r["name"] for r in records if r.get("quick")]
+    if quick:
+        raise ValueError(f"bench/results/paper_claims holds quick (test-size) runs: {quick}; rerun them in full")
+    out = ["# The papers' own claims", "", HEADER.format(source="`bench/results/paper_claims/*.json`"), "",
+           "Each claim is one command, `python -m benchmarks.paper_claims <name>` (seeds 0-2 unless stated), which "
+           "writes the JSON (`holds`, decided by the checks listed under the claim, and every number behind them) and "
+           "the figure. A claim that does not hold here is reported as such.", "",
+           "| claim | paper | here | seeds | CPU wall time |", "|---|---|---|---|---|"]
+    out += [f"| [{r['name']}](#{r['name']}) | {r['paper']} | **{HOLDS[r['holds']]}** | "
+            f"{', '.join(map(str, r['seeds']))} | {r['wall_s'] / 60:.1f} min |" for r in records]
+    for r in records:
+        figure = Path(r["figure"])
+        out += ["", f"## {r['name']}", "", f"**Paper** ({r['paper']}):", "", f"> {r['claim']}", "",
+                f"**Here: {HOLDS[r['holds']]}.** {r['summary']}", "", f"**Setting.** {r['setting']}", "",
+                "**Checked:**", ""]
+        out += [f"* {line}" for line in r["checked"]]
+        out += ["", f"![{r['name']}]({figure.relative_to('docs').as_posix() if figure.parts[0] == 'docs' else figure})",
+                "", f"Command: `python -m benchmarks.paper_claims {r['name']} --seeds {' '.join(map(str, r['seeds']))}`"
+                f"; numbers: `bench/results/paper_claims/{r['name']}.json`."]
+    return "\n".join(out) + "\n"
+
+
+PAGES = {"results.md": render_results, "paper_claims.md": render_paper_claims, "plugins.md": render_plugins}
 
 
 def main(argv: Optional[Sequence[str]] = None, docs: Path = DOCS) -> int:

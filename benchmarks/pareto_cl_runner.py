@@ -27,7 +27,7 @@ from .builders import built_description, hypernetwork_options, seed_everything, 
 from .budget import TimeBudget
 from .checkpoint import check_same_build, nest_strategy_state, rng_state, save_checkpoint, set_rng_state
 from .cl_figures import forgetting_figure, matrix_figure, pyplot
-from .config import OBJECTIVES
+from .config import objectives
 from .multimnist import LOSSES, MLPTwoHeads, permuted_tasks
 from .pareto_problems import multimnist_problem
 from .progress import ProgressPlugin, RunProgress
@@ -126,7 +126,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
     writer = open_writer(run.path / "tensorboard", None if state is None else int(state["strategy"]["iteration"]))
     if state is None:
         log_config(writer, config, METRIC_NOTES)
-    names = list(OBJECTIVES[b.name])
+    names = list(objectives()[b.name])
     progress: Dict[str, Any] = {"hv_matrix": [], "fronts": [], "elapsed": 0.0, "train_s": []}
     start = 0
     resumed = (state or {}).get("next_task", 0) * cfg.train.iterations  # iterations done before this process

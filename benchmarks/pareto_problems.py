@@ -29,7 +29,7 @@ from .builders import make_target
 from .fairness import FAIRNESS_LOSSES, hard_objectives, load_fairness, soft_objectives
 from .multimnist import LOSSES as MULTIMNIST_LOSSES
 from .multimnist import LeNetTarget, load_multimnist
-from .registry import BENCHMARKS, FAIRNESS_OBJECTIVES, MULTIMNIST_OBJECTIVES, benchmark_names
+from .registry import FAIRNESS_OBJECTIVES, MULTIMNIST_OBJECTIVES, get_benchmark
 
 Predict = Callable[[torch.Tensor], torch.Tensor]         # inputs (N, ...) -> outputs of K models (K, N, ...)
 Scores = Tuple[np.ndarray, np.ndarray]                   # (reported objectives, trained objectives), each (K, m)
@@ -55,11 +55,7 @@ class ParetoProblem:
 def load_problem(cfg: DictConfig) -> ParetoProblem:
     """The problem of ``cfg.benchmark`` (data checked and loaded; nothing trained), from its
     :mod:`benchmarks.registry` entry's loader."""
-    spec = BENCHMARKS.get(cfg.benchmark.name)
-    if spec is None or spec.kind != "pareto":
-        raise ValueError(f"benchmark={cfg.benchmark.name} is not a Pareto benchmark; "
-                         f"choose one of {list(benchmark_names('pareto'))}")
-    return spec.load(cfg)
+    return get_benchmark(cfg.benchmark.name, "pareto").load(cfg)
 
 
 def fairness_problem(cfg: DictConfig) -> ParetoProblem:

@@ -4,8 +4,8 @@ Each :class:`Benchmark` entry says which runner it belongs to (``kind``), how it
 (``loader``, called with the run configuration), how it is scored (``metric`` for a continual
 benchmark, ``objectives`` for a Pareto one), the strategy it runs when the command line names none
 and the data files it reads. :mod:`benchmarks.config` derives its benchmark lists, objectives and
-default strategies from here, and the runners dispatch through :func:`get_benchmark`
-(``make_benchmark``, ``load_problem``, the classification flag of the continual runner).
+default strategies from here, and the runners dispatch through :func:`get_benchmark`, the one lookup
+(``make_benchmark`` and ``load_problem`` pass their ``kind``: a benchmark of another kind is refused).
 
 A new benchmark is one loader, one :func:`register_benchmark` call and its configuration: a file
 ``configs/benchmark/<name>.yaml`` (commented keys, shown by ``--help`` and ``docs/config.md``), or,
@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from cl_moo.data import KnownFile
 
 KINDS = ("continual", "pareto", "continual_pareto")  # which runner: cl_runner, moo_runner, pareto_cl_runner
+KIND_NAMES = {"continual": "continual-learning", "pareto": "Pareto", "continual_pareto": "continual Pareto"}
 METRICS = ("accuracy", "mse")  # continual: classification (cross-entropy, accuracy) | regression (MSE)
 Loader = Union[str, Callable[["DictConfig"], Any]]
 
@@ -112,15 +113,24 @@ def unregister_benchmark(name: str) -> None:
         ConfigStore.instance().repo.get("benchmark", {}).pop(f"{name}.yaml", None)
 
 
-def get_benchmark(name: str) -> Benchmark:
-    """The registered benchmark ``name``; an unknown name raises ``KeyError`` listing the registered ones."""
-    try:
-        return BENCHMARKS[name]
-    except KeyError:
-        close = difflib.get_close_matches(str(name), list(BENCHMARKS), n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise KeyError(f"benchmark={name} is not registered in benchmarks.registry{hint}; registered: "
-                       f"{', '.join(BENCHMARKS)}") from None
+def did_you_mean(word: str, options: Iterable[Any]) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, or ``""`` when none is close."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def get_benchmark(name: str, kind: Optional[str] = None) -> Benchmark:
+    """The registered benchmark ``name``; an unknown name raises ``KeyError`` listing the registered ones.
+    With ``kind`` (one of :data:`KINDS`: the runner asking), a name that is not a registered benchmark of
+    that kind raises ``ValueError`` listing those that are."""
+    spec = BENCHMARKS.get(name)
+    if kind is not None and (spec is None or spec.kind != kind):
+        raise ValueError(f"benchmark {name!r} is not a {KIND_NAMES[kind]} benchmark; registered: "
+                         f"{', '.join(benchmark_names(kind))}")
+    if spec is None:
+        raise KeyError(f"benchmark={name} is not registered in benchmarks.registry{did_you_mean(name, BENCHMARKS)}; "
+                       f"registered: {', '.join(BENCHMARKS)}")
+    return spec
 
 
 def benchmark_names(kind: Optional[str] = None) -> Tuple[str, ...]:

@@ -222,6 +222,13 @@ def require_file(
     docstring; a re-compressed .gz or UCI's raw ``adult.data`` passes by content) raises
     :class:`DataFileError`; ``verify=False`` (``data.verify=false``) accepts it.
     """
+    return _require(name, root, download=download, verify=verify)[0]
+
+
+def _require(
+    name: str, root: Union[str, Path, None], *, download: bool, verify: bool
+) -> Tuple[Path, Optional["CsvTable"]]:
+    """:func:`require_file`, also returning the table the content check parsed (``None`` when it parsed none)."""
     base = data_root(root)
     path = base / name
     info = KNOWN_FILES.get(name, {})
@@ -239,9 +246,10 @@ def require_file(
             "CL_MOO_DATA (or the data.root= override) at the folder that holds it"
             + (", or allow downloading with data.download=true" if info.get("url") else "")
         )
+    table = None
     if verify and info:
         try:
-            _verify(path, info)
+            table = _verify(path, info)
         except DataFileError as exc:
             if not fetched:
                 raise
@@ -250,7 +258,7 @@ def require_file(
                 f"{exc} (the file just downloaded from {info['url']} failed this check and was "
                 "removed; try again, or place a good copy there)"
             ) from None
-    return path
+    return path, table
 
 
 def read_data_csv(
@@ -259,7 +267,9 @@ def read_data_csv(
     """Known CSV file ``name``, checked by :func:`require_file` and read by :func:`read_csv` with its known
     layout (:data:`KNOWN_FILES`: the column names of a file without a header row, comment lines)."""
     info = KNOWN_FILES.get(name, {})
-    path = require_file(name, root, verify=verify)
+    path, checked = _require(name, root, download=False, verify=verify)
+    if checked is not None and info.get("delimiter", ",") == info.get("delimiter", delimiter):
+        return checked  # the content check already read it with this layout (UCI's raw adult.data)
     return read_csv(path, info.get("delimiter", delimiter), columns=info.get("columns"), comment=info.get("comment"))
 
 
@@ -281,17 +291,18 @@ def csv_content_sha256(table: "CsvTable") -> str:
     return h.hexdigest()
 
 
-def _verify(path: Path, info: KnownFile) -> None:
+def _verify(path: Path, info: KnownFile) -> Optional["CsvTable"]:
     """Checks ``path`` against what :data:`KNOWN_FILES` knows of it (see the module docstring); raises
-    :class:`DataFileError` naming the file, what was expected and found, and where to get the file."""
+    :class:`DataFileError` naming the file, what was expected and found, and where to get the file.
+    Returns the table when the check had to parse a CSV file's content, else ``None``."""
     expected, md5s = info.get("sha256"), info.get("md5", ())
     content, rows = info.get("content_sha256"), info.get("rows")
     if not (expected or md5s or content or rows):
-        warnings.warn(f"{path.name}: no published checksum to check against", stacklevel=3)
-        return
+        warnings.warn(f"{path.name}: no published checksum to check against", stacklevel=4)
+        return None
     actual, md5 = _digests(path)
     if actual == expected or md5 in md5s:
-        return
+        return None
     found = f"{path} has sha256 {actual}" + (f", expected {expected}" if expected else "")
     if md5s:
         found += f" (or MD5 {' or '.join(md5s)}; its MD5 is {md5})"
@@ -314,7 +325,7 @@ def _verify(path: Path, info: KnownFile) -> None:
                 f"the data differ from the published file, not only its gzip header (truncated, corrupt or another "
                 f"version); {fix}"
             )
-        return
+        return None
     table = read_csv(path, info.get("delimiter", ","), columns=info.get("columns"), comment=info.get("comment"))
     shape = f"{len(table)} data rows of {len(table.header)} columns"
     if content:
@@ -328,6 +339,7 @@ def _verify(path: Path, info: KnownFile) -> None:
         raise DataFileError(
             f"{path} holds {shape}, expected {rows} data rows: the file differs from the published one; {fix}"
         )
+    return table
 
 
 # ----------------------------------------------------------------------------- gzip and idx files

@@ -58,12 +58,18 @@ class MIPEncoding(nn.Module):
 
 
 class IdentityEncoding(nn.Module):
-    """No encoding: the condition enters the hypernetwork as it is (the default parametrization)."""
+    """No encoding: the condition enters the hypernetwork as it is (the default parametrization).
 
-    def __init__(self, in_dim: int) -> None:
+    ``input_range`` only records what the conditions will be (``"unit"``: in [0, 1]; ``"unbounded"``:
+    e.g. learned embeddings), so that the init probes the hypernetwork with such conditions."""
+
+    def __init__(self, in_dim: int, input_range: InputRange = "unit") -> None:
         super().__init__()
+        if input_range not in ("unit", "unbounded"):
+            raise ValueError(f"input_range must be 'unit' or 'unbounded', got {input_range!r}")
         self.in_dim = in_dim
         self.out_dim = in_dim
+        self.input_range = input_range
 
     def forward(self, gamma: torch.Tensor) -> torch.Tensor:
         return gamma

@@ -90,7 +90,7 @@ class Hypernetwork(nn.Module):
         self.cond_dim = cond_dim
         self.layout: WeightLayout = target.layout
         self.mip_encoding = mip_encoding
-        self.encoder = MIPEncoding(cond_dim, input_range) if mip_encoding else IdentityEncoding(cond_dim)
+        self.encoder = MIPEncoding(cond_dim, input_range) if mip_encoding else IdentityEncoding(cond_dim, input_range)
         self.residual = residual
         self.init_report: Optional[Dict[str, float]] = None  # measured / wanted variance per tensor (init)
         self.build_options: Optional[Dict[str, object]] = None  # set by cl_moo.build_hypernetwork

@@ -9,7 +9,9 @@ every plugin callback, and replace only the fetch: one indexing per batch, on th
 
 Same batches, same order, same random numbers: the samplers and the data loader are Avalanche's,
 and before a loader is used a probe batch is fetched both ways and compared exactly; any difference
-(a transform, another collate function, an untagged dataset) keeps Avalanche's own fetch.
+(a transform, another collate function, an untagged dataset) keeps Avalanche's own fetch. The index of a
+data set (its samples' rows and task labels, :func:`row_index`) is read once, not for every loader Avalanche
+makes of it (a new one at every evaluation).
 """
 
 from __future__ import annotations
@@ -100,6 +102,36 @@ def tag_rows(source: RowSource) -> DataAttribute:
     return DataAttribute(keys, ROW_KEY)
 
 
+def _read_index(rows: Any, tasks: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The row keys and task labels of a dataset's samples, read one sample at a time (slow: tens of ms
+    for 10,000 samples)."""
+    return torch.as_tensor(list(rows), dtype=torch.int64), torch.as_tensor(list(tasks), dtype=torch.int64)
+
+
+# a dataset's row keys and task labels, by the identity of the two data attributes they are read from: the
+# train() and eval() clones Avalanche makes for every data loader (one per evaluation of an experience) share
+# their parent's attributes, so the index is read once per data set; Avalanche's DataAttribute is immutable
+# (a subset or concatenation is a new attribute), and an entry is dropped with either attribute
+_INDEX: Dict[Tuple[int, int], Tuple["weakref.ref[Any]", "weakref.ref[Any]", torch.Tensor, torch.Tensor]] = {}
+
+
+def row_index(dataset: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(row keys, task labels)`` of ``dataset``'s samples (int64), read once per data set."""
+    rows, tasks = getattr(dataset, ROW_KEY), dataset.targets_task_labels
+    if not (isinstance(rows, DataAttribute) and isinstance(tasks, DataAttribute)):
+        return _read_index(rows, tasks)  # not known to be immutable: read every time
+    key = (id(rows), id(tasks))
+    held = _INDEX.get(key)
+    if held is None or held[0]() is not rows or held[1]() is not tasks:
+
+        def forget(_: object, key: Tuple[int, int] = key) -> None:
+            _INDEX.pop(key, None)
+
+        held = (weakref.ref(rows, forget), weakref.ref(tasks, forget), *_read_index(rows, tasks))
+        _INDEX[key] = held
+    return held[2], held[3]
+
+
 class _Gathered:
     """A collated batch (passed through the collate function unchanged)."""
 
@@ -114,8 +146,9 @@ class GatheredRows(Dataset):
     def __init__(self, datasets: Sequence[Any], device: torch.device) -> None:
         self.concat: ConcatDataset[Any] = ConcatDataset(datasets)
         self.device = device
-        self.keys = torch.cat([torch.as_tensor(list(getattr(d, ROW_KEY)), dtype=torch.int64) for d in datasets])
-        self.tasks = torch.cat([torch.as_tensor(list(d.targets_task_labels), dtype=torch.int64) for d in datasets])
+        index = [row_index(d) for d in datasets]
+        self.keys = torch.cat([keys for keys, _ in index])
+        self.tasks = torch.cat([tasks for _, tasks in index])
         ids = (self.keys >> _ROW_BITS).unique().tolist()
         self.sources = {i: _SOURCES.get(i) for i in ids}
         self.kind: type = list  # the container the collate function returns, set by the probe

@@ -74,17 +74,6 @@ def start_as_phn(inner: Hypernetwork, phn: Hypernetwork, emb_dim: int) -> None:
     inner.init_report = phn.init_report
 
 
-def _to_device(value: Any, device: torch.device) -> Any:
-    """``value`` with every tensor in it (through dicts, lists and tuples) moved to ``device``."""
-    if torch.is_tensor(value):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_device(v, device) for v in value)
-    return value
-
-
 class TaskRayHypernetwork(nn.Module):
     """``rays -> weights`` for the current task: ``inner([e_current, r])``. Looks like a ray-conditioned
     hypernetwork to :class:`ParetoHypernetworkStrategy` (``cond_dim`` is the number of objectives)."""
@@ -351,7 +340,7 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         if state["regularizer"] is None:
             self.regularizer.snapshot(self.hnet.inner, self._reg_conditions([]), [])  # no targets
         else:
-            self.regularizer.load_state_dict(_to_device(state["regularizer"], self.device), self.hnet.inner)
+            self.regularizer.load_state_dict(state["regularizer"], self.hnet.inner)  # the targets go to its device
         if self.hnet.current is not None:
             self.optimizer = self._task_optimizer(self.hnet.current)
         if state["optimizer"] is not None:

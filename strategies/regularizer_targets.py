@@ -20,7 +20,7 @@ Three kinds, one class each, all with the same small interface (``snapshot``, ``
 from __future__ import annotations
 
 import copy
-from typing import Iterable, List, Optional, Union, cast
+from typing import Any, Iterable, List, Optional, Union, cast
 
 import torch
 from torch import nn
@@ -34,6 +34,23 @@ def _bytes(tensors) -> int:
 
 def _rows(index: Optional[torch.Tensor], t: torch.Tensor) -> torch.Tensor:
     return t if index is None else t[index]
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor in it (through dicts, lists and tuples) moved to ``device``."""
+    if torch.is_tensor(value):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    return value
+
+
+def _device(hnet: Hypernetwork) -> torch.device:
+    """Where ``hnet``'s weights are: loaded targets are moved there (a state read with ``map_location="cpu"``
+    continues on the GPU the hypernetwork is on)."""
+    return hnet.output_head().weight.device
 
 
 def _total(terms: Iterable[torch.Tensor]) -> torch.Tensor:
@@ -67,7 +84,7 @@ class StoredOutputs:
         return {"outputs": self.outputs}
 
     def load_state_dict(self, state: dict, hnet: Hypernetwork) -> None:
-        self.outputs = list(state["outputs"])
+        self.outputs = list(_to_device(state["outputs"], _device(hnet)))
 
 
 class _Gram(torch.autograd.Function):
@@ -128,20 +145,18 @@ class HeadSnapshot:
         self.inputs0 = [p.inputs.detach().clone() for p in pieces]
 
     def sq_error(self, hnet: Hypernetwork, conds: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
+        # snapshot() or load_state_dict() set the head and theta_0 and checked them (no checks per step)
         head = hnet.output_head()
-        weight0, bias0 = self.weight0, self.bias0
+        weight0, bias0, theta0 = cast(torch.Tensor, self.weight0), cast(torch.Tensor, self.bias0), self.theta0
         total: Union[float, torch.Tensor] = 0.0
         start = 0  # the piece's first position in the flat output (where its part of theta_0 begins)
         for piece, a0 in zip(hnet.head_pieces(hnet.encoder(hnet.check_conditions(conds))), self.inputs0):
             a, r = piece.inputs, piece.rows
-            assert weight0 is not None and bias0 is not None, "sq_error before snapshot"
             n, rows = a.shape[1], len(range(*r.indices(head.out_features)))
             shift = None
             if hnet.theta0 is not None:
-                if self.theta0 is None:
-                    raise ValueError("this head snapshot was taken without a residual theta_0; take a new snapshot")
                 end = start + n * rows
-                shift = (hnet.theta0[start:end] - self.theta0[start:end]).reshape(n, rows)
+                shift = (hnet.theta0[start:end] - cast(torch.Tensor, theta0)[start:end]).reshape(n, rows)
             start += n * rows
             total = total + snapshot_sq_error(
                 a, head.weight[r], head.bias[r], _rows(index, a0), weight0[r], bias0[r], shift
@@ -157,8 +172,14 @@ class HeadSnapshot:
         return {"weight0": self.weight0, "bias0": self.bias0, "theta0": self.theta0, "inputs0": self.inputs0}
 
     def load_state_dict(self, state: dict, hnet: Hypernetwork) -> None:
-        self.weight0, self.bias0, self.inputs0 = state["weight0"], state["bias0"], list(state["inputs0"])
-        self.theta0 = state.get("theta0")  # absent: a snapshot of a hypernetwork without residual
+        theta0 = state.get("theta0")  # absent: a snapshot of a hypernetwork without residual
+        if state["weight0"] is None or state["bias0"] is None:
+            raise ValueError("this head snapshot state holds no head (saved before snapshot()); take a new snapshot")
+        if hnet.theta0 is not None and theta0 is None:
+            raise ValueError("this head snapshot was taken without a residual theta_0; take a new snapshot")
+        device = _device(hnet)
+        self.weight0, self.bias0 = _to_device(state["weight0"], device), _to_device(state["bias0"], device)
+        self.theta0, self.inputs0 = _to_device(theta0, device), list(_to_device(state["inputs0"], device))
 
 
 class FrozenCopy:

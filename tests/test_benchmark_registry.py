@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from benchmarks import registry
 from benchmarks.cl_runner import make_benchmark
-from benchmarks.config import OBJECTIVES, ConfigError, config_dir, families, group_options, load_config, run_kind
+from benchmarks.config import ConfigError, config_dir, families, group_options, load_config, objectives, run_kind
 from benchmarks.registry import BENCHMARKS, Benchmark, get_benchmark, register_benchmark, unregister_benchmark
 from cl_moo import data
 from cl_moo.run import main
@@ -29,8 +29,8 @@ def test_every_shipped_benchmark_file_has_an_entry_and_agrees_with_it():
         assert content["defaults"] == [{"override /strategy@_global_.strategy": spec.default_strategy}]
         assert all(f in data.KNOWN_FILES for f in spec.files), name  # every data file it reads is checked
     assert get_benchmark("regression").metric == "mse" and get_benchmark("splitmnist").classification
-    assert dict(OBJECTIVES) == {n: s.objectives for n, s in BENCHMARKS.items() if s.objectives}
-    assert OBJECTIVES["adult"] == ("BCE", "FP gap", "FN gap") and "pmnist" not in OBJECTIVES
+    assert objectives() == {n: s.objectives for n, s in BENCHMARKS.items() if s.objectives}
+    assert objectives()["adult"] == ("BCE", "FP gap", "FN gap") and "pmnist" not in objectives()
     kinds = {kind: names for kind, names, _ in families()}
     assert kinds == {"continual": ("pmnist", "regression", "splitmnist"),
                      "pareto": ("adult", "default", "bank", "multimnist"), "continual_pareto": ("multimnist_seq",)}
@@ -51,6 +51,12 @@ def test_bad_entries_and_unknown_names_are_refused_clearly():
         run_kind("cifar")
     with pytest.raises(ValueError, match="not a continual-learning benchmark; registered: pmnist, regression"):
         make_benchmark(load_config(["benchmark=adult"]))
+    # the one lookup with the runner's kind check (make_benchmark's, load_problem's)
+    assert get_benchmark("adult", "pareto") is BENCHMARKS["adult"]
+    with pytest.raises(ValueError, match="'pmnist' is not a Pareto benchmark; registered: adult, default, bank, multimnist"):
+        get_benchmark("pmnist", "pareto")
+    with pytest.raises(ValueError, match="'cifar' is not a continual Pareto benchmark; registered: multimnist_seq"):
+        get_benchmark("cifar", "continual_pareto")
 
 
 def test_a_yaml_file_and_its_entry_must_agree_on_the_default_strategy(monkeypatch):

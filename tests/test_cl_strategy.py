@@ -1,3 +1,4 @@
+import copy
 import warnings
 
 import pytest
@@ -164,6 +165,46 @@ def test_fast_regularizer_equals_the_direct_form(chunked, subset, mip):
             grads.append(torch.cat([p.grad.reshape(-1) for p in model.hnet.parameters()]))
         assert values[0] == pytest.approx(values[1], rel=1e-2)
         assert torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-4 * grads[1].abs().max().item())
+
+
+@pytest.mark.parametrize("mode", [dict(fast=True), dict(fast=False), dict(targets="online")])
+def test_loaded_targets_go_to_the_hypernetworks_device(mode):
+    """A state read elsewhere (``torch.load(map_location="cpu")``) is loaded onto the device of the
+    hypernetwork it regularizes ("meta" stands in for a GPU here); loaded on the same device, the penalty is the same."""
+    torch.manual_seed(0)
+    model = build_cl_model(target_module(), emb_dim=8, chunk_size=3000, hidden=(20,), mip=True)
+    model.ensure_tasks(3)
+    embs = model.embeddings([0, 1, 2])
+    reg = OutputRegularizer(beta=0.3, **mode)
+    reg.snapshot(model.hnet, embs, [0, 1, 2])
+    with torch.no_grad():
+        model.hnet.head.bias.add_(0.1)
+    state = reg.state_dict()
+    meta = copy.deepcopy(model.hnet).to("meta")
+    on_meta = OutputRegularizer(beta=0.3, **mode)
+    on_meta.load_state_dict(state, meta)
+    tensors = [t for v in on_meta.targets.state_dict().values() for t in (v if isinstance(v, list) else [v])]
+    tensors = [t for v in tensors for t in (v.values() if isinstance(v, dict) else [v]) if t is not None]
+    assert tensors and all(t.device.type == "meta" for t in tensors)
+    loaded = OutputRegularizer(beta=0.3, **mode)
+    loaded.load_state_dict(state, model.hnet)
+    assert loaded.penalty(model.hnet, embs).item() == reg.penalty(model.hnet, embs).item() > 0
+
+
+def test_a_head_snapshot_is_checked_against_the_hypernetwork_when_loaded():
+    torch.manual_seed(0)
+    plain = build_cl_model(target_module(), emb_dim=8, chunk_size=3000, hidden=(20,))
+    residual = build_cl_model(target_module(), emb_dim=8, chunk_size=3000, hidden=(20,), mip=True)
+    for model in (plain, residual):
+        model.ensure_tasks(2)
+    reg = OutputRegularizer(beta=0.3, fast=True)
+    reg.snapshot(plain.hnet, plain.embeddings([0, 1]), [0, 1])
+    state = reg.state_dict()
+    with pytest.raises(ValueError, match="taken without a residual theta_0; take a new snapshot"):
+        OutputRegularizer(beta=0.3, fast=True).load_state_dict(state, residual.hnet)
+    with pytest.raises(ValueError, match="holds no head"):
+        OutputRegularizer(beta=0.3, fast=True).load_state_dict(
+            {**state, "targets": {**state["targets"], "weight0": None}}, plain.hnet)
 
 
 @pytest.mark.parametrize("chunked, n_tasks, expected", [

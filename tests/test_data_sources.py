@@ -167,6 +167,16 @@ def test_raw_adult_data_loads_to_the_same_arrays_as_the_shared_csv(tmp_path, dat
             assert torch.equal(a, b)
 
 
+def test_raw_adult_data_is_parsed_once_by_its_check_and_its_read(tmp_path, adult_rows, monkeypatch):
+    (tmp_path / "adult.data").write_text("".join(uci_lines(adult_rows)))
+    calls = []
+    monkeypatch.setattr(cl_moo.data, "read_csv", lambda *a, **k: calls.append(a) or read_csv(*a, **k))
+    checked = read_data_csv("adult.data", tmp_path)  # verify=True: the content check parses the file
+    assert len(calls) == 1
+    unchecked = read_data_csv("adult.data", tmp_path, verify=False)
+    assert len(calls) == 2 and checked.header == unchecked.header and checked.rows == unchecked.rows
+
+
 def test_raw_adult_data_with_a_changed_cell_fails_its_content_check(tmp_path, adult_rows):
     rows = [list(r) for r in adult_rows]
     rows[100][ADULT_COLUMNS.index("age")] = str(int(rows[100][0]) + 1)

@@ -81,6 +81,36 @@ def test_a_transform_or_an_untagged_dataset_keeps_avalanches_fetch(gathers):
     assert type(batch) is type(slow) and all(torch.equal(a, b) for a, b in zip(batch, slow))
 
 
+def test_the_index_of_a_data_set_is_read_once_not_at_every_evaluation(monkeypatch):
+    """Avalanche makes a new eval() clone of an experience's data set for every evaluation; the clones share
+    its data attributes, so the row keys and task labels are read once; a new data set is read anew."""
+    reads = []
+    original = fast_batches._read_index
+
+    def counted(rows, tasks):
+        reads.append(len(rows))
+        return original(rows, tasks)
+
+    monkeypatch.setattr(fast_batches, "_read_index", counted)
+    bench = tasks()
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 4))
+    strategy = HypernetworkStrategy(model=build_cl_model(net, emb_dim=4, chunk_size=300, hidden=(8,)),
+                                    train_iterations=2, train_mb_size=32, eval_mb_size=40)
+    strategy.train(bench.train_stream[0])
+    reads.clear()
+    first = strategy.eval(bench.test_stream)
+    assert reads == [90, 90]  # one read per test experience
+    assert strategy.eval(bench.test_stream) == first
+    assert reads == [90, 90]  # none at the second evaluation
+    keys, labels = fast_batches.row_index(bench.test_stream[1].dataset.eval())
+    assert reads == [90, 90] and torch.equal(labels, torch.ones(90, dtype=torch.int64))
+    assert torch.equal(keys >> 32, torch.full((90,), int(keys[0]) >> 32))
+    other = tasks(seed=1)  # another data set: read anew
+    fast_batches.row_index(other.test_stream[0].dataset)
+    assert reads == [90, 90, 90]
+
+
 def test_a_source_is_copied_to_a_device_once_and_dropped_with_its_tensor():
     t = torch.rand(4, 3)
     assert fast_batches.on_device(t, torch.device("cpu")) is t  # already there: no copy

@@ -1,5 +1,7 @@
 import math
 
+import cl_moo
+
 import pytest
 import torch
 from torch import nn
@@ -182,3 +184,19 @@ def test_mip_residual_starts_at_the_pretrained_model(data_root):
                        for w in zip(*hnet(cond))]
             assert rel <= 0.05, (init, rng, rel)
             assert min(acc) >= pretrained - 0.005, (init, rng, pretrained, acc)
+
+
+def test_the_default_parametrization_is_initialised_for_the_conditions_it_was_told_of():
+    """Without MIP, input_range='unbounded' (e.g. N(0, 1) embeddings) must still set the init's probe conditions:
+    calibrated on U[0, 1] instead, the generated variance on N(0, 1) conditions was about 3x the wanted one."""
+    from cl_moo import build_hypernetwork
+    from cl_moo.init import default_probe_conditions
+
+    target = FunctionalTarget(nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)))
+    torch.manual_seed(0)
+    hnet = build_hypernetwork(target, 4, hidden=(32, 32), input_range="unbounded")
+    assert hnet.encoder.input_range == "unbounded" and (default_probe_conditions(hnet) < 0).any()
+    wanted = target_variances(hnet.layout, "hyperfan_in", 2.0)
+    report = cl_moo.variance_report(hnet, torch.randn(4096, 4), wanted)
+    weights = [r for name, r in report.items() if name.endswith("weight")]
+    assert all(0.6 < r < 1.6 for r in weights), report

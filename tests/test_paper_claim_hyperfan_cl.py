@@ -1,0 +1,134 @@
+"""The hyperfan continual-learning claim (Chang et al. 2020, Sec. 5.2): its vectorised training equals the
+plain loop with the library's hypernetwork, OutputRegularizer and SGD; runs are independent;
+the quick run writes a figure and a verdict computed from its criteria."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from benchmarks.paper_claims import ClaimOutcome
+from benchmarks.paper_claims import hyperfan_cl as claim
+from strategies.regularizer import OutputRegularizer
+
+
+def _toy_tasks(n_tasks=2, n=40, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for t in range(n_tasks):
+        x = torch.rand(n, 1, generator=gen) * 2 - 1 + 2 * t
+        out.append((x, torch.sin(3 * x) + 0.1 * t))
+    return out
+
+
+def _plain_loop(hnet, target, tasks, embeddings, plan, lr):
+    """The reference: library forward hnet(e), FunctionalTarget, OutputRegularizer (Eq. 2), and a plain SGD step
+    (p -= lr * p.grad, what torch.optim.SGD does without momentum; torch.optim would import torch._dynamo, ~10 s)."""
+    embs = [nn.Parameter(e.clone()) for e in embeddings]
+    reg = OutputRegularizer(beta=claim.BETA_OUTPUT, fast=False)
+    for t, (x, y) in enumerate(tasks):
+        prev = torch.stack([e.detach() for e in embs[:t]]) if t else torch.zeros(0, claim.EMB_DIM)
+        reg.snapshot(hnet, prev, list(range(t)))
+        params = list(hnet.parameters()) + [embs[t]]
+        for it in range(plan.shape[2]):
+            idx = plan[t, 0, it]
+            loss = nn.functional.mse_loss(target(hnet(embs[t]), x[idx]), y[idx])
+            if reg.active:
+                loss = loss + reg.penalty(hnet, torch.stack(embs[:t]))
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    p -= lr * g
+    return hnet, embs
+
+
+def test_vectorised_runs_equal_the_plain_loop_with_the_library_regularizer():
+    torch.manual_seed(0)
+    target = claim.make_functional_target(claim.target_module())
+    tasks = _toy_tasks()
+    embeddings = claim.task_embeddings(3, len(tasks))
+    plan = claim.batch_plan([3], len(tasks), 12, len(tasks[0][0]))
+    hnets = [claim.build_run_hypernetwork(target, init, 3) for init in ("hyperfan_in", "xavier")]
+    lrs = [1e-2, 3e-3]
+    grid = claim.stack_runs(hnets, [0, 0], lrs)
+    trace = claim.train_runs(grid, target, [tasks], embeddings.unsqueeze(0), plan, record_every=4)
+    assert not trace.diverged.any()
+    for i, (hnet, lr) in enumerate(zip(hnets, lrs)):
+        ref, embs = _plain_loop(hnet, target, tasks, embeddings, plan, lr)
+        for name, p in ref.named_parameters():
+            assert torch.allclose(grid.params[name][i], p, rtol=1e-4, atol=1e-6), name
+        with torch.no_grad():  # the last recorded loss is the full training-set MSE of the last task
+            x, y = tasks[-1]
+            want = nn.functional.mse_loss(target(ref(embs[-1]), x), y)
+        assert math.isclose(float(trace.final[i, -1]), float(want), rel_tol=1e-4)
+    assert trace.curves.shape == (2, 2, 12 // 4 + 1)
+
+
+def test_a_diverging_run_is_frozen_and_leaves_the_others_unchanged():
+    torch.manual_seed(0)
+    target = claim.make_functional_target(claim.target_module())
+    tasks = _toy_tasks()
+    embeddings = claim.task_embeddings(0, 2).unsqueeze(0)
+    plan = claim.batch_plan([0], 2, 10, 40)
+    hnet = claim.build_run_hypernetwork(target, "kaiming", 0)
+    together = claim.stack_runs([hnet, hnet], [0, 0], [1e-3, 50.0])
+    alone = claim.stack_runs([hnet], [0], [1e-3])
+    t_two = claim.train_runs(together, target, [tasks], embeddings, plan, record_every=5)
+    t_one = claim.train_runs(alone, target, [tasks], embeddings, plan, record_every=5)
+    assert t_two.diverged.tolist() == [False, True] and t_two.diverged_at[1] is not None
+    assert torch.isnan(t_two.final[1, -1])
+    for name, p in alone.params.items():
+        assert torch.allclose(together.params[name][0], p[0], rtol=1e-5, atol=1e-7), name
+        assert torch.isfinite(together.params[name][1]).all(), name
+    assert torch.allclose(t_two.curves[0], t_one.curves[0], rtol=1e-5)
+
+
+def test_a_loss_that_starts_above_the_bound_is_not_divergence_until_it_grows():
+    torch.manual_seed(0)
+    target = claim.make_functional_target(claim.target_module())
+    tasks = _toy_tasks(n_tasks=1)
+    hnet = claim.build_run_hypernetwork(target, "hyperfan_in", 0)
+    with torch.no_grad():
+        hnet.output_head().weight.mul_(8.0)  # generated weights 8x (output ~500x): the loss starts above 1e3
+    grid = claim.stack_runs([hnet], [0], [1e-12])
+    plan = claim.batch_plan([0], 1, 4, 40)
+    trace = claim.train_runs(grid, target, [tasks], claim.task_embeddings(0, 1).unsqueeze(0), plan, record_every=2)
+    assert float(trace.initial[0, 0]) > claim.DIVERGED_ABOVE and not trace.diverged.any()
+
+
+def test_trains_and_best_lr_follow_their_stated_rules():
+    assert claim.run_trains([1.0, 2.0], [0.4, 0.9], diverged=False)
+    assert not claim.run_trains([1.0, 2.0], [0.4, 1.5], diverged=False)  # mean ratio 0.575 > 0.5
+    assert not claim.run_trains([1.0], [0.1], diverged=True)
+    per_lr = {
+        1e-2: {"mean_final_surviving": 0.01, "n_diverged": 1},
+        1e-3: {"mean_final_surviving": 0.2, "n_diverged": 0},
+        1e-4: {"mean_final_surviving": 0.1, "n_diverged": 0},
+    }
+    assert claim.best_lr(per_lr) == 1e-4  # no diverged seed beats a lower loss with one
+    per_lr[1e-3]["n_diverged"] = per_lr[1e-4]["n_diverged"] = 2
+    assert claim.best_lr(per_lr) == 1e-2
+
+
+def test_quick_run_writes_the_figure_and_a_verdict_from_its_criteria(tmp_path):
+    out = claim.run(seeds=[0], quick=True, figure=tmp_path / "x.png")
+    assert isinstance(out, ClaimOutcome) and (tmp_path / "x.png").stat().st_size > 10_000
+    met = out.numbers["criteria_met"]
+    assert out.holds == (True if all(met) else "partly" if any(met) else False)
+    assert len(out.checked) == 2 and all(("-> met" in c) == m for c, m in zip(out.checked, met))
+    assert set(out.numbers["best_lr"]) == set(claim.INITS)
+    kaiming = out.numbers["per_init_lr"]["kaiming"]
+    assert set(kaiming) == {f"{lr:g}" for lr in claim.LEARNING_RATES}
+    run0 = kaiming["1e-05"]["seeds"][0]
+    assert len(run0["initial_per_task"]) == 3 and isinstance(run0["diverged"], bool)
+    assert out.settings["iterations_per_task"] == claim.QUICK_ITERATIONS
+
+
+def test_unknown_init_and_bad_learning_rate_are_refused():
+    target = claim.make_functional_target(claim.target_module())
+    with pytest.raises(ValueError, match="unknown init"):
+        claim.build_run_hypernetwork(target, "kaiming_fan_out", 0)
+    hnet = claim.build_run_hypernetwork(target, "xavier", 0)
+    with pytest.raises(ValueError, match="positive and finite"):
+        claim.stack_runs([hnet], [0], [0.0])
