@@ -46,5 +46,5 @@ setup(
     include_package_data=True,
     install_requires=_requirements(),
     entry_points={"console_scripts": ["cl-moo=cl_moo.run:main", "cl-moo-report=cl_moo.report:main"]},
-    extras_require={"sweep": SWEEP, "docs": DOCS, "test": ["pytest>=8", "import-linter>=2.1", "ruff>=0.6", "mypy>=1.10", *SWEEP]},
+    extras_require={"sweep": SWEEP, "docs": DOCS, "test": ["pytest>=8", "pytest-xdist>=3.5", "import-linter>=2.1", "ruff>=0.6", "mypy>=1.10", *SWEEP]},
 )

@@ -35,8 +35,8 @@ from torch import nn
 from cl_moo import cl_summary
 from strategies import HypernetworkStrategy, build_cl_model
 
-from .builders import seed_everything
-from .reporting import write_json
+from .composition import seed_everything
+from .run_records import write_json
 from .splitmnist import split_mnist
 
 HIDDEN = (100, 100)

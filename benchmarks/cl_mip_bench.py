@@ -18,11 +18,10 @@ import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
 
-from benchmarks.builders import build_cl_model_from_config, seed_everything
 from benchmarks.cl_runner import make_benchmark
+from benchmarks.composition import build_cl_model_from_config, build_cl_strategy, seed_everything
 from benchmarks.config import load_config
-from benchmarks.reporting import write_json
-from strategies import HypernetworkStrategy
+from benchmarks.run_records import write_json
 
 
 class CurrentTaskCurve(SupervisedPlugin):
@@ -69,8 +68,7 @@ def run(mip: bool, seed: int, tasks: int, iterations: int, every: int) -> Dict:
     bench, info = make_benchmark(cfg)
     model = build_cl_model_from_config(cfg, info)
     curve = CurrentTaskCurve(bench.test_stream, every)
-    strategy = HypernetworkStrategy(model=model, lr=cfg.train.lr, beta=cfg.strategy.beta, train_iterations=iterations,
-                                    train_mb_size=cfg.train.batch_size, evaluator=None, plugins=[curve])
+    strategy = build_cl_strategy(cfg, model, "cpu", classification=True, evaluator=None, plugins=[curve])
     t0 = time.perf_counter()
     for exp in bench.train_stream:
         strategy.train(exp)

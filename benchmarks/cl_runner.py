@@ -22,20 +22,19 @@ from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
 from avalanche.logging import TensorboardLogger, TextLogger
 from avalanche.training.plugins import EvaluationPlugin
 from omegaconf import DictConfig
-from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from strategies.avalanche_metrics import mse_metrics
 from strategies.hnet_cl import HypernetworkStrategy
 
-from .builders import build_cl_model_from_config, built_description, seed_everything
 from .cl_figures import forgetting_figure, matrix_figure
 from .budget import TimeBudget
 from .checkpoint import check_same_build, rng_state, save_checkpoint, set_rng_state
+from .composition import build_cl_model_from_config, build_cl_strategy, built_description, seed_everything
 from .progress import RunProgress
 from .registry import get_benchmark
-from .reporting import LossMonitor, peak_memory_mb, pick_device, run_summary, write_json
 from .run_dir import RunFolder, run_in_folder
+from .run_records import LossMonitor, peak_memory_mb, pick_device, run_summary, write_json
 from .tb_logging import log_config, log_hparams, open_writer
 from cl_moo import cl_summary
 
@@ -158,14 +157,8 @@ def _make_strategy(cfg: DictConfig, model, device: torch.device, run: RunFolder,
     avalanche_tb = AvalancheTensorboard(run.path / "tensorboard" / "avalanche",
                                         purge_step=None if resume_step is None else resume_step + 1)
     evaluator = EvaluationPlugin(*metrics, loggers=[avalanche_tb, TextLogger(run.log.file)])
-    s = cfg.strategy
-    strategy = HypernetworkStrategy(
-        model=model, lr=cfg.train.lr, beta=s.beta, reg_targets=s.reg_targets, reg_subset=s.reg_subset,
-        lookahead=s.lookahead, task_inference=s.task_inference, train_iterations=cfg.train.iterations,
-        criterion=nn.CrossEntropyLoss() if classification else nn.MSELoss(),
-        train_mb_size=cfg.train.batch_size, eval_mb_size=cfg.train.eval_batch_size, device=device,
-        evaluator=evaluator, plugins=[IterationLogger(writer, progress), LossRecorder(monitor)],
-    )
+    strategy = build_cl_strategy(cfg, model, device, classification=classification, evaluator=evaluator,
+                                 plugins=[IterationLogger(writer, progress), LossRecorder(monitor)])
     assert strategy.health is not None
     strategy.health.on_scalar = writer.add_scalar  # health/* curves in TensorBoard
     strategy.health.names.update(HEALTH_NAMES)

@@ -90,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _run(cfg: DictConfig, runner: Runner) -> int:
-    from .reporting import run_folder
+    from .run_records import run_folder
 
     try:
         result = runner(cfg)
@@ -121,7 +121,7 @@ def _run(cfg: DictConfig, runner: Runner) -> int:
 
 def _summary_line(cfg: DictConfig, result: Dict[str, Any]) -> str:
     """The run's summary line: from ``metrics.json`` (``summary``), or made for a run finished before it was kept."""
-    from .reporting import run_folder, run_summary
+    from .run_records import run_folder, run_summary
 
     summary = result.get("summary") or run_summary(check_applies(cfg), result, run_folder(cfg))
     return summary["line"]

@@ -25,7 +25,7 @@ from strategies import ContinualParetoStrategy, ParetoHypernetworkStrategy
 from strategies.phn_cl import START
 
 from .multimnist import LOSSES, REF_POINT, LeNetTarget, MLPTwoHeads, load_multimnist, permuted_tasks
-from .reporting import write_json
+from .run_records import write_json
 
 
 TARGETS = {"lenet": LeNetTarget, "mlp": lambda: MLPTwoHeads(hidden=(100,))}

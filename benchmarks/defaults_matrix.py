@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .reporting import write_json
+from .run_records import write_json
 
 OUT = Path("bench/results/defaults_matrix.json")
 Row = Callable[[int, bool, Path], Dict[str, Any]]
@@ -69,7 +69,7 @@ def _api_strategy_run(bench, target: nn.Module, seed: int, **train: Any) -> Dict
 
     from strategies import HypernetworkStrategy, build_cl_model
 
-    from .builders import seed_everything
+    from .composition import seed_everything
 
     seed_everything(seed)
     model = build_cl_model(target, seed=seed)

@@ -18,8 +18,8 @@ from typing import Dict, List
 import numpy as np
 
 from benchmarks.config import load_config
-from benchmarks.reporting import write_json
 from benchmarks.moo_runner import run_moo
+from benchmarks.run_records import write_json
 
 STRATEGIES = ("phn_ls", "phn_epo", "ls_separate")
 

@@ -32,14 +32,14 @@ from torch.utils.tensorboard import SummaryWriter
 from cl_moo import HealthLog, evaluation_rays, hypervolume, make_adam, non_dominated, uniformity
 from strategies.phn import ParetoHypernetworkStrategy, iterate_batches
 
-from .builders import build_phn_from_config, built_description, seed_everything
 from .budget import TimeBudget
 from .checkpoint import check_same_build, nest_strategy_state, rng_state, save_checkpoint, set_rng_state
+from .composition import build_phn_from_config, built_description, seed_everything
 from .pareto_problems import ParetoProblem, Predict, load_problem
 from .progress import ProgressPlugin, RunProgress
-from .reporting import (LossMonitor, epo_fallback_message, pick_device, run_summary, write_json,
-                        zero_hypervolume_note)
 from .run_dir import RunFolder, run_in_folder
+from .run_records import (LossMonitor, epo_fallback_message, pick_device, run_summary, write_json,
+                          zero_hypervolume_note)
 from .tb_logging import log_config, log_hparams, open_writer
 
 KIND = "pareto"

@@ -33,10 +33,10 @@ from strategies.phn import ParetoHypernetworkStrategy
 from strategies.solvers import SOLVERS
 
 from .published import CHEN_KWOK, MULTIMNIST_PHN_HV
-from .reporting import write_json
 from .moo_runner import train_ls_model
 from .multimnist import KINDS, LOSSES, REF_POINT, LeNetTarget, acc_left, acc_right, load_multimnist
 from .pareto_problems import ParetoProblem, mean_losses
+from .run_records import write_json
 
 PUBLISHED = {
     "phn_table1": {

@@ -16,24 +16,23 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
 from cl_moo import HealthLog, evaluation_rays, hypervolume, uniformity
 from strategies.phn_cl import ContinualParetoStrategy
 
-from .builders import built_description, hypernetwork_options, seed_everything, solver_options
 from .budget import TimeBudget
 from .checkpoint import check_same_build, nest_strategy_state, rng_state, save_checkpoint, set_rng_state
 from .cl_figures import forgetting_figure, matrix_figure, pyplot
+from .composition import build_continual_pareto_strategy, built_description, seed_everything
 from .config import objectives
-from .multimnist import LOSSES, MLPTwoHeads, permuted_tasks
+from .multimnist import LOSSES, permuted_tasks
 from .pareto_problems import multimnist_problem
 from .progress import ProgressPlugin, RunProgress
-from .reporting import (LossMonitor, epo_fallback_message, pick_device, run_summary, write_json,
-                        zero_hypervolume_note)
 from .run_dir import RunFolder, run_in_folder
+from .run_records import (LossMonitor, epo_fallback_message, pick_device, run_summary, write_json,
+                          zero_hypervolume_note)
 from .tb_logging import log_config, log_hparams, open_writer
 
 KIND = "continual_pareto"
@@ -64,18 +63,6 @@ class _LossRecorder:
         self.monitor.record(f"task {self.task}", strategy.last_loss)
         if strategy.iteration % self.every == 0:
             self.writer.add_scalar("train/scalarized_loss", strategy.last_loss, strategy.iteration)
-
-
-def build_strategy(cfg: DictConfig, device: torch.device) -> ContinualParetoStrategy:
-    """The continual Pareto strategy of ``cfg`` (MLP target with two heads from ``target.hidden``)."""
-    s = cfg.strategy
-    return ContinualParetoStrategy(
-        target=MLPTwoHeads(hidden=list(cfg.target.hidden)), losses=LOSSES, emb_dim=cfg.hnet.emb_dim,
-        emb_std=float(s.emb_std), beta=float(s.beta), reg_rays=s.reg_rays, start=s.start, **hypernetwork_options(cfg),
-        solver=s.solver, solver_options=solver_options(cfg), alpha=float(s.alpha), rays_per_step=s.rays_per_step,
-        lr=cfg.train.lr,
-        train_mb_size=cfg.train.batch_size, eval_mb_size=cfg.train.eval_batch_size, seed=cfg.seed, device=device,
-    )
 
 
 def run_pareto_cl(cfg: DictConfig) -> Dict[str, Any]:
@@ -118,7 +105,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
     tasks = permuted_tasks(b.n_tasks, train, test)
     rays = evaluation_rays(len(LOSSES), b.n_eval_rays)
     ref = [float(v) for v in b.ref_point]
-    strategy = build_strategy(cfg, device)
+    strategy = build_continual_pareto_strategy(cfg, device)
     built = built_description(strategy.hnet.inner, strategy.target.module)
     built["hnet"].update({"emb_dim": cfg.hnet.emb_dim, "emb_std": float(cfg.strategy.emb_std)})
     monitor = LossMonitor(bound=LOSS_BOUND)

@@ -25,7 +25,7 @@ from torch.utils.data import TensorDataset
 
 from strategies.phn import iterate_batches
 
-from .builders import make_target
+from .composition import make_target
 from .fairness import FAIRNESS_LOSSES, hard_objectives, load_fairness, soft_objectives
 from .multimnist import LOSSES as MULTIMNIST_LOSSES
 from .multimnist import LeNetTarget, load_multimnist

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .config import load_config, resume_changes
-from .reporting import config_dict, write_json
+from .run_records import config_dict, write_json
 
 RUNS = Path("runs/reproduce")
 ROWS: Dict[str, Dict[str, Any]] = {
@@ -100,7 +100,7 @@ def check_row_config(row: str, seed: int, extra: List[str], config: Dict[str, An
 @torch.no_grad()
 def entropy_accuracy(folder: Path) -> float:
     """CL3: accuracy with the task inferred by the lowest predictive entropy (HNET+ENT)."""
-    from benchmarks.builders import build_cl_model_from_config
+    from benchmarks.composition import build_cl_model_from_config
     from benchmarks.cl_runner import make_benchmark
     from omegaconf import OmegaConf
 

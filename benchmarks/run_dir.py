@@ -36,7 +36,7 @@ from .budget import RunPaused
 from .checkpoint import Upgrade, check_resumable, load_checkpoint
 from .config import ConfigError
 from .progress import outside_bars
-from .reporting import LossMonitor, config_dict, peak_memory_mb, run_folder
+from .run_records import LossMonitor, config_dict, peak_memory_mb, run_folder
 
 LOCK, CHECKPOINT, METRICS, LOG, TENSORBOARD = ".lock", "checkpoint.pt", "metrics.json", "log.txt", "tensorboard"
 NEW_FOLDER = "run_dir=<new folder>"

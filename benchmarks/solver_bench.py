@@ -19,7 +19,7 @@ from typing import Dict, List
 
 from benchmarks.config import ConfigError, load_config
 from benchmarks.fairness_bench import _run, _stats
-from benchmarks.reporting import write_json
+from benchmarks.run_records import write_json
 from strategies.solvers import SOLVERS
 
 SOLVER_NAMES = ("ls", "epo", "tch", "stch", "hvi")

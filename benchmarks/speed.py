@@ -37,7 +37,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import nn
 
-from benchmarks.reporting import write_json
+from benchmarks.run_records import write_json
 
 RESULTS = Path("bench/results")
 PAPER = dict(hidden=(1000, 1000), chunk_size=78000, hnet_hidden=(25, 25), emb_dim=24, chunk_emb_dim=8, batch=128)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.builders import build_cl_model_from_config, build_phn_from_config, make_target
+from benchmarks.composition import build_cl_model_from_config, build_phn_from_config, make_target
 from benchmarks.config import ConfigError, load_config
 from benchmarks.fairness import FAIRNESS_LOSSES
 from cl_moo import HeadPiece, Hypernetwork, init_hypernetwork

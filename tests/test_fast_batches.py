@@ -147,7 +147,7 @@ class EveryStep(SupervisedPlugin):
 
 def test_losses_read_every_few_steps_equal_those_read_every_step():
     from benchmarks.cl_runner import LossRecorder
-    from benchmarks.reporting import LossMonitor
+    from benchmarks.run_records import LossMonitor
 
     monitor, every_step = LossMonitor(), EveryStep()
     torch.manual_seed(0)

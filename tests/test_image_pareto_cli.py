@@ -209,7 +209,7 @@ def test_a_front_that_learned_nothing_gets_a_hypervolume_note(tmp_path, data_roo
 
 
 def test_zero_hypervolume_note_only_for_fronts_that_dominate_nothing():
-    from benchmarks.reporting import zero_hypervolume_note
+    from benchmarks.run_records import zero_hypervolume_note
 
     names = ["a", "b"]
     assert zero_hypervolume_note([[2.5, 0.1], [0.1, 2.5]], [2.0, 2.0], names, "front") is not None  # each misses one

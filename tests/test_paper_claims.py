@@ -70,3 +70,11 @@ def test_the_claims_page_shows_each_verdict_and_refuses_quick_runs(tmp_path, mon
     cli.run_claim("c_claim", seeds=[0], quick=True, out=folder)
     with pytest.raises(ValueError, match=r"quick \(test-size\) runs: \['c_claim'\]"):
         doc_pages.render_paper_claims(tmp_path)
+
+
+def test_the_readme_states_each_recorded_verdict():
+    readme = (cli.ROOT / "README.md").read_text()
+    records = [json.loads(p.read_text()) for p in sorted(cli.RESULTS.glob("*.json"))]
+    assert {r["name"] for r in records} == set(CLAIMS), "every claim has a recorded result"
+    for r in records:
+        assert f"(`{r['name']}`): **{doc_pages.HOLDS[r['holds']]}**" in readme, r["name"]

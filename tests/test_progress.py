@@ -6,7 +6,7 @@ import re
 import pytest
 
 from benchmarks.progress import RunProgress, format_seconds
-from benchmarks.reporting import run_summary
+from benchmarks.run_records import run_summary
 from cl_moo.run import main
 
 

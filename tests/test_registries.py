@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.builders import build_phn_from_config, hypernetwork_options, make_target
+from benchmarks.composition import build_phn_from_config, hypernetwork_options, make_target
 from benchmarks.config import ConfigError, load_config, resume_changes
 from benchmarks.fairness import FAIRNESS_LOSSES
 from cl_moo import builder

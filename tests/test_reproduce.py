@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.config import load_config, resume_changes
-from benchmarks.reporting import config_dict
+from benchmarks.run_records import config_dict
 from benchmarks.reproduce import ROWS, check_row_config
 
 

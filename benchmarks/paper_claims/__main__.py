@@ -9,7 +9,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from benchmarks.reporting import write_json
+from benchmarks.run_records import write_json
 
 from . import CLAIMS, claim_module
 

@@ -24,7 +24,7 @@ import benchmarks.pareto_problems as pareto_problems
 import benchmarks.regression as regression
 from benchmarks.checkpoint import save_checkpoint
 from benchmarks.config import RESUME_SAFE_KEYS, ConfigError, load_config
-from benchmarks.reporting import write_json
+from benchmarks.run_records import write_json
 from cl_moo.run import main
 
 pytestmark = pytest.mark.slow  # end-to-end runs killed, resumed and refused: outside the quick subset (pytest -m 'not slow')

@@ -1,13 +1,24 @@
 """The composition root: a run's config -> target network, hypernetwork, strategy.
 
-Both runners and the benchmark scripts build models here and nowhere else, so every
-``target.*`` and ``hnet.*`` key reaches the model, and what a run records as built
-(``hnet.build_options``) is what it trained.
+Whatever is built from a run config (:func:`benchmarks.config.load_config`) is built here and
+nowhere else: the target MLP, the hypernetwork and the strategy of the three runners
+(:mod:`benchmarks.cl_runner`, :mod:`benchmarks.moo_runner`, :mod:`benchmarks.pareto_cl_runner`) and
+of the scripts that start from a run config (:mod:`benchmarks.cl_mip_bench`,
+:mod:`benchmarks.reproduce`). So every ``target.*``, ``hnet.*``, ``strategy.*`` and ``train.*`` key
+a strategy reads reaches it, and what a run records as built (``hnet.build_options``) is what it
+trained. The runners add only their run-time wiring (device, evaluator, logging plugins).
+
+Not here: the fixed targets of a benchmark (PHN's LeNet for Multi-MNIST, in
+:mod:`benchmarks.pareto_problems`), and the experiment scripts that build a strategy from their own
+command-line options or constants, not from a run config (:mod:`benchmarks.multimnist_bench`,
+:mod:`benchmarks.speed`, :mod:`benchmarks.continual_pareto_bench`, :mod:`benchmarks.toy_lin2019`,
+:mod:`benchmarks.cl_fast_start`, and :mod:`benchmarks.defaults_matrix`, whose ``api_*`` rows call
+the library's constructors with their defaults on purpose): they call the library as a user would.
 """
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -80,6 +91,23 @@ def build_cl_model_from_config(cfg: DictConfig, info: Dict[str, Any]):
     return model
 
 
+def build_cl_strategy(cfg: DictConfig, model, device: Union[str, torch.device], *, classification: bool,
+                      evaluator, plugins: Optional[Sequence] = None):
+    """The continual strategy (:class:`strategies.HypernetworkStrategy`) of ``cfg.strategy`` and ``cfg.train``
+    for the ``model`` of :func:`build_cl_model_from_config`: cross-entropy for a classification benchmark,
+    else MSE. ``evaluator`` and ``plugins``: the caller's evaluation and logging (``evaluator=None``: none)."""
+    from strategies.hnet_cl import HypernetworkStrategy
+
+    s = cfg.strategy
+    return HypernetworkStrategy(
+        model=model, lr=cfg.train.lr, beta=s.beta, reg_targets=s.reg_targets, reg_subset=s.reg_subset,
+        lookahead=s.lookahead, task_inference=s.task_inference, train_iterations=cfg.train.iterations,
+        criterion=nn.CrossEntropyLoss() if classification else nn.MSELoss(),
+        train_mb_size=cfg.train.batch_size, eval_mb_size=cfg.train.eval_batch_size, device=device,
+        evaluator=evaluator, plugins=plugins,
+    )
+
+
 def build_phn_from_config(cfg: DictConfig, target: nn.Module, losses, device: torch.device):
     """Pareto hypernetwork strategy for a Pareto benchmark's target network and losses."""
     from strategies.phn import ParetoHypernetworkStrategy
@@ -90,6 +118,22 @@ def build_phn_from_config(cfg: DictConfig, target: nn.Module, losses, device: to
         solver=s.solver, solver_options=solver_options(cfg), alpha=float(s.alpha), rays_per_step=s.rays_per_step,
         lr=cfg.train.lr,
         train_epochs=cfg.train.epochs, train_mb_size=cfg.train.batch_size, device=device,
+    )
+
+
+def build_continual_pareto_strategy(cfg: DictConfig, device: torch.device):
+    """The continual Pareto strategy of ``cfg`` (MLP target with two heads from ``target.hidden``)."""
+    from strategies.phn_cl import ContinualParetoStrategy
+
+    from .multimnist import LOSSES, MLPTwoHeads
+
+    s = cfg.strategy
+    return ContinualParetoStrategy(
+        target=MLPTwoHeads(hidden=list(cfg.target.hidden)), losses=LOSSES, emb_dim=cfg.hnet.emb_dim,
+        emb_std=float(s.emb_std), beta=float(s.beta), reg_rays=s.reg_rays, start=s.start, **hypernetwork_options(cfg),
+        solver=s.solver, solver_options=solver_options(cfg), alpha=float(s.alpha), rays_per_step=s.rays_per_step,
+        lr=cfg.train.lr,
+        train_mb_size=cfg.train.batch_size, eval_mb_size=cfg.train.eval_batch_size, seed=cfg.seed, device=device,
     )
 
 
