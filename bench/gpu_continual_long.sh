@@ -21,7 +21,7 @@ part() {  # part NAME bench-args...
   local name=$1; shift
   [ "$SEED" != 0 ] && name=${name}_seed$SEED
   [ -n "${TAG:-}" ] && name=${name}_$TAG
-  timeout "$LEFT" $PY -m benchmarks.continual_pareto_bench $COMMON "$@" --seed "$SEED" --out "$OUT/cp_long_$name.json" \
+  timeout "$LEFT" $PY -m benchmarks.experiments.continual_pareto_bench $COMMON "$@" --seed "$SEED" --out "$OUT/cp_long_$name.json" \
     > "$OUT/cp_long_$name.log" 2>&1
   stamp "$name exit $?"
 }

@@ -19,6 +19,6 @@ T0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
 PY=${PY:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
-$PY -c "import torch, avalanche, pymoo.indicators.hv, hydra, cl_moo, strategies, benchmarks.cl_runner, benchmarks.moo_runner; \
+$PY -c "import torch, avalanche, pymoo.indicators.hv, hydra, cl_moo, strategies, benchmarks.runners.cl_runner, benchmarks.runners.pareto_runner; \
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" >> "$OUT/gpu.txt" 2>&1 || { tail -5 "$OUT/gpu.txt"; exit 1; }
 tail -1 "$OUT/gpu.txt"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # GPU session for the image Pareto benchmarks, run from the project root on a CUDA machine; results
 # (JSON, logs) in $OUT/runs.tgz. In parallel on the one GPU, each process time-boxed to the budget:
-#   * python -m benchmarks.multimnist_bench for Multi-MNIST, Multi-Fashion and Multi-(Fashion+MNIST)
+#   * python -m benchmarks.experiments.multimnist_bench for Multi-MNIST, Multi-Fashion and Multi-(Fashion+MNIST)
 #     (one process per data set: PHN-LS, PHN-EPO, then 5 separately trained LS models), all training
 #     images (108,000 after PHN's 10 % validation split) and all 20,000 test images;
 #   * the Chebyshev and smooth Chebyshev solvers on Multi-MNIST (same settings), then HVI;
-#   * python -m benchmarks.continual_pareto_bench: 5 permuted Multi-MNIST tasks (regularized, without
+#   * python -m benchmarks.experiments.continual_pareto_bench: 5 permuted Multi-MNIST tasks (regularized, without
 #     the regularizer, one PHN per task alone);
 #   * the device tests of the Pareto strategies.
 # Each result is written as soon as it exists, so a process cut by the budget keeps what it finished.
@@ -23,18 +23,18 @@ fi
 LEFT=$(( BUDGET - ($(date +%s) - T0) ))
 COMMON="--device $DEVICE --train $TRAIN --test $TEST --epochs $EPOCHS --lr $LR --init $INIT"
 for kind in mnist fashion fashion_mnist; do
-  ( timeout "$LEFT" $PY -m benchmarks.multimnist_bench --kinds $kind $COMMON --k-separate 5 \
+  ( timeout "$LEFT" $PY -m benchmarks.experiments.multimnist_bench --kinds $kind $COMMON --k-separate 5 \
       --out "$RUNS/multimnist_$kind.json" > "$RUNS/multimnist_$kind.log" 2>&1; stamp "multimnist $kind exit $?" ) &
 done
-( timeout "$LEFT" $PY -m benchmarks.multimnist_bench --kinds mnist $COMMON --methods phn_tch phn_stch \
+( timeout "$LEFT" $PY -m benchmarks.experiments.multimnist_bench --kinds mnist $COMMON --methods phn_tch phn_stch \
     --out "$RUNS/multimnist_solvers_mnist.json" > "$RUNS/multimnist_solvers.log" 2>&1
   stamp "solvers exit $?"
   LEFT2=$(( BUDGET - ($(date +%s) - T0) ))
-  timeout "$LEFT2" $PY -m benchmarks.multimnist_bench --kinds mnist $COMMON --methods phn_hvi --rays-per-step 4 \
+  timeout "$LEFT2" $PY -m benchmarks.experiments.multimnist_bench --kinds mnist $COMMON --methods phn_hvi --rays-per-step 4 \
     --out "$RUNS/multimnist_hvi_mnist.json" > "$RUNS/multimnist_hvi.log" 2>&1
   stamp "hvi exit $?" ) &
 # the settings of bench/results/gpu_h200_issue14/continual_pareto.json, pinned when the bench's defaults changed
-( timeout "$LEFT" $PY -m benchmarks.continual_pareto_bench --device $DEVICE --tasks 5 --train $CP_TRAIN --test $TEST \
+( timeout "$LEFT" $PY -m benchmarks.experiments.continual_pareto_bench --device $DEVICE --tasks 5 --train $CP_TRAIN --test $TEST \
     --target lenet --beta 0.05 --emb-std 1.0 \
     --steps $CP_STEPS --lr $LR --init $INIT --out "$RUNS/continual_pareto.json" > "$RUNS/continual_pareto.log" 2>&1
   stamp "continual pareto exit $?" ) &

@@ -2,7 +2,7 @@
 # One GPU session, run from the project root on a CUDA machine (all results under $OUT):
 #   1. the device tests (tests/test_device_placement.py runs both strategies on cuda) and the core
 #      strategy tests, beside
-#   2. solo step timings on the GPU (python -m benchmarks.speed --device cuda), then
+#   2. solo step timings on the GPU (python -m benchmarks.experiments.speed --device cuda), then
 #   3. in parallel, sharing the one GPU: the PMNIST-10 paper preset (MLP 1000-1000, 5000 iterations
 #      per task), PMNIST-100 with fewer iterations per task (per-task train time and peak memory in
 #      its log), and the fairness benchmark (one process per data set).
@@ -21,7 +21,7 @@ TESTS=$!
 
 if [ "$SPEED" = 1 ]; then
   stamp "solo step timings"
-  timeout 100 $PY -m benchmarks.speed --device "$DEVICE" --only overhead regularizer phn --warmup 5 --reps 20 \
+  timeout 100 $PY -m benchmarks.experiments.speed --device "$DEVICE" --only overhead regularizer phn --warmup 5 --reps 20 \
     --tasks 1 10 100 > "$RUNS/speed.log" 2>&1
   stamp "speed exit $?"
   for f in overhead regularizer phn; do cp "bench/results/speed_$f.json" "$RUNS/speed_${f}_$DEVICE.json" 2>/dev/null; done
@@ -41,7 +41,7 @@ run pmnist100-short "$LEFT" benchmark=pmnist preset=paper benchmark.n_tasks=$NT1
   train.iterations=$IT100 train.eval_tasks=current seed=0 &
 if [ "$FAIR" = 1 ]; then
   for b in adult default bank; do
-    ( timeout "$LEFT" $PY -m benchmarks.fairness_bench --benchmarks $b --out "$RUNS/fairness_$b.json" \
+    ( timeout "$LEFT" $PY -m benchmarks.experiments.fairness_bench --benchmarks $b --out "$RUNS/fairness_$b.json" \
         > "$RUNS/fairness_$b.log" 2>&1; stamp "fairness $b exit $?" ) &
   done
 fi

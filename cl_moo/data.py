@@ -161,7 +161,7 @@ KNOWN_FILES: Dict[str, KnownFile] = {
 
 def add_known_files(entries: Mapping[str, KnownFile]) -> None:
     """Adds what is known of more data files to :data:`KNOWN_FILES` (a benchmark defined outside the library
-    brings its own checksums: ``benchmarks.registry.register_benchmark(..., known_files=...)``). The same
+    brings its own checksums: ``benchmarks.data.registry.register_benchmark(..., known_files=...)``). The same
     entry again is accepted; a different entry for a name already known raises ``ValueError``."""
     for name, info in entries.items():
         known = KNOWN_FILES.get(name)

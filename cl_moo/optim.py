@@ -3,7 +3,7 @@
 ``torch.optim.Adam``'s default for CPU tensors is a per-tensor loop of separate element-wise
 ops; the fused kernel does the same update (Kingma & Ba 2015, Alg. 1) in one vectorised,
 multi-threaded pass (about 9x faster for a 2M-parameter hypernetwork on a 2-core CPU, see
-``benchmarks/speed.py``). It needs floating-point parameters on a device with fused kernels;
+``benchmarks/experiments/speed.py``). It needs floating-point parameters on a device with fused kernels;
 otherwise the default implementation is used.
 """
 

@@ -30,7 +30,7 @@ def _use_installed_packages() -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     _use_installed_packages()
-    from benchmarks.cli import main as cli_main
+    from benchmarks.command_line.cli import main as cli_main
 
     return cli_main(argv)
 

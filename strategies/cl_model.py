@@ -11,7 +11,7 @@ Task embeddings are created by :meth:`adaptation` when a training experience bri
 label: from ``N(0, emb_std^2)`` drawn from the model's own generator (``emb_init="random"``, the
 default) or copied from the previous task's embedding (``emb_init="previous"``, the hypercl
 reference code's option; a new task starts from the last task's network). Measured on 5-task
-Split MNIST (``benchmarks/cl_fast_start.py``; ``docs/reproduction.md``, Split MNIST), copying did not
+Split MNIST (``benchmarks/experiments/cl_fast_start.py``; ``docs/reproduction.md``, Split MNIST), copying did not
 start new tasks faster and forgot more (the new task's gradient first moves the old task's outputs),
 so it is not the default.
 Evaluation creates nothing and draws no random numbers.

@@ -144,13 +144,13 @@ class HypernetworkStrategy(SupervisedTemplate):
     ``lr``: 3e-4 by default. Adam moves every hypernetwork parameter by about ``lr`` per step, so a
     generated weight moves by about ``lr`` times the L1 norm of the head's input: at 1e-3 with
     ``N(0, 1)`` task embeddings one step could kill most of a chunked hypernetwork's generated ReLUs;
-    at 3e-4 every seed of permuted MNIST and Split MNIST learned (``benchmarks.defaults_matrix``;
+    at 3e-4 every seed of permuted MNIST and Split MNIST learned (``benchmarks.experiments.defaults_matrix``;
     numbers in ``docs/reproduction.md``, "Numbers behind the defaults"). Training-health
     monitors (``health_every`` iterations, :mod:`strategies.health_plugin`) warn about dead units,
     a loss at chance and forgetting spikes; ``health_every=None`` turns them off.
 
     ``fast_batches`` (default True): for data sets of in-memory tensor rows (every benchmark built with
-    ``benchmarks.avalanche_streams``), mini-batches are gathered whole on the strategy's device
+    ``benchmarks.data.avalanche_streams``), mini-batches are gathered whole on the strategy's device
     instead of one sample at a time, inside Avalanche's own loaders (:mod:`strategies.fast_batches`):
     the same batches in the same order, checked on a probe batch; other data sets keep Avalanche's fetch.
 

@@ -323,7 +323,8 @@ class ParetoHypernetworkStrategy:
         self.solver: Solver = make_solver(solver, **dict(solver_options or {}))
         self.alpha = float(alpha)
         self.ray_sampler: RaySampler = DirichletRays(self.m, self.alpha) if ray_sampler is None else ray_sampler
-        # the Dirichlet(alpha) distribution itself, for callers that sample outside the strategy (benchmarks/speed.py)
+        # the Dirichlet(alpha) distribution itself, for callers that sample outside the strategy
+        # (benchmarks/experiments/speed.py)
         self.dirichlet = torch.distributions.Dirichlet(torch.full((self.m,), self.alpha, device=self.device))
         self.seed = None if seed is None else int(seed)
         base = self.seed if self.seed is not None else int(torch.randint(0, 2**62, (1,)).item())

@@ -269,7 +269,7 @@ class Chebyshev(Solver):
     objective i expensive, so the ray's solution is small in ``l_i``. The minimiser on a connected
     front equalises ``r_i (l_i - z_i)`` across objectives, i.e. ``l - z`` points along ``1/r``:
     the same exact-Pareto target as :class:`EPO` (``r_i l_i`` constant) and the score of
-    ``benchmarks/toy_lin2019.py`` (angle between ``l`` and ``1/r``). Unlike LS, TCH reaches every
+    ``benchmarks/experiments/toy_lin2019.py`` (angle between ``l`` and ``1/r``). Unlike LS, TCH reaches every
     Pareto optimal point, on concave fronts too. The gradient flows only through the objective that
     attains the max (the subgradient of ``max``); ties split it as ``torch.amax`` does.
     """

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.composition import build_cl_model_from_config, build_phn_from_config, make_target
-from benchmarks.config import ConfigError, load_config
-from benchmarks.fairness import FAIRNESS_LOSSES
+from benchmarks.runners.composition import build_cl_model_from_config, build_phn_from_config, make_target
+from benchmarks.configuration.config import ConfigError, load_config
+from benchmarks.data.fairness import FAIRNESS_LOSSES
 from cl_moo import HeadPiece, Hypernetwork, init_hypernetwork
 from cl_moo.hypernetwork import mlp
 from cl_moo.run import main

@@ -1,4 +1,4 @@
-"""The benchmark registry (benchmarks/registry.py): the lists, objectives and default strategies derive from
+"""The benchmark registry (benchmarks/data/registry.py): the lists, objectives and default strategies derive from
 it, Split MNIST runs from the command line, and a benchmark defined in this file (a tiny continual regression
 with its own loader and config) is registered and run through the same command line."""
 import dataclasses
@@ -8,10 +8,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from benchmarks import registry
-from benchmarks.cl_runner import make_benchmark
-from benchmarks.config import ConfigError, config_dir, families, group_options, load_config, objectives, run_kind
-from benchmarks.registry import BENCHMARKS, Benchmark, get_benchmark, register_benchmark, unregister_benchmark
+from benchmarks.data import registry
+from benchmarks.runners.cl_runner import make_benchmark
+from benchmarks.configuration.config import (ConfigError, config_dir, families, group_options, load_config, objectives,
+                                             run_kind)
+from benchmarks.data.registry import BENCHMARKS, Benchmark, get_benchmark, register_benchmark, unregister_benchmark
 from cl_moo import data
 from cl_moo.run import main
 
@@ -47,7 +48,7 @@ def test_bad_entries_and_unknown_names_are_refused_clearly():
         register_benchmark(get_benchmark("pmnist"))
     with pytest.raises(KeyError, match="did you mean 'splitmnist'"):
         get_benchmark("splitmnst")
-    with pytest.raises(ConfigError, match="no entry in benchmarks.registry"):
+    with pytest.raises(ConfigError, match="no entry in benchmarks.data.registry"):
         run_kind("cifar")
     with pytest.raises(ValueError, match="not a continual-learning benchmark; registered: pmnist, regression"):
         make_benchmark(load_config(["benchmark=adult"]))
@@ -62,7 +63,7 @@ def test_bad_entries_and_unknown_names_are_refused_clearly():
 def test_a_yaml_file_and_its_entry_must_agree_on_the_default_strategy(monkeypatch):
     monkeypatch.setitem(BENCHMARKS, "regression", dataclasses.replace(BENCHMARKS["regression"],
                                                                        default_strategy="finetune"))
-    with pytest.raises(ConfigError, match="chooses strategy=hnet_cl but benchmarks.registry says finetune"):
+    with pytest.raises(ConfigError, match="chooses strategy=hnet_cl but benchmarks.data.registry says finetune"):
         load_config(["benchmark=regression"])
     assert load_config(["benchmark=regression", "strategy=finetune"]).strategy.name == "finetune"
 
@@ -107,7 +108,7 @@ TOY_CALLS: list = []
 
 def toy_regression(cfg):
     """Two tasks, y = a * x on [-1, 1] with a = 1, -1: a continual regression with its own loader."""
-    from benchmarks.avalanche_streams import task_benchmark
+    from benchmarks.data.avalanche_streams import task_benchmark
 
     TOY_CALLS.append(cfg.benchmark.n_train)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from benchmarks.budget import PAUSED_EXIT_STATUS, RunPaused, TimeBudget
+from benchmarks.runners.budget import PAUSED_EXIT_STATUS, RunPaused, TimeBudget
 from cl_moo.run import main
 
 CL_TINY = [

@@ -8,8 +8,8 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EWCPlugin, LRSchedulerPlugin, LwFPlugin, ReplayPlugin
 from torch import nn
 
-from benchmarks.avalanche_streams import task_dataset
-from benchmarks.pmnist import permuted_mnist
+from benchmarks.data.avalanche_streams import task_dataset
+from benchmarks.data.pmnist import permuted_mnist
 from strategies import HypernetworkStrategy, TaskLabelError, build_cl_model
 
 warnings.filterwarnings("ignore", message="No loggers specified")
@@ -186,7 +186,7 @@ def test_a_stream_without_task_labels_is_refused_instead_of_fine_tuning():
 def test_avalanche_permuted_mnist_without_task_ids_is_refused(data_root, tmp_path):
     from avalanche.benchmarks.classic import PermutedMNIST
 
-    from benchmarks.pmnist import avalanche_permuted_mnist
+    from benchmarks.data.pmnist import avalanche_permuted_mnist
 
     avalanche_permuted_mnist(2, root=data_root)  # places the idx files where torchvision reads them
     from pathlib import Path

@@ -8,7 +8,7 @@ from avalanche.logging import TensorboardLogger
 from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
 
-from benchmarks.pmnist import permuted_mnist
+from benchmarks.data.pmnist import permuted_mnist
 from cl_moo.cl_metrics import cl_summary
 from strategies import HypernetworkStrategy, OutputRegularizer, build_cl_model, lookahead_delta
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.cli import main
-from benchmarks.config import REGISTRY_CHOICES, ConfigError, choices, load_config
+from benchmarks.command_line.cli import main
+from benchmarks.configuration.config import REGISTRY_CHOICES, ConfigError, choices, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,10 +1,10 @@
 """docs/config.md lists every configuration key with its default, allowed values and meaning, and is
 regenerated whenever a config changes."""
-from benchmarks import config_reference
+from benchmarks.command_line import config_reference
 
 
 def test_the_committed_reference_is_the_generated_one():
-    assert config_reference.main(["--check"]) == 0, "run: python -m benchmarks.config_reference"
+    assert config_reference.main(["--check"]) == 0, "run: python -m benchmarks.command_line.config_reference"
 
 
 def test_every_key_has_a_meaning_and_a_row():

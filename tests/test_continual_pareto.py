@@ -74,7 +74,7 @@ def test_tasks_are_checked():
 
 
 def test_bench_goals_list_tasks_without_a_reference_instead_of_dropping_them():
-    from benchmarks.continual_pareto_bench import goals
+    from benchmarks.experiments.continual_pareto_bench import goals
 
     reg = {"hv_final": [1.49, 1.01, 0.77], "hv_forgetting_relative": [0.035, 0.005, 0.0]}
     g = goals(reg, [1.29, 1.21, 0.0])  # the third stand-alone PHN learned nothing (HV 0)
@@ -87,7 +87,7 @@ def test_bench_goals_list_tasks_without_a_reference_instead_of_dropping_them():
 
 
 def test_bench_hv_curve_records_the_hv_at_the_asked_steps_of_each_task():
-    from benchmarks.continual_pareto_bench import HVCurve
+    from benchmarks.experiments.continual_pareto_bench import HVCurve
 
     rays = evaluation_rays(2, 5)
     curve = HVCurve([3, 1, 3, 50], rays)  # unsorted, repeated, beyond the budget
@@ -106,7 +106,7 @@ def test_bench_hv_curve_records_the_hv_at_the_asked_steps_of_each_task():
 def test_bench_runs_keep_a_curve_per_task_and_save_each_finished_task():
     from argparse import Namespace
 
-    from benchmarks.continual_pareto_bench import run_continual, run_standalone
+    from benchmarks.experiments.continual_pareto_bench import run_continual, run_standalone
 
     gen = torch.Generator().manual_seed(0)
 

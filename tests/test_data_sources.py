@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import cl_moo.data
-from benchmarks.fairness import SPECS, load_fairness
-from benchmarks.multimnist import load_source
+from benchmarks.data.fairness import SPECS, load_fairness
+from benchmarks.data.multimnist import load_source
 from cl_moo.data import (
     ADULT_COLUMNS,
     KNOWN_FILES,

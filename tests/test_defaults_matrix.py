@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from benchmarks.defaults_matrix import ROWS, main, run_matrix
+from benchmarks.experiments.defaults_matrix import ROWS, main, run_matrix
 
 pytestmark = pytest.mark.slow  # trains every default on two seeds: outside the quick subset (pytest -m 'not slow')
 

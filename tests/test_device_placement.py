@@ -11,7 +11,7 @@ from avalanche.training.plugins import ReplayPlugin
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from benchmarks.pmnist import permuted_mnist
+from benchmarks.data.pmnist import permuted_mnist
 from device_tracking import DeviceTracker
 from strategies import HypernetworkStrategy, ParetoHypernetworkStrategy, build_cl_model
 from two_quadratics import A, B, Point

@@ -77,12 +77,12 @@ def _cl_moo_run_args(command: str) -> List[str]:
 
 def check_cl_moo_run(command: str) -> None:
     """Composes (and checks) the configuration the command would run with; raises AssertionError."""
-    from benchmarks.config import ConfigError
+    from benchmarks.configuration.config import ConfigError
     from cl_moo.run import main
 
     args = _cl_moo_run_args(command)
     if "-m" in args or "--multirun" in args:
-        from benchmarks.sweep import prepare_sweep
+        from benchmarks.command_line.sweep import prepare_sweep
 
         if "resume=true" in args:  # a resume needs the interrupted sweep's folder: check the sweep it finishes
             args = [a for a in args if a != "resume=true"]
@@ -119,7 +119,7 @@ def check_command(command: str) -> None:
     if re.match(r"(\S+=\S+ )*(\.venv/bin/)?python3? -m cl_moo\.run( |$)", command):
         check_cl_moo_run(command)
         return
-    match = re.match(r"(\.venv/bin/)?python3? -m (?P<module>(benchmarks|cl_moo)\.\w+)", command)
+    match = re.match(r"(\.venv/bin/)?python3? -m (?P<module>(benchmarks|cl_moo)(\.\w+)+)", command)
     if match:
         module = importlib.import_module(match["module"])
         assert callable(getattr(module, "main", None)), f"{command}: {match['module']} has no main()"
@@ -201,16 +201,16 @@ def test_a_failing_python_block_fails(tmp_path):
 
 
 def test_the_generated_pages_are_up_to_date():
-    from benchmarks import doc_pages
+    from benchmarks.experiments import doc_pages
 
-    assert doc_pages.main(["--check"]) == 0, "run: python -m benchmarks.doc_pages"
+    assert doc_pages.main(["--check"]) == 0, "run: python -m benchmarks.experiments.doc_pages"
 
 
 def test_a_changed_result_makes_the_results_page_stale(tmp_path):
     import json
     import shutil
 
-    from benchmarks import doc_pages
+    from benchmarks.experiments import doc_pages
 
     results = tmp_path / "results"
     shutil.copytree(doc_pages.RESULTS, results)

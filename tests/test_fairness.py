@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from benchmarks.fairness import FAIRNESS_LOSSES, fn_gap_loss, fp_gap_loss, hard_objectives, load_fairness
+from benchmarks.data.fairness import FAIRNESS_LOSSES, fn_gap_loss, fp_gap_loss, hard_objectives, load_fairness
 from cl_moo.data import DataFileError
 
 

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import strategies.fast_batches as fast_batches
-from benchmarks.avalanche_streams import task_benchmark
+from benchmarks.data.avalanche_streams import task_benchmark
 from strategies import HypernetworkStrategy, build_cl_model
 
 
@@ -146,8 +146,8 @@ class EveryStep(SupervisedPlugin):
 
 
 def test_losses_read_every_few_steps_equal_those_read_every_step():
-    from benchmarks.cl_runner import LossRecorder
-    from benchmarks.run_records import LossMonitor
+    from benchmarks.runners.cl_runner import LossRecorder
+    from benchmarks.runners.run_records import LossMonitor
 
     monitor, every_step = LossMonitor(), EveryStep()
     torch.manual_seed(0)

@@ -149,7 +149,7 @@ def test_solver_recovers_the_known_pareto_front_of_two_quadratics(solver):
 # ---------------------------------------------------------------- (c) Lin et al. 2019 toy
 @pytest.mark.parametrize("solver", ["tch", "stch", "hvi"])
 def test_solvers_give_distinct_pareto_optimal_points_on_the_lin2019_toy(solver):
-    from benchmarks.toy_lin2019 import N, Vector, angles_to_inverse_rays, lin2019_losses
+    from benchmarks.experiments.toy_lin2019 import N, Vector, angles_to_inverse_rays, lin2019_losses
 
     phn = ParetoHypernetworkStrategy(target=Vector(N), losses=lin2019_losses(N), objective_only=True, solver=solver,
                                      hidden=(100, 100), target_gain=1.0, alpha=1.0, rays_per_step=16, lr=1e-3, seed=0)
@@ -176,7 +176,7 @@ def test_solvers_give_distinct_pareto_optimal_points_on_the_lin2019_toy(solver):
 
 
 def test_angles_to_inverse_rays_are_finite_on_rays_with_zeros_and_unchanged_on_positive_rays():
-    from benchmarks.toy_lin2019 import angles_to_inverse_rays
+    from benchmarks.experiments.toy_lin2019 import angles_to_inverse_rays
 
     rays = evaluation_rays(3, 25)  # Das-Dennis: 18 of its 28 rays have a zero entry (1/r = inf)
     assert (rays == 0).any(axis=1).sum() == 18

@@ -8,8 +8,8 @@ import torch
 from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
 
-from benchmarks.avalanche_streams import task_benchmark
-from benchmarks.run_records import epo_fallback_message
+from benchmarks.data.avalanche_streams import task_benchmark
+from benchmarks.runners.run_records import epo_fallback_message
 from cl_moo.health import DeadUnitProbe, HealthLog, HealthWarning, constant_prediction_loss
 from strategies import HypernetworkStrategy, build_cl_model
 

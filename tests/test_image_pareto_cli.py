@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import benchmarks.pareto_cl_runner as pareto_cl_runner
+import benchmarks.runners.continual_pareto_runner as continual_pareto_runner
 from cl_moo.run import main
 
 pytestmark = pytest.mark.slow  # image Pareto runs end to end: outside the quick subset (pytest -m 'not slow')
@@ -36,14 +36,14 @@ def metrics(out):
 def stop_after_first_checkpoint(monkeypatch, exception):
     """The continual Pareto runner raises ``exception`` right after writing its first checkpoint;
     returns the function that puts the real ``save_checkpoint`` back."""
-    original = pareto_cl_runner.save_checkpoint
+    original = continual_pareto_runner.save_checkpoint
 
     def stopped(path, payload):
         original(path, payload)
         raise exception
 
-    monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", stopped)
-    return lambda: monkeypatch.setattr(pareto_cl_runner, "save_checkpoint", original)
+    monkeypatch.setattr(continual_pareto_runner, "save_checkpoint", stopped)
+    return lambda: monkeypatch.setattr(continual_pareto_runner, "save_checkpoint", original)
 
 
 @pytest.mark.parametrize("extra", [["strategy=phn_ls"], ["strategy=phn_epo", "benchmark.kind=fashion_mnist"],
@@ -157,7 +157,7 @@ def test_continual_pareto_resumes_after_a_task_like_an_uninterrupted_run(seq_ful
 
 
 def test_reproduced_phn_hypervolumes_match_only_their_setting():
-    from benchmarks.published import published_for
+    from benchmarks.data.published import published_for
 
     config = {"benchmark.name": "multimnist", "benchmark.kind": "fashion_mnist", "strategy.name": "phn_epo",
               "strategy.solver": "epo"}
@@ -209,7 +209,7 @@ def test_a_front_that_learned_nothing_gets_a_hypervolume_note(tmp_path, data_roo
 
 
 def test_zero_hypervolume_note_only_for_fronts_that_dominate_nothing():
-    from benchmarks.run_records import zero_hypervolume_note
+    from benchmarks.runners.run_records import zero_hypervolume_note
 
     names = ["a", "b"]
     assert zero_hypervolume_note([[2.5, 0.1], [0.1, 2.5]], [2.0, 2.0], names, "front") is not None  # each misses one

@@ -10,7 +10,7 @@ from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
 
-from benchmarks.avalanche_streams import task_benchmark, task_dataset
+from benchmarks.data.avalanche_streams import task_benchmark, task_dataset
 from cl_moo import FunctionalTarget
 from strategies import HypernetworkStrategy, TaskLabelError, build_cl_model
 from strategies.solvers import EPO, Chebyshev, HypervolumeMaximization, LinearScalarization, SmoothChebyshev

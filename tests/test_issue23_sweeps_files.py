@@ -11,9 +11,9 @@ from typing import Dict
 
 import pytest
 
-import benchmarks.sweep as sweep_module
-from benchmarks.checkpoint import CheckpointWriteError, save_checkpoint
-from benchmarks.fairness import load_fairness
+import benchmarks.command_line.sweep as sweep_module
+from benchmarks.runners.checkpoint import CheckpointWriteError, save_checkpoint
+from benchmarks.data.fairness import load_fairness
 from cl_moo.data import DataFormatError
 from cl_moo.report import main as report_main
 from cl_moo.run import main
@@ -225,7 +225,7 @@ def test_a_full_disk_at_a_checkpoint_names_the_path_and_the_fix(tmp_path, monkey
 
     save_checkpoint(path, {"step": 1})
     before = path.read_bytes()
-    monkeypatch.setattr("benchmarks.checkpoint.torch.save", full)
+    monkeypatch.setattr("benchmarks.runners.checkpoint.torch.save", full)
     with pytest.raises(CheckpointWriteError) as info:
         save_checkpoint(path, {"step": 2})
     message = str(info.value)
@@ -240,7 +240,7 @@ def test_a_full_disk_during_a_run_is_one_line_with_exit_1(tmp_path, data_env, mo
     def full(*args, **kwargs):
         raise TORCH_DISK_FULL
 
-    monkeypatch.setattr("benchmarks.checkpoint.torch.save", full)
+    monkeypatch.setattr("benchmarks.runners.checkpoint.torch.save", full)
     run_dir = tmp_path / "run"
     assert main([*TINY, f"run_dir={run_dir}"]) == 1
     err = one_line(capsys.readouterr().err)

@@ -1,4 +1,4 @@
-"""Multi-MNIST / Multi-Fashion / Multi-(Fashion+MNIST) (benchmarks/multimnist.py) on the real idx files."""
+"""Multi-MNIST / Multi-Fashion / Multi-(Fashion+MNIST) (benchmarks/data/multimnist.py) on the real idx files."""
 import json
 import shutil
 
@@ -8,10 +8,8 @@ import torch
 from PIL import Image
 from torch.utils.data import TensorDataset
 
-from benchmarks.multimnist import (
-    LOSSES, REF_POINT, LeNetTarget, ce_left, ce_right, load_source, make_multi_dataset,
-    train_val_split,
-)
+from benchmarks.data.multimnist import (LOSSES, REF_POINT, LeNetTarget, ce_left, ce_right, load_source,
+                                        make_multi_dataset, train_val_split)
 from cl_moo.data import KNOWN_FILES, DataFileError
 from cl_moo.moo_metrics import evaluation_rays, hypervolume
 from strategies import ParetoHypernetworkStrategy
@@ -169,7 +167,7 @@ def test_phn_trains_and_evaluates_on_multimnist(data_root, solver):
 
 @pytest.mark.slow
 def test_the_bench_trains_its_separate_models_with_the_runners_ls_loop(data_root, tmp_path):
-    from benchmarks import multimnist_bench
+    from benchmarks.experiments import multimnist_bench
 
     out = tmp_path / "mm.json"
     with pytest.raises(SystemExit):  # refused before any training: one ray is not a front
@@ -184,9 +182,9 @@ def test_the_bench_trains_its_separate_models_with_the_runners_ls_loop(data_root
     assert all(0.0 <= a <= 1.0 for row in sep["accuracies"] for a in row)
     assert all(np.asarray(res[m]["losses"]).shape == (4, 2) for m in ("phn_ls", "phn_epo"))
     # model j is the runner's train_ls_model on ray j with the global RNG seeded seed + j
-    from benchmarks.moo_runner import train_ls_model
-    from benchmarks.pareto_problems import ParetoProblem, mean_losses
-    from benchmarks.multimnist import LOSSES, LeNetTarget, load_multimnist
+    from benchmarks.runners.pareto_runner import train_ls_model
+    from benchmarks.runners.pareto_problems import ParetoProblem, mean_losses
+    from benchmarks.data.multimnist import LOSSES, LeNetTarget, load_multimnist
     from omegaconf import OmegaConf
 
     train, test = load_multimnist("mnist", data_root, max_train=300, max_test=200)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.paper_claims import ClaimOutcome
-from benchmarks.paper_claims import hyperfan_cl as claim
+from benchmarks.experiments.paper_claims import ClaimOutcome
+from benchmarks.experiments.paper_claims import hyperfan_cl as claim
 from strategies.regularizer import OutputRegularizer
 
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from benchmarks.paper_claims import ClaimOutcome, claim_module
-from benchmarks.paper_claims import hyperfan_scale as claim
+from benchmarks.experiments.paper_claims import ClaimOutcome, claim_module
+from benchmarks.experiments.paper_claims import hyperfan_scale as claim
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The MIP paper's claims (benchmarks.paper_claims.mip_magnitude / mip_convergence): quick runs, the
+"""The MIP paper's claims (benchmarks.experiments.paper_claims.mip_magnitude / mip_convergence): quick runs, the
 measured proportionality at initialisation, the ablation variants and the convergence criteria."""
 
 import math
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.paper_claims import ClaimOutcome, claim_module, mip_convergence, mip_magnitude
-from benchmarks.paper_claims import _bnn as bnn
+from benchmarks.experiments.paper_claims import ClaimOutcome, claim_module, mip_convergence, mip_magnitude
+from benchmarks.experiments.paper_claims import _bnn as bnn
 from cl_moo import IdentityEncoding, MIPEncoding, MLPHypernetwork, init_hypernetwork
 
 

@@ -4,9 +4,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks import doc_pages
-from benchmarks.paper_claims import CLAIMS, ClaimOutcome, claim_module
-from benchmarks.paper_claims import __main__ as cli
+from benchmarks.experiments import doc_pages
+from benchmarks.experiments.paper_claims import CLAIMS, ClaimOutcome, claim_module
+from benchmarks.experiments.paper_claims import __main__ as cli
 
 
 def _fake_claim(holds, write_figure=True):

@@ -127,7 +127,7 @@ def test_epo_lp_is_solved_on_a_tiny_gram_matrix_as_on_the_unscaled_one(scale):
 
 # ---------------------------------------------------------------- objective-only (Lin et al. 2019)
 def test_phn_epo_reaches_the_exact_pareto_points_of_the_lin2019_toy_without_data():
-    from benchmarks.toy_lin2019 import run
+    from benchmarks.experiments.toy_lin2019 import run
 
     result = run(steps=400, rays_per_step=16, hidden=(100, 100), lr=1e-3, alpha=1.0, seed=0)
     assert result["epo_fallbacks"] == 0
@@ -135,7 +135,7 @@ def test_phn_epo_reaches_the_exact_pareto_points_of_the_lin2019_toy_without_data
 
 
 def test_objective_only_misuse_fails_clearly():
-    from benchmarks.toy_lin2019 import Vector, lin2019_losses
+    from benchmarks.experiments.toy_lin2019 import Vector, lin2019_losses
 
     phn = ParetoHypernetworkStrategy(target=Vector(4), losses=lin2019_losses(4), objective_only=True, hidden=(8,))
     with pytest.raises(ValueError, match=r"objective_only.*train\(steps=N\)"):

@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-from benchmarks.pmnist import avalanche_permuted_mnist, load_mnist, permuted_mnist
+from benchmarks.data.pmnist import avalanche_permuted_mnist, load_mnist, permuted_mnist
 from cl_moo.data import DataFileError
 from cl_moo.run import main
 

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from benchmarks.progress import RunProgress, format_seconds
-from benchmarks.run_records import run_summary
+from benchmarks.runners.progress import RunProgress, format_seconds
+from benchmarks.runners.run_records import run_summary
 from cl_moo.run import main
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.composition import build_phn_from_config, hypernetwork_options, make_target
-from benchmarks.config import ConfigError, load_config, resume_changes
-from benchmarks.fairness import FAIRNESS_LOSSES
+from benchmarks.runners.composition import build_phn_from_config, hypernetwork_options, make_target
+from benchmarks.configuration.config import ConfigError, load_config, resume_changes
+from benchmarks.data.fairness import FAIRNESS_LOSSES
 from cl_moo import builder
 from cl_moo.mlp_hypernetwork import MLPHypernetwork
 from cl_moo.run import main

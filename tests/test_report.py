@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.published import REGRESSION_FINAL_MSE, published_for
-from benchmarks.config import flatten_keys as flatten
+from benchmarks.data.published import REGRESSION_FINAL_MSE, published_for
+from benchmarks.configuration.config import flatten_keys as flatten
 from cl_moo.report import main as report_main
 from cl_moo.run import main as run_main
 

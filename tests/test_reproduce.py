@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.config import load_config, resume_changes
-from benchmarks.run_records import config_dict
-from benchmarks.reproduce import ROWS, check_row_config
+from benchmarks.configuration.config import load_config, resume_changes
+from benchmarks.runners.run_records import config_dict
+from benchmarks.experiments.reproduce import ROWS, check_row_config
 
 
 def _config(*overrides):
@@ -34,8 +34,8 @@ def test_runs_recorded_before_a_key_existed_count_as_its_old_behaviour():
 
 
 def test_continual_pareto_runs_from_before_start_existed_resume_as_a_fresh_draw():
-    from benchmarks.checkpoint import check_same_build
-    from benchmarks.checkpoint import ResumeMismatchError
+    from benchmarks.runners.checkpoint import check_same_build
+    from benchmarks.runners.checkpoint import ResumeMismatchError
 
     seq = ["benchmark=multimnist_seq", "strategy=phn_cl", "seed=0"]
     config = config_dict(load_config(seq))

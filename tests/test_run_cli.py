@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-import benchmarks.cl_runner as cl_runner
-from benchmarks.config import ConfigError, load_config
+import benchmarks.runners.cl_runner as cl_runner
+from benchmarks.configuration.config import ConfigError, load_config
 from cl_moo.run import main
 
 

@@ -1,11 +1,11 @@
-"""benchmarks.solver_bench: which overrides reach which runs, and what the JSON records."""
+"""benchmarks.experiments.solver_bench: which overrides reach which runs, and what the JSON records."""
 import json
 import re
 import sys
 
 import pytest
 
-from benchmarks import solver_bench
+from benchmarks.experiments import solver_bench
 
 
 def test_set_reaches_every_run_and_solver_set_only_its_solver(tmp_path, monkeypatch):

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-import benchmarks.moo_runner as moo_runner
-import benchmarks.pareto_cl_runner as pareto_cl_runner
-from benchmarks.checkpoint import nest_strategy_state
+import benchmarks.runners.pareto_runner as pareto_runner
+import benchmarks.runners.continual_pareto_runner as continual_pareto_runner
+from benchmarks.runners.checkpoint import nest_strategy_state
 from strategies.phn import ParetoHypernetworkStrategy
 from strategies.phn_cl import ContinualParetoStrategy
 from strategies.solvers import EPO, SOLVERS, LinearScalarization, Solver, make_solver
@@ -226,7 +226,7 @@ def continue_training_on(strategy, data, steps):
 
 # ---------------------------------------------------------------- checkpoints of the layout before the state API
 def old_phn_checkpoint(strategy):
-    """What moo_runner's payload held for the strategy before the state API."""
+    """What pareto_runner's payload held for the strategy before the state API."""
     return {"hnet": strategy.hnet.state_dict(), "target": strategy.target.state_dict(),
             "optimizer": strategy.optimizer.state_dict(), "generator": strategy.generator.get_state(),
             "iteration": strategy.iteration, "epo_fallbacks": strategy.epo_fallbacks,
@@ -240,18 +240,18 @@ def test_an_old_layout_phn_checkpoint_is_converted_and_continues(solver):
     if solver == "epo":
         a.solver.fallbacks = 3
     old = saved(old_phn_checkpoint(a))
-    state = moo_runner.upgrade_checkpoint(old)
-    assert all(k in state for k in moo_runner.PHN_REQUIRED)
-    assert not any(k in state for k in moo_runner.PHN_OLD_STRATEGY_KEYS + ("epo_fallbacks",))
+    state = pareto_runner.upgrade_checkpoint(old)
+    assert all(k in state for k in pareto_runner.PHN_REQUIRED)
+    assert not any(k in state for k in pareto_runner.PHN_OLD_STRATEGY_KEYS + ("epo_fallbacks",))
     assert state["strategy"]["solver"] == ({"fallbacks": 3} if solver == "epo" else {})
-    assert moo_runner.upgrade_checkpoint(state) is state  # the current layout as it is
+    assert pareto_runner.upgrade_checkpoint(state) is state  # the current layout as it is
     b = phn(solver)
     b.load_state_dict(state["strategy"])
     assert b.epo_fallbacks == a.epo_fallbacks
     assert continue_training(a, 6) == continue_training(b, 6)
     ls_baseline = {"models": [], "elapsed": 0.0}
-    assert moo_runner.upgrade_checkpoint(ls_baseline) is ls_baseline
-    assert nest_strategy_state({"hnet": 1}, moo_runner.PHN_OLD_STRATEGY_KEYS) == {"hnet": 1}  # incomplete: unchanged
+    assert pareto_runner.upgrade_checkpoint(ls_baseline) is ls_baseline
+    assert nest_strategy_state({"hnet": 1}, pareto_runner.PHN_OLD_STRATEGY_KEYS) == {"hnet": 1}  # incomplete: unchanged
 
 
 def test_an_old_layout_continual_pareto_checkpoint_is_converted_and_continues():
@@ -260,10 +260,10 @@ def test_an_old_layout_continual_pareto_checkpoint_is_converted_and_continues():
     old = saved({"hnet": a.hnet.state_dict(), "target": a.target.state_dict(), "generator": a.generator.get_state(),
                  "iteration": a.iteration, "epo_fallbacks": a.epo_fallbacks, "next_task": 1, "rng": {},
                  "losses": {}, "hv_matrix": [], "fronts": [], "elapsed": 0.0, "train_s": []})
-    state = pareto_cl_runner.upgrade_checkpoint(old)
-    assert all(k in state for k in pareto_cl_runner.REQUIRED) and set(state["strategy"]) == set(
+    state = continual_pareto_runner.upgrade_checkpoint(old)
+    assert all(k in state for k in continual_pareto_runner.REQUIRED) and set(state["strategy"]) == set(
         ContinualParetoStrategy.STATE_KEYS)
-    assert pareto_cl_runner.upgrade_checkpoint(state) is state
+    assert continual_pareto_runner.upgrade_checkpoint(state) is state
     b = continual()
     b.load_state_dict(state["strategy"])
     assert b.trained_tasks == [0] and b.hnet.current is None
@@ -316,10 +316,10 @@ def test_runs_resume_an_old_layout_checkpoint_like_an_uninterrupted_run(which, t
     from cl_moo.run import main
 
     module, args, keys, numbers = {
-        "pareto": (moo_runner, PARETO_EPO, moo_runner.PHN_OLD_STRATEGY_KEYS,
+        "pareto": (pareto_runner, PARETO_EPO, pareto_runner.PHN_OLD_STRATEGY_KEYS,
                    ("hypervolume", "test_losses", "test_losses_trained_objectives", "epo_fallbacks",
                     "epo_rays_solved")),
-        "continual_pareto": (pareto_cl_runner, SEQ, pareto_cl_runner.OLD_STRATEGY_KEYS,
+        "continual_pareto": (continual_pareto_runner, SEQ, continual_pareto_runner.OLD_STRATEGY_KEYS,
                              ("hv_matrix", "fronts_just_after", "fronts_final")),
     }[which]
     full, part = tmp_path / "full", tmp_path / "part"

@@ -10,8 +10,8 @@ from typing import Dict
 import pytest
 from omegaconf import OmegaConf
 
-from benchmarks.config import ConfigError, config_dir, load_config
-from benchmarks.sweep import objective, prepare_sweep, sweep_combinations
+from benchmarks.configuration.config import ConfigError, config_dir, load_config
+from benchmarks.command_line.sweep import objective, prepare_sweep, sweep_combinations
 from cl_moo.report import main as report_main
 from cl_moo.run import main
 
@@ -77,7 +77,7 @@ def test_bad_value_anywhere_in_a_sweep_fails_before_anything_starts(tmp_path, ca
 
 
 def test_a_sweep_over_benchmarks_gives_each_its_own_default_strategy():
-    from benchmarks.sweep import sweep_combinations, validate_sweep
+    from benchmarks.command_line.sweep import sweep_combinations, validate_sweep
 
     combinations = sweep_combinations(["benchmark=regression,adult,multimnist_seq"])
     validate_sweep(combinations)  # each benchmark with its own strategy: no "does not apply"

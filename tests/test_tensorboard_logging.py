@@ -12,10 +12,10 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-import benchmarks.cl_runner as cl_runner
-import benchmarks.moo_runner as moo_runner
-from benchmarks.cl_figures import forgetting_figure, matrix_figure, pyplot
-from benchmarks.pareto_cl_runner import fronts_figure
+import benchmarks.runners.cl_runner as cl_runner
+import benchmarks.runners.pareto_runner as pareto_runner
+from benchmarks.runners.cl_figures import forgetting_figure, matrix_figure, pyplot
+from benchmarks.runners.continual_pareto_runner import fronts_figure
 from cl_moo.run import main
 
 REGRESSION = ["benchmark=regression", "train.iterations=30", "device=cpu", "progress=false"]
@@ -111,7 +111,7 @@ def test_continual_run_resumed_mid_task_continues_its_steps_and_writes_hparams(t
 @pytest.mark.slow
 def test_pareto_run_logs_the_front_every_epoch_when_cheap_and_hparams(tmp_path, data_root, monkeypatch, one_thread):
     monkeypatch.setenv("CL_MOO_DATA", str(data_root))
-    monkeypatch.setattr(moo_runner, "HV_EVAL_FREE_S", 60.0)  # cheap here, whatever the machine's load
+    monkeypatch.setattr(pareto_runner, "HV_EVAL_FREE_S", 60.0)  # cheap here, whatever the machine's load
     out = tmp_path / "run"
     assert main(ADULT + [f"run_dir={out}"]) == 0
     tb = events(out / "tensorboard")
@@ -127,15 +127,15 @@ def test_pareto_run_logs_the_front_every_epoch_when_cheap_and_hparams(tmp_path, 
     assert "name: phn_ls" in config_text(tb) and "ref_point:" in config_text(tb)
 
     # expensive evaluations: only the first epoch's, then the final one
-    monkeypatch.setattr(moo_runner, "HV_EVAL_FREE_S", 0.0)
-    monkeypatch.setattr(moo_runner, "HV_EVAL_SHARE", 0.0)
+    monkeypatch.setattr(pareto_runner, "HV_EVAL_FREE_S", 0.0)
+    monkeypatch.setattr(pareto_runner, "HV_EVAL_SHARE", 0.0)
     assert main(ADULT + [f"run_dir={tmp_path / 'dear'}"]) == 0
     assert len(steps(events(tmp_path / "dear" / "tensorboard"), "pareto/hypervolume")) == 2
 
 
 def test_pareto_front_figure_shows_title_hv_and_reference_point():
     losses = np.array([[0.2, 0.8, 0.1], [0.5, 0.4, 0.3], [0.9, 0.1, 0.2]])
-    fig = moo_runner.pareto_figure(losses, ["BCE", "FP gap", "FN gap"], ref=[1.0, 1.0, 1.0], hv=0.4321,
+    fig = pareto_runner.pareto_figure(losses, ["BCE", "FP gap", "FN gap"], ref=[1.0, 1.0, 1.0], hv=0.4321,
                                    title="adult phn_ls: test losses per evaluation ray, epoch 2/3")
     assert "hypervolume 0.4321" in fig._suptitle.get_text() and "[1.0, 1.0, 1.0]" in fig._suptitle.get_text()
     assert "epoch 2/3" in fig._suptitle.get_text()
@@ -208,7 +208,7 @@ def test_heatmap_masks_untrained_cells_and_says_mean_over_seeds_only_for_several
 def test_a_fresh_start_over_old_events_purges_them(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from benchmarks.tb_logging import open_writer
+    from benchmarks.runners.tb_logging import open_writer
 
     folder = tmp_path / "tensorboard"
     old = open_writer(folder)

@@ -5,8 +5,8 @@ import struct
 import numpy as np
 import pytest
 
-from benchmarks.fairness import load_fairness
-from benchmarks.pmnist import load_mnist
+from benchmarks.data.fairness import load_fairness
+from benchmarks.data.pmnist import load_mnist
 from cl_moo.data import DataFileError, DataFormatError, DegenerateDataError, read_idx
 from cl_moo.run import main
 

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import benchmarks.cl_runner as cl_runner
-import benchmarks.moo_runner as moo_runner
-import benchmarks.pareto_problems as pareto_problems
-import benchmarks.regression as regression
-from benchmarks.checkpoint import save_checkpoint
-from benchmarks.config import RESUME_SAFE_KEYS, ConfigError, load_config
-from benchmarks.run_records import write_json
+import benchmarks.runners.cl_runner as cl_runner
+import benchmarks.runners.pareto_runner as pareto_runner
+import benchmarks.runners.pareto_problems as pareto_problems
+import benchmarks.data.regression as regression
+from benchmarks.runners.checkpoint import save_checkpoint
+from benchmarks.configuration.config import RESUME_SAFE_KEYS, ConfigError, load_config
+from benchmarks.runners.run_records import write_json
 from cl_moo.run import main
 
 pytestmark = pytest.mark.slow  # end-to-end runs killed, resumed and refused: outside the quick subset (pytest -m 'not slow')
@@ -141,7 +141,7 @@ def test_resume_refuses_a_checkpoint_built_differently(cl_partial, data_root, ca
 
 def test_pareto_resume_refuses_a_changed_seed(tmp_path, data_root, monkeypatch, capsys):
     out = tmp_path / "p"
-    interrupt_after(monkeypatch, moo_runner, 1)
+    interrupt_after(monkeypatch, pareto_runner, 1)
     with pytest.raises(Killed):
         run(PARETO, out, data_root)
     assert run(PARETO, out, data_root, "resume=true", "seed=1") == 2
@@ -159,7 +159,7 @@ def test_pareto_resume_after_an_epoch_matches_the_uninterrupted_run(tmp_path, da
         full = tmp_path / "full"
         assert run(args, full, data_root) == 0
     part = tmp_path / "part"
-    restore = interrupt_after(monkeypatch, moo_runner, epochs_done)  # killed after that epoch's checkpoint
+    restore = interrupt_after(monkeypatch, pareto_runner, epochs_done)  # killed after that epoch's checkpoint
     with pytest.raises(Killed):
         run(args, part, data_root)
     restore()
@@ -178,7 +178,7 @@ def test_finished_pareto_run_is_reported_not_retrained(pareto_full, data_root, m
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was retrained")
 
-    monkeypatch.setattr(moo_runner.ParetoHypernetworkStrategy, "train", no_training)
+    monkeypatch.setattr(pareto_runner.ParetoHypernetworkStrategy, "train", no_training)
     assert run(PARETO, pareto_full, data_root, "resume=true") == 0
     out = capsys.readouterr().out
     assert "holds a finished run" in out and str(pareto_full / "metrics.json") in out
@@ -189,7 +189,7 @@ def test_finished_pareto_run_is_reported_not_retrained(pareto_full, data_root, m
 def test_ls_separate_resumes_after_its_last_finished_model(tmp_path, data_root, monkeypatch, capsys):
     full, part = tmp_path / "full", tmp_path / "part"
     assert run(LS_SEPARATE, full, data_root) == 0
-    restore = interrupt_after(monkeypatch, moo_runner, 4)
+    restore = interrupt_after(monkeypatch, pareto_runner, 4)
     with pytest.raises(Killed):
         run(LS_SEPARATE, part, data_root)
     restore()
@@ -380,7 +380,7 @@ def test_healthy_pareto_run_is_not_flagged(pareto_full):
 
 
 def test_nan_losses_fail_with_a_clear_error(tmp_path, data_root, monkeypatch, capsys):
-    from benchmarks.avalanche_streams import task_benchmark
+    from benchmarks.data.avalanche_streams import task_benchmark
 
     def nan_regression(**kwargs):
         x = torch.linspace(0, 1, 20).unsqueeze(1)

@@ -2,7 +2,7 @@ import os, warnings
 import torch
 warnings.filterwarnings("ignore")
 from strategies import ParetoHypernetworkStrategy
-from benchmarks.multimnist import LOSSES, MLPTwoHeads, load_multimnist
+from benchmarks.data.multimnist import LOSSES, MLPTwoHeads, load_multimnist
 from cl_moo.moo_metrics import evaluation_rays, hypervolume
 torch.set_num_threads(1)
 train, test = load_multimnist("mnist", os.environ.get("CL_MOO_DATA", "../shared/data"), max_train=20000, max_test=2000)

@@ -8,7 +8,7 @@ import torch
 warnings.filterwarnings("ignore")
 from cl_moo.moo_metrics import evaluation_rays, hypervolume
 from strategies import ContinualParetoStrategy, ParetoHypernetworkStrategy
-from benchmarks.multimnist import LOSSES, MLPTwoHeads, load_multimnist
+from benchmarks.data.multimnist import LOSSES, MLPTwoHeads, load_multimnist
 
 variant, steps, every = sys.argv[1], int(sys.argv[2]), 250
 torch.set_num_threads(1)

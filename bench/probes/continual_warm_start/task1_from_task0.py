@@ -4,7 +4,7 @@ import torch
 warnings.filterwarnings("ignore")
 from cl_moo.moo_metrics import evaluation_rays, hypervolume
 from strategies import ContinualParetoStrategy
-from benchmarks.multimnist import LOSSES, MLPTwoHeads, load_multimnist, permuted_tasks
+from benchmarks.data.multimnist import LOSSES, MLPTwoHeads, load_multimnist, permuted_tasks
 torch.set_num_threads(1)
 variant = sys.argv[1]; steps = int(sys.argv[2]); opts = dict(a.split("=") for a in sys.argv[3:])
 lr1 = float(opts.get("lr", 1e-3)); beta = float(opts.get("beta", 0.0)); emb_std = float(opts.get("emb_std", 0.1))

@@ -4,7 +4,7 @@ import torch
 warnings.filterwarnings("ignore")
 from cl_moo.moo_metrics import evaluation_rays, hypervolume
 from strategies import ContinualParetoStrategy, ParetoHypernetworkStrategy
-from benchmarks.multimnist import LOSSES, MLPTwoHeads, load_multimnist, permuted_tasks
+from benchmarks.data.multimnist import LOSSES, MLPTwoHeads, load_multimnist, permuted_tasks
 variant = sys.argv[1]; steps = int(sys.argv[2]); chunk = 500
 torch.set_num_threads(1)
 train, test = load_multimnist("mnist", os.environ.get("CL_MOO_DATA", "../shared/data"), max_train=None, max_test=5000)

@@ -1,0 +1,142 @@
+"""The configuration reference, ``docs/config.md``, generated from the shipped configs and the checks.
+
+Every key of ``configs/config.yaml`` and of each benchmark and strategy file, with its default (per
+benchmark / strategy for the group keys), the values :func:`benchmarks.configuration.config.validate` accepts, and
+its meaning (the key's end-of-line comment in the YAML: the one description, also shown by ``--help``).
+
+``python -m benchmarks.command_line.config_reference`` rewrites the file; ``--check`` exits 1 when it is out of date
+(``tests/test_config_reference.py`` runs the check and fails on a key without a meaning).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from omegaconf import OmegaConf
+
+from benchmarks.command_line.cli_flags import key_comments, show_value
+from benchmarks.configuration.config import (AT_LEAST_TWO, BOOLEANS, CHOICES, NON_NEGATIVE_NUMBERS, NULLABLE_CHOICES,
+                                             OPEN_DICTS, OPTIONAL_POSITIVE_INTS, OPTIONAL_POSITIVE_NUMBERS, PATH_KEYS,
+                                             POSITIVE_INTS, POSITIVE_NUMBERS, REGISTRY_CHOICES, WIDTH_LISTS, config_dir,
+                                             flatten_keys, group_options)
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+GROUPS = ("benchmark", "strategy")
+
+
+def allowed(key: str) -> str:
+    """The values the checks accept for ``key`` (``"any"`` where nothing is checked)."""
+    if key in CHOICES:
+        return " \\| ".join(map(str, CHOICES[key]))
+    if key in REGISTRY_CHOICES:
+        null = f", or {NULLABLE_CHOICES[key]}" if key in NULLABLE_CHOICES else ""
+        return " \\| ".join(REGISTRY_CHOICES[key][2]) + f" (and any registered one){null}"
+    if key in OPEN_DICTS:
+        return f"the chosen solver's options (its constructor's keywords), each as `{key}.<option>=value`"
+    if key in BOOLEANS:
+        return "true \\| false"
+    if key in POSITIVE_INTS:
+        return "integer >= 1"
+    if key in OPTIONAL_POSITIVE_INTS:
+        return "integer >= 1, or null"
+    if key in AT_LEAST_TWO:
+        return "integer >= 2"
+    if key in POSITIVE_NUMBERS:
+        return "finite number > 0"
+    if key in NON_NEGATIVE_NUMBERS:
+        return "finite number >= 0"
+    if key in OPTIONAL_POSITIVE_NUMBERS:
+        return "finite number > 0, or null"
+    if key in WIDTH_LISTS:
+        return "list of integers >= 1"
+    if key in PATH_KEYS:
+        return "a folder, or null"
+    if key == "seed":
+        return "integer 0 .. 2**32-1"
+    if key == "benchmark.pad_to":
+        return "integer >= 28 (the MNIST side), or null"
+    if key == "benchmark.ref_point":
+        return "one finite number > 0 per objective"
+    if key == "preset":
+        return "a preset of the benchmark (--help lists them)"
+    return "as the file shows"
+
+
+def meanings() -> Dict[str, str]:
+    """Dotted key -> meaning; a group key takes the first comment any option file gives it."""
+    comments = key_comments()
+    out: Dict[str, str] = {k: v for k, v in comments.items() if "/" not in k}
+    for name, text in sorted(comments.items()):
+        if "/" in name:
+            group, rest = name.split("/", 1)
+            out.setdefault(f"{group}.{rest.split(':', 1)[1]}", text)
+    return out
+
+
+def _rows() -> Tuple[List[Tuple[str, str, str, str]], Dict[str, List[Tuple[str, str, str, str]]]]:
+    meaning = meanings()
+    base = flatten_keys(OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml")), keep_empty=True)
+    top = [(k, show_value(v), allowed(k), meaning.get(k, "")) for k, v in base.items() if not k.startswith("defaults")]
+    groups: Dict[str, List[Tuple[str, str, str, str]]] = {}
+    for group in GROUPS:
+        defaults: Dict[str, List[str]] = {}
+        for option in group_options(group):
+            content = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"))
+            for key, value in flatten_keys(content, keep_empty=True).items():
+                if not key.startswith(("presets.", "defaults")):
+                    defaults.setdefault(f"{group}.{key}", []).append(f"{option}: {show_value(value)}")
+        groups[group] = [(k, "; ".join(v), allowed(k), meaning.get(k, "")) for k, v in sorted(defaults.items())]
+    return top, groups
+
+
+def undocumented() -> List[str]:
+    """Keys with no meaning anywhere (a test fails on any)."""
+    top, groups = _rows()
+    return [row[0] for row in top + [r for rows in groups.values() for r in rows] if not row[3]]
+
+
+def _cell(text: str) -> str:
+    """Text for a markdown table cell: ``|`` escaped, ``<...>`` shown as code."""
+    return text.replace("|", "\\|").replace("<", "&lt;")
+
+
+def render() -> str:
+    top, groups = _rows()
+    lines = ["# Configuration reference", "",
+             "Generated by `python -m benchmarks.command_line.config_reference` from `configs/` and the checks in",
+             "`benchmarks/configuration/config.py` (do not edit by hand). Set any key on the command line as `key=value`;",
+             "`python -m cl_moo.run benchmark=<name> --help` shows the values one run would use (presets applied).",
+             "", "## Top-level keys (`configs/config.yaml`)", "",
+             "| key | default | allowed | meaning |", "|---|---|---|---|"]
+    lines += [f"| `{k}` | `{d}` | {a} | {_cell(m)} |" for k, d, a, m in top]
+    for group in GROUPS:
+        lines += ["", f"## `{group}.*` (`configs/{group}/<name>.yaml`; default per {group})", "",
+                  "| key | default per file | allowed | meaning |", "|---|---|---|---|"]
+        lines += [f"| `{k}` | {_cell(d)} | {a} | {_cell(m)} |" for k, d, a, m in groups[group]]
+    return "\n".join(line.replace("\n", " ") for line in lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/config.md is out of date")
+    args = parser.parse_args(argv)
+    missing = undocumented()
+    if missing:
+        print(f"keys without a meaning (add an end-of-line comment in configs/): {', '.join(missing)}", file=sys.stderr)
+        return 1
+    text = render()
+    if args.check:
+        if not DOC.is_file() or DOC.read_text() != text:
+            print(f"{DOC} is out of date: run python -m benchmarks.command_line.config_reference", file=sys.stderr)
+            return 1
+        return 0
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+    print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
