@@ -145,9 +145,13 @@ class HeadSnapshot:
         self.inputs0 = [p.inputs.detach().clone() for p in pieces]
 
     def sq_error(self, hnet: Hypernetwork, conds: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
-        # snapshot() or load_state_dict() set the head and theta_0 and checked them (no checks per step)
+        # snapshot() or load_state_dict() set and checked the tensors; two O(1) guards name a misuse
+        if self.weight0 is None:
+            raise RuntimeError("no head snapshot yet: call snapshot(hnet, embeddings) or load_state_dict() first")
+        if hnet.theta0 is not None and self.theta0 is None:
+            raise ValueError("this head snapshot was taken without a residual theta_0; take a new snapshot")
         head = hnet.output_head()
-        weight0, bias0, theta0 = cast(torch.Tensor, self.weight0), cast(torch.Tensor, self.bias0), self.theta0
+        weight0, bias0, theta0 = self.weight0, cast(torch.Tensor, self.bias0), self.theta0
         total: Union[float, torch.Tensor] = 0.0
         start = 0  # the piece's first position in the flat output (where its part of theta_0 begins)
         for piece, a0 in zip(hnet.head_pieces(hnet.encoder(hnet.check_conditions(conds))), self.inputs0):

@@ -205,6 +205,14 @@ def test_a_head_snapshot_is_checked_against_the_hypernetwork_when_loaded():
     with pytest.raises(ValueError, match="holds no head"):
         OutputRegularizer(beta=0.3, fast=True).load_state_dict(
             {**state, "targets": {**state["targets"], "weight0": None}}, plain.hnet)
+    from strategies.regularizer_targets import HeadSnapshot
+
+    with pytest.raises(RuntimeError, match="no head snapshot yet"):  # used before snapshot(): named, not a TypeError
+        HeadSnapshot().sq_error(plain.hnet, plain.embeddings([0]), None)
+    unloaded = HeadSnapshot()
+    unloaded.snapshot(plain.hnet, plain.embeddings([0, 1]))
+    with pytest.raises(ValueError, match="taken without a residual theta_0"):  # and with another hypernetwork
+        unloaded.sq_error(residual.hnet, residual.embeddings([0, 1]), None)
 
 
 @pytest.mark.parametrize("chunked, n_tasks, expected", [
