@@ -132,3 +132,92 @@ def test_unknown_init_and_bad_learning_rate_are_refused():
     hnet = claim.build_run_hypernetwork(target, "xavier", 0)
     with pytest.raises(ValueError, match="positive and finite"):
         claim.stack_runs([hnet], [0], [0.0])
+
+
+def _entry(per_seed):
+    """A summary entry for one (init, lr) from made-up per-seed runs ``{seed: (initial, final, diverged)}``."""
+    seeds = {
+        s: {
+            "initial_per_task": [None if diverged else v for v in ini],
+            "final_per_task": [None if diverged else v for v in fin],
+            "diverged": diverged,
+            "trains": claim.run_trains(ini, fin, diverged),
+        }
+        for s, (ini, fin, diverged) in per_seed.items()
+    }
+    entry = {"seeds": seeds}
+    claim._means(entry)
+    return entry
+
+
+def _made_up_summary(hyperfan_final=0.01, kaiming_trains_at=(1e-5,), kaiming_fails_at_1e5_seed=None):
+    """Three seeds, three tasks. Kaiming diverges except at ``kaiming_trains_at``; Xavier trains with initial 1.0 /
+    final 0.1 at lr 1e-3 (its best: no diverged seed, lowest final loss), a lower loss (0.001) at 1e-2 where a seed
+    diverged, and a lower initial (0.001) but higher final loss (0.9) at 1e-4 and 1e-5;
+    hyperfan starts at 0.5 and ends at ``hyperfan_final`` at lr 1e-4, and does worse (10 / 5) at the other rates."""
+    lrs = claim.LEARNING_RATES
+    three = lambda v: [v, v, v]  # noqa: E731
+    summary = {init: {} for init in claim.INITS}
+    for lr in lrs:
+        kaiming = {}
+        for s in range(3):
+            trains = lr in kaiming_trains_at and not (lr == 1e-5 and s == kaiming_fails_at_1e5_seed)
+            kaiming[s] = (three(50.0), three(1.0), False) if trains else (three(50.0), three(1e9), True)
+        summary["kaiming"][lr] = _entry(kaiming)
+        if lr == 1e-3:
+            xavier = {s: (three(1.0), three(0.1), False) for s in range(3)}
+        elif lr == 1e-2:
+            xavier = {s: (three(1e-3), three(1e-3), False) for s in range(2)}
+            xavier[2] = (three(1.0), three(1e9), True)
+        else:
+            xavier = {s: (three(1e-3), three(0.9), False) for s in range(3)}
+        summary["xavier"][lr] = _entry(xavier)
+        for hf in claim.HYPERFAN:
+            good = lr == 1e-4
+            summary[hf][lr] = _entry(
+                {s: (three(0.5), three(hyperfan_final) if good else three(5.0), False) for s in range(3)}
+                if good
+                else {s: (three(10.0), three(5.0), False) for s in range(3)}
+            )
+    best = {init: claim.best_lr(summary[init]) for init in claim.INITS}
+    return summary, best
+
+
+def test_criteria_follow_made_up_numbers():
+    """criterion 1 / 2 on synthetic numbers, good and bad: an inverted comparison, a wrong lr or seed slice fails."""
+    lrs = list(claim.LEARNING_RATES)
+    summary, best = _made_up_summary()
+    assert best == {"kaiming": 1e-5, "xavier": 1e-3, "hyperfan_in": 1e-4, "hyperfan_out": 1e-4}
+    met, texts = claim.criteria(summary, best, lrs)
+    assert met == [True, True], texts
+    assert "-> met (" in texts[0] and "-> met (24/24 comparisons" in texts[1]
+    # criterion 1 fails when Kaiming trains at another lr, or fails to train on one seed at 1e-5
+    met, texts = claim.criteria(*_made_up_summary(kaiming_trains_at=(1e-3, 1e-5)), lrs)
+    assert met[0] is False and "lr 0.001: diverged 0/3, trains 3/3" in texts[0]
+    met, texts = claim.criteria(*_made_up_summary(kaiming_fails_at_1e5_seed=2), lrs)
+    assert met[0] is False and "lr 1e-05: diverged 1/3, trains 2/3" in texts[0]
+    met, _ = claim.criteria(*_made_up_summary(kaiming_trains_at=()), lrs)
+    assert met[0] is False
+    ok, _ = claim._criterion_1(_made_up_summary()[0]["kaiming"], lrs)
+    assert ok is True
+    # criterion 2: hyperfan's final loss (0.2) above Xavier's at its best lr (0.1) fails on every task; equal fails
+    met, texts = claim.criteria(*_made_up_summary(hyperfan_final=0.2), lrs)
+    assert met[1] is False and "final task 3: hyperfan_out 0.2 >= xavier 0.1" in texts[1]
+    assert claim._compare(*_made_up_summary(hyperfan_final=0.2), "") == (
+        18, 24, [f"final task {t}: {hf} 0.2 >= xavier 0.1" for hf in claim.HYPERFAN for t in (1, 2, 3)]
+    )
+    assert claim._compare(*_made_up_summary(hyperfan_final=0.1), "")[0] == 18
+    # compared at each init's best lr: at Xavier's lr 1e-5 (initial loss 0.001, not its best) hyperfan would lose
+    summary, best = _made_up_summary()
+    met, texts = claim.criteria(summary, {**best, "xavier": 1e-5}, lrs)
+    assert met[1] is False and "initial task 1: hyperfan_in 0.5 >= xavier 0.001" in texts[1]
+    # a diverged seed makes the mean over all seeds infinite (Xavier at 1e-2 loses every all-seed comparison) while
+    # the means over the surviving seeds (information only) keep its 0.001
+    assert claim._compare(summary, {**best, "xavier": 1e-2}, "")[0] == 24
+    assert claim._compare(summary, {**best, "xavier": 1e-2}, "_surviving")[0] == 12
+    # a diverged hyperfan seed makes its mean infinite: criterion 2 fails
+    summary, best = _made_up_summary()
+    summary["hyperfan_in"][1e-4] = _entry({0: ([0.5] * 3, [0.01] * 3, False), 1: ([0.5] * 3, [0.01] * 3, False),
+                                           2: ([0.5] * 3, [1e9] * 3, True)})
+    met, texts = claim.criteria(summary, best, lrs)
+    assert met[1] is False and "hyperfan_in inf >= kaiming" in texts[1]

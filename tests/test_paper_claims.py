@@ -1,5 +1,6 @@
 """The paper-claims command: its registry, its refusals and the generated claims page."""
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -22,7 +23,8 @@ def _fake_claim(holds, write_figure=True):
 def test_every_registered_claim_has_its_module_contract():
     for name in CLAIMS:
         module = claim_module(name)
-        assert all(isinstance(getattr(module, key), str) and getattr(module, key) for key in ("PAPER", "CLAIM", "SETTING"))
+        keys = ("PAPER", "CLAIM", "SETTING")
+        assert all(isinstance(getattr(module, key), str) and getattr(module, key) for key in keys)
         assert callable(module.run)
 
 
@@ -78,3 +80,21 @@ def test_the_readme_states_each_recorded_verdict():
     assert {r["name"] for r in records} == set(CLAIMS), "every claim has a recorded result"
     for r in records:
         assert f"(`{r['name']}`): **{doc_pages.HOLDS[r['holds']]}**" in readme, r["name"]
+
+
+@pytest.mark.parametrize(
+    "seeds, message",
+    [
+        (["0", "0", "1"], r"--seeds must be distinct .*\[0\] repeated in \[0, 0, 1\]"),
+        (["0", "0", "1", "2"], r"--seeds must be distinct .*\[0\] repeated in \[0, 0, 1, 2\]"),
+        (["0", "-1", "2"], r"--seeds must be non-negative integers, got \[-1\]"),
+    ],
+)
+def test_duplicate_or_negative_seeds_are_refused_by_the_command(seeds, message, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "run_claim", lambda *a, **k: pytest.fail("run_claim must not be reached"))
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["mip_magnitude", "--seeds", *seeds])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.search(message, err), err

@@ -62,6 +62,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="folder for the JSON and the figure (default: bench/results/paper_claims and "
                              "docs/figures/paper_claims)")
     args = parser.parse_args(argv)
+    negative = sorted({s for s in args.seeds if s < 0})
+    if negative:
+        parser.error(f"--seeds must be non-negative integers, got {negative} in {args.seeds}")
+    repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+    if repeated:
+        parser.error(
+            f"--seeds must be distinct (results are keyed by seed, a repeat would be counted twice), got "
+            f"{repeated} repeated in {args.seeds}"
+        )
     if args.quick and args.out is None:
         parser.error("--quick runs are for tests and would replace the recorded results; pass --out DIR")
     names = sorted(CLAIMS) if args.name == "all" else [args.name]

@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -23,7 +23,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import cl_moo
-from benchmarks.data.pmnist import load_mnist
+from benchmarks.data.pmnist import TEST_FILES, TRAIN_FILES, read_idx
+from cl_moo.data import DataFileError, data_root, require_file
 
 from . import ClaimOutcome
 
@@ -53,8 +54,16 @@ SETTING = (
     "steps at batch 100 (15,000 images, a quarter of an epoch) instead of 30 epochs at batch 10 (180,000 steps; "
     "1200x fewer steps), measurements every 10 steps instead of every 1000 batches, training loss on a fixed "
     "1000-image training subset. Library departure: the hypernetwork's output layer is drawn from a normal "
-    "distribution of the Table 1 variance (the paper samples a uniform one). Activations are measured on 300 test "
-    "images drawn per seed (as App. B.1)."
+    "distribution of the Table 1 variance (the paper samples a uniform one). Calibration departure: each "
+    "generator's hyperfan head is calibrated on the exact embeddings it is fed (probe_conditions=embeddings[...]: "
+    "the first, the four shared hidden-to-hidden, the last), not on the embedding distribution U(-sqrt 3, "
+    "sqrt 3)^50 as Table 1 assumes (Var(e) = 1), so the generated weights' variance is Table 1's for these "
+    "draws rather than only in expectation. Activations are measured on 300 test images drawn per seed (as "
+    "App. B.1). MNIST's official 60,000-image training split is required (no fallback to dividing the test "
+    "split). (b)'s comparison of settling steps with the Xavier hypernet is reported as inconclusive and left "
+    "out of the verdict when the Xavier hypernet's generated-weight std never leaves the 10% settling band "
+    "(max over layers, evaluations and seeds of |std(t) / std(0) - 1| <= 10%): it then 'settles' at step 0 and "
+    "no init can settle earlier; Fig. 2's unstable Xavier weights unfold over 30 epochs, not 150 steps."
 )
 
 HYPERNET_INITS = ("xavier", "hyperfan_in", "hyperfan_out", "kaiming")
@@ -65,6 +74,7 @@ ACTIVATION_BAND = 2.0  # hyperfan within a factor 2 of the classical network
 WRONG_SCALE = 4.0  # Xavier hypernet off by more than twice that band at some layer
 QUICK_SETTLE_FRACTION = 0.25  # "stabilizes quickly": within the first quarter of the run
 LOSS_RISE = 0.10  # a rise of the training-subset loss by more than 10% between evaluations
+VERDICT_WORDS = {True: "met", False: "not met", None: "inconclusive, not judged"}
 COLORS = {
     "classical": "black",
     "xavier": "tab:red",
@@ -93,13 +103,26 @@ FULL = Config()
 QUICK = Config(width=32, steps=4, log_every=2, probe_images=64, loss_images=128)
 
 
-def standardized_mnist() -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, object]:
-    """Flattened MNIST standardised with the training mean and std (Sec. 4.1 assumes ``Var(x) = 1``)."""
-    xtr, ytr, xte, yte, info = load_mnist()
+def standardized_mnist() -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flattened MNIST standardised with the training mean and std (Sec. 4.1 assumes ``Var(x) = 1``).
+
+    MNIST's official training split is required: a missing training file raises
+    :class:`~cl_moo.data.DataFileError` naming it (no fallback to dividing the test split, as ``_bnn.mnist``)."""
+    base = data_root()
+    missing = [f for f in TRAIN_FILES if not (base / f).is_file()]
+    if missing:
+        raise DataFileError(
+            f"the hyperfan_scale claim needs MNIST's 60,000-image training split: {', '.join(missing)} not found "
+            f"in data root {base}. Put the files there or point CL_MOO_DATA at the folder that holds them (the "
+            "claim does not fall back to dividing the test split)"
+        )
+    xtr, ytr = read_idx(*(require_file(f) for f in TRAIN_FILES))
+    xte, yte = read_idx(*(require_file(f) for f in TEST_FILES))
     train = torch.tensor(xtr.reshape(len(xtr), -1), dtype=torch.float32) / 255.0
     test = torch.tensor(xte.reshape(len(xte), -1), dtype=torch.float32) / 255.0
     mean, std = float(train.mean()), float(train.std())
-    return (train - mean) / std, torch.tensor(ytr), (test - mean) / std, torch.tensor(yte), info["fallback"]
+    labels = torch.tensor(ytr.astype(np.int64)), torch.tensor(yte.astype(np.int64))
+    return (train - mean) / std, labels[0], (test - mean) / std, labels[1]
 
 
 def tanh_mainnet(width: int, depth: int) -> nn.Sequential:
@@ -304,8 +327,18 @@ def _std(values: Sequence[float]) -> float:
     return float(np.std(values))
 
 
-def judge(per_seed: Dict[int, Dict[str, dict]], cfg: Config) -> Tuple[List[Tuple[str, bool]], Dict[str, object]]:
-    """The stated criteria, each (text with numbers, met?), and the aggregate numbers behind them."""
+Check = Tuple[str, Optional[bool]]
+
+
+def weight_std_change(record: dict) -> float:
+    """Largest relative change of a generated-weight std over the run, ``max_t,layer |std(t) / std(0) - 1|``."""
+    w = np.array(record["weight_std"], dtype=float)
+    return float(np.max(np.abs(w / w[0] - 1)))
+
+
+def judge(per_seed: Dict[int, Dict[str, dict]], cfg: Config) -> Tuple[List[Check], Dict[str, object]]:
+    """The stated criteria, each (text with numbers, met?), and the aggregate numbers behind them; ``met`` is
+    ``None`` for a check that cannot be decided at this horizon (reported, not part of the verdict)."""
     seeds = sorted(per_seed)
 
     def ratio(init: str, s: int) -> np.ndarray:
@@ -326,7 +359,7 @@ def judge(per_seed: Dict[int, Dict[str, dict]], cfg: Config) -> Tuple[List[Tuple
         acc = [per_seed[s][init]["test_accuracy"][0] for s in seeds]
         agg[f"{init}_test_accuracy_mean"] = _mean(acc)
 
-    checks: List[Tuple[str, bool]] = []
+    checks: List[Check] = []
     f_in = [worst_factor("hyperfan_in", s) for s in seeds]
     checks.append(
         (
@@ -378,13 +411,24 @@ def judge(per_seed: Dict[int, Dict[str, dict]], cfg: Config) -> Tuple[List[Tuple
         )
     x_settle = [per_seed[s]["xavier"]["settle_step"] for s in seeds]
     k_settle = [per_seed[s]["kaiming"]["settle_step"] for s in seeds]
+    x_move = max(weight_std_change(per_seed[s]["xavier"]) for s in seeds)
     for init in ("hyperfan_in", "hyperfan_out"):
         vals = [per_seed[s][init]["settle_step"] for s in seeds]
+        move = max(weight_std_change(per_seed[s][init]) for s in seeds)
+        decidable = x_move > SETTLE_TOLERANCE
         checks.append(
             (
                 f"(b) {init} settles earlier than the Xavier hypernet in every seed: {vals} vs {x_settle} "
-                f"(reference, not judged: fan-in 'kaiming' {k_settle})",
-                all(a < b for a, b in zip(vals, x_settle)),
+                f"(reference, not judged: fan-in 'kaiming' {k_settle})"
+                + (
+                    ""
+                    if decidable
+                    else f"; inconclusive at this horizon: the Xavier hypernet's generated-weight std moves at most "
+                    f"{x_move:.1%} over the {cfg.steps} steps (max over layers, evaluations and seeds; {init} "
+                    f"{move:.1%}), inside the {SETTLE_TOLERANCE:.0%} settling band, so it 'settles' at step 0 and "
+                    "Fig. 2's unstable Xavier weights (30 epochs) cannot show; not part of the verdict"
+                ),
+                all(a < b for a, b in zip(vals, x_settle)) if decidable else None,
             )
         )
     x_loss = [per_seed[s]["xavier"]["final_loss"] for s in seeds]
@@ -493,11 +537,11 @@ def run(*, seeds: list, quick: bool, figure: Path) -> ClaimOutcome:
     if not seeds:
         raise ValueError("run needs at least one seed, e.g. seeds=[0, 1, 2]")
     cfg = QUICK if quick else FULL
-    xtr, ytr, xte, yte, fallback = standardized_mnist()
+    xtr, ytr, xte, yte = standardized_mnist()
     per_seed = {s: run_seed(s, cfg, (xtr, ytr, xte, yte)) for s in seeds}
     plot(per_seed, cfg, figure)
     checks, agg = judge(per_seed, cfg)
-    met = [ok for _, ok in checks]
+    met = [ok for _, ok in checks if ok is not None]
     holds: Union[bool, str] = True if all(met) else (False if not any(met) else "partly")
     summary = (
         f"Activation std at init relative to the classical network (mean over seeds, layers 1-5 + logits): "
@@ -510,7 +554,7 @@ def run(*, seeds: list, quick: bool, figure: Path) -> ClaimOutcome:
         f"(Xavier); training loss after {cfg.steps} steps {agg['hyperfan_in_final_loss_mean']:.3f} / "
         f"{agg['hyperfan_out_final_loss_mean']:.3f} vs {agg['xavier_final_loss_mean']:.3f} (Xavier), "
         f"{agg['classical_final_loss_mean']:.3f} (classical), {agg['kaiming_final_loss_mean']:.3f} (fan-in 'kaiming'); "
-        f"{sum(met)}/{len(met)} criteria met."
+        f"{sum(met)}/{len(met)} judged criteria met ({len(checks) - len(met)} inconclusive, not judged)."
     )
     numbers = {"aggregate": agg, "per_seed": {str(s): per_seed[s] for s in seeds}}
     settings = {
@@ -520,12 +564,12 @@ def run(*, seeds: list, quick: bool, figure: Path) -> ClaimOutcome:
         "hypernet_inits": list(HYPERNET_INITS),
         "judged_against": "xavier",
         "target_gain": 1.0,
-        "mnist_fallback": fallback,
+        "mnist": "official splits, 60,000 training / 10,000 test images (no fallback)",
     }
     return ClaimOutcome(
         holds=holds,
         summary=summary,
         numbers=numbers,
         settings=settings,
-        checked=[f"{text} -> {'met' if ok else 'not met'}" for text, ok in checks],
+        checked=[f"{text} -> {VERDICT_WORDS[ok]}" for text, ok in checks],
     )

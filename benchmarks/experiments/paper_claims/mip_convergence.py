@@ -38,7 +38,13 @@ ACC_THRESHOLD = 0.85  # test accuracy
 SPIKE_FACTOR, SPIKE_WINDOW = 3.0, 25  # a spike: loss > SPIKE_FACTOR x median of the previous SPIKE_WINDOW steps
 FINAL_ACC_TOLERANCE = 0.005  # "without any sacrifice in final accuracy": MIP >= default - 0.5 pp
 BEST_TOLERANCE = 0.01  # "best results with both": MIP's mean accuracy >= each component's - 1 pp
-GAP_KEPT = 0.5  # "the gap does not diminish": gap at the largest d >= half the gap at the smallest d
+# App. B.3 (Fig. 9): "we observe that the gap between MIP and the default parametrization does not diminish as
+# the number of input dimensions grows"; Fig. 5c: "MIP parametrizations lead to clear improvements as we increase
+# the dimensionality of the hypernetwork input". Read as: gap(MIP - default) at the largest d >= the gap at the
+# smallest d minus GAP_NOISE (5 pp of test accuracy, a stated allowance for 3-seed noise), on the accuracy
+# averaged over training and on the final accuracy, each its own criterion ("MIP ahead at every d" is another)
+GAP_NOISE = 0.05
+GAP_METRICS = {"mean_acc": "test accuracy averaged over training", "final_acc_mean": "final test accuracy"}
 SETTING = (
     "Bayesian neural network on MNIST (Sec. 5.1): one gamma ~ N(0, I_d) per training step (d = 4 unless "
     "swept), batch 128, cross entropy; hypernetwork with LeakyReLU hidden layers of 16 and 128 units and a "
@@ -188,22 +194,27 @@ def judge(
                 all(mip["mean_acc"] >= v - BEST_TOLERANCE for v in parts.values()),
             )
         )
-    gaps = {d: sweep[str(d)]["mip"]["mean_acc"] - sweep[str(d)]["default"]["mean_acc"] for d in d_values}
-    text = ", ".join(f"d={d} {g:+.4f}" for d, g in gaps.items())
+    gaps = {
+        m: {d: sweep[str(d)]["mip"][m] - sweep[str(d)]["default"][m] for d in d_values} for m in GAP_METRICS
+    }
+    text = ", ".join(f"d={d} {g:+.4f}" for d, g in gaps["mean_acc"].items())
     out.append(
         (
             f"d sweep (Adam): MIP beats the default in test accuracy averaged over training at every d ({text})",
-            all(g > 0 for g in gaps.values()),
+            all(g > 0 for g in gaps["mean_acc"].values()),
         )
     )
-    first, last = gaps[d_values[0]], gaps[d_values[-1]]
-    out.append(
-        (
-            f"d sweep: the gap does not diminish, gap(d={d_values[-1]}) {last:+.4f} >= {GAP_KEPT} x "
-            f"gap(d={d_values[0]}) {first:+.4f} (and positive)",
-            last > 0 and last >= GAP_KEPT * first,
+    lo, hi = d_values[0], d_values[-1]
+    for m, label in GAP_METRICS.items():
+        first, last = gaps[m][lo], gaps[m][hi]
+        out.append(
+            (
+                f"d sweep (Adam): the gap does not diminish as d grows (App. B.3), {label}: gap(d={hi}) "
+                f"{last:+.4f} >= gap(d={lo}) {first:+.4f} - {GAP_NOISE} (noise allowance); gaps "
+                + ", ".join(f"d={d} {g:+.4f}" for d, g in gaps[m].items()),
+                last >= first - GAP_NOISE,
+            )
         )
-    )
     return out
 
 
@@ -351,6 +362,11 @@ def run(*, seeds: List[int], quick: bool, figure: Path) -> ClaimOutcome:
         + ", ".join(
             f"d={d} {sweep[str(d)]['mip']['mean_acc'] - sweep[str(d)]['default']['mean_acc']:+.3f}" for d in d_values
         )
+        + "; final accuracy: "
+        + ", ".join(
+            f"d={d} {sweep[str(d)]['mip']['final_acc_mean'] - sweep[str(d)]['default']['final_acc_mean']:+.3f}"
+            for d in d_values
+        )
     )
     numbers = {
         "aggregate": agg,
@@ -386,7 +402,8 @@ def run(*, seeds: List[int], quick: bool, figure: Path) -> ClaimOutcome:
             "spike_window": SPIKE_WINDOW,
             "final_acc_tolerance": FINAL_ACC_TOLERANCE,
             "best_tolerance": BEST_TOLERANCE,
-            "gap_kept": GAP_KEPT,
+            "gap_noise": GAP_NOISE,
+            "gap_metrics": list(GAP_METRICS),
         },
     }
     return ClaimOutcome(
