@@ -153,7 +153,9 @@ class Hypernetwork(nn.Module):
                 f"conditions are {cond.dtype} but the hypernetwork is {head.dtype}: convert one of them "
                 f"(cond.to({head.dtype}) or hnet.to({cond.dtype}))"
             )
-        if not torch.isfinite(cond).all():
+        # a data-dependent check (one host read): skipped inside torch.compile, where it would break the graph
+        # (HypernetworkStrategy(compile=True) checks every training loss for NaN/inf instead)
+        if not torch.compiler.is_compiling() and not torch.isfinite(cond).all():
             raise ValueError("conditions contain NaN or inf")
         return cond
 

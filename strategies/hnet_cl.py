@@ -24,6 +24,7 @@ becoming fine-tuning.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
@@ -154,6 +155,15 @@ class HypernetworkStrategy(SupervisedTemplate):
     instead of one sample at a time, inside Avalanche's own loaders (:mod:`strategies.fast_batches`):
     the same batches in the same order, checked on a probe batch; other data sets keep Avalanche's fetch.
 
+    ``compile`` (default False): ``torch.compile`` the per-batch model forward of a one-task mini-batch
+    (hypernetwork generation ``h(e_t)`` + the functional target call; the backward follows the compiled
+    graph), with CUDA graphs (``mode="reduce-overhead"``) on a CUDA device and the default mode
+    elsewhere. Mixed-task batches (replay), entropy task inference and plugins' own forwards stay eager.
+    If compiling fails (a target dynamo cannot trace, no C++ compiler for inductor, ...), training goes
+    on eagerly after ONE warning naming the reason; :attr:`compiled` says which happened (None until
+    the first compiled call, then True, or False after a fallback; False with ``compile=False``).
+    Results equal eager within float rounding (tests/test_compile.py: losses within 1e-4).
+
     ``optimizer``: by default Adam (fused where available) with the two groups above. A user
     optimizer must have the same two groups, built with ``model.param_groups(lr=..., emb_lr=...)``
     before any scheduler, so schedules act on both.
@@ -211,6 +221,7 @@ class HypernetworkStrategy(SupervisedTemplate):
         health_every: Optional[int] = 50,
         fast_batches: bool = True,
         sync_every: Optional[int] = None,
+        compile: bool = False,
         **kwargs: Any,
     ) -> None:
         if not isinstance(model, TaskConditionedHypernetwork):
@@ -250,6 +261,13 @@ class HypernetworkStrategy(SupervisedTemplate):
         self.trained_tasks: List[int] = []
         self.current_task: Optional[int] = None
         self.sync_every = sync_every
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile must be True or False, got {compile!r}")
+        self.compile_step = compile
+        # None: compile=True but no compiled call yet; True: compiled; False: eager (compile=False or fallback)
+        self.compiled: Optional[bool] = None if compile else False
+        self.compile_fallback_reason: Optional[str] = None
+        self._compiled_forward: Optional[Callable[..., torch.Tensor]] = None
         self._last_loss: Optional[torch.Tensor] = None  # the last iteration's loss and penalty, on the device
         self._last_reg: Union[torch.Tensor, float] = 0.0
         self._unchecked: List[Tuple[torch.Tensor, str, int]] = []  # values whose finiteness is not read yet
@@ -519,10 +537,60 @@ class HypernetworkStrategy(SupervisedTemplate):
         # eval() has checked (or recorded) the untrained task ids; training only sees trained or current ones
         labels = self.mb_task_id
         single = getattr(labels, SINGLE_TASK, None)  # a gathered one-task batch: no read-back of its labels
-        return model(
-            self.mb_x,
-            labels if single is None else single,
-            allow_untrained=self.is_eval and self.untrained_tasks == "evaluate",
+        allow_untrained = self.is_eval and self.untrained_tasks == "evaluate"
+        if self.compile_step and self.compiled is not False:
+            task = single
+            if task is None and torch.is_tensor(labels):
+                tasks = labels.unique().tolist()
+                task = int(tasks[0]) if len(tasks) == 1 else None
+            if task is not None:
+                out = self._forward_compiled(int(task), allow_untrained)
+                if out is not None:
+                    return out
+        return model(self.mb_x, labels if single is None else single, allow_untrained=allow_untrained)
+
+    # ------------------------------------------------------------------ torch.compile (compile=True)
+    @property
+    def compile_mode(self) -> Optional[str]:
+        """``torch.compile``'s mode: ``"reduce-overhead"`` (CUDA graphs) on a CUDA device, else the default."""
+        return "reduce-overhead" if torch.device(self.device).type == "cuda" else None
+
+    def _generate_and_run(self, emb: torch.Tensor, x: torch.Tensor, buffers: Optional[dict]) -> torch.Tensor:
+        """The compiled unit: the task's weights from its embedding, then the functional target on ``x``."""
+        model: TaskConditionedHypernetwork = self.model
+        return model.target(model.hnet(emb), x, buffers=buffers)
+
+    def _forward_compiled(self, task: int, allow_untrained: bool) -> Optional[torch.Tensor]:
+        """One task's mini-batch through the compiled forward; None after a compile failure (the caller
+        then runs the eager forward, which computes the same)."""
+        model: TaskConditionedHypernetwork = self.model
+        emb = model.embeddings([task], allow_untrained=allow_untrained)[0]  # refuses untrained ids as eager does
+        buffers = model.stats(task)
+        mode = self.compile_mode
+        try:
+            if self._compiled_forward is None:
+                self._compiled_forward = torch.compile(self._generate_and_run, mode=mode, fullgraph=True)
+            if mode == "reduce-overhead":  # a new training step: earlier CUDA-graph outputs may be overwritten
+                torch.compiler.cudagraph_mark_step_begin()
+            out = self._compiled_forward(emb, self.mb_x, buffers)
+        except Exception as exc:  # compilation failed: eager from here on, said once
+            self._compile_fallback(exc)
+            return None
+        self.compiled = True
+        return out
+
+    def _compile_fallback(self, exc: BaseException) -> None:
+        first = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")
+        self.compiled = False
+        self.compile_fallback_reason = reason
+        self._compiled_forward = None
+        warnings.warn(
+            f"HypernetworkStrategy(compile=True): torch.compile of the model forward failed ({reason}); "
+            f"training and evaluation continue EAGERLY (uncompiled), so results are eager ones. "
+            f"strategy.compiled is False and strategy.compile_fallback_reason holds the reason",
+            RuntimeWarning,
+            stacklevel=3,
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -557,6 +625,7 @@ class HypernetworkStrategy(SupervisedTemplate):
         :mod:`strategies.optimizer_pickling`). ``save_checkpoint(strategy, path)`` then keeps the
         optimizer's state and learning rates; ``exclude=["optimizer"]`` keeps the live one instead."""
         state = self.__dict__.copy()
+        state["_compiled_forward"] = None  # a compiled function does not pickle; compiled again when next used
         if isinstance(state.get("optimizer"), torch.optim.Optimizer):
             state["optimizer"] = describe_optimizer(state["optimizer"], state["model"])
         return state

@@ -203,3 +203,73 @@ def test_both_task_conditioned_models_draw_task_embeddings_with_the_one_seed_for
         assert torch.equal(cl.task_embeddings[t].detach(), drawn)
         assert torch.equal(pareto.task_embeddings[t].detach(), drawn)
     assert not torch.equal(cl.task_embeddings[0], cl.task_embeddings[1])
+
+
+def test_bench_aggregate_pairs_each_seed_with_its_stand_alone_and_takes_the_goals_over_all_seeds(tmp_path):
+    import json
+
+    from benchmarks.experiments.continual_pareto_bench import aggregate, goals
+
+    settings = dict(tasks=3, steps=100, beta=2.0, emb_dim=16, seed=0, parts=["regularized"], out="x", eval_at=[50])
+
+    def write(name, seed, part, values, **changes):
+        s = {**settings, "seed": seed, "parts": [part], "out": name, **changes}
+        (tmp_path / name).write_text(json.dumps({"settings": s, "ref_point": [2.0, 2.0], part: values}))
+
+    def reg(just, final):
+        return {"hv_just_after": just, "hv_final": final, "complete": True,
+                "hv_forgetting_relative": [(a - f) / a for a, f in zip(just, final)]}
+
+    write("reg0.json", 0, "regularized", reg([1.0, 1.0, 1.0], [0.995, 1.0, 1.0]))  # 0.5% forgetting, ratios 0.995 1 1
+    write("reg1.json", 1, "regularized", reg([1.0, 1.0, 1.0], [0.998, 0.99, 1.0]))  # task 1 ratio 0.99 / 1.1 = 0.9
+    write("reg2.json", 2, "regularized", reg([1.0, 1.0, 1.0], [0.992, 1.0, 1.0]))  # 0.8% forgetting, the largest
+    # the stand-alone files: beta / emb_dim are the continual model's own settings, so they may differ
+    write("alone0.json", 0, "standalone", {"hv": [1.0, 1.0, 1.0]}, beta=0.05, emb_dim=4)
+    write("alone1.json", 1, "standalone", {"hv": [1.0, 1.1, 1.0]}, beta=0.05)
+    write("alone2.json", 2, "standalone", {"hv": [1.0, 1.0, 1.0]})
+    write("alone1_long.json", 1, "standalone", {"hv": [1.0, 1.0, 1.0]}, steps=200)  # another setting: not a pair
+
+    good = aggregate(tmp_path, ["reg0.json", "reg2.json"])
+    assert good["goals"]["met"] is True and good["goals"]["seeds"] == [0, 2]
+    assert good["goals"]["max_hv_forgetting_relative"] == pytest.approx(0.008)
+    assert good["goals"]["max_hv_forgetting_at"] == {"seed": 2, "task": 0, "regularized_file": "reg2.json"}
+    assert good["per_seed"]["0"]["standalone_file"] == "alone0.json"
+    assert good["per_seed"]["0"]["goals"] == goals(json.loads((tmp_path / "reg0.json").read_text())["regularized"],
+                                                   [1.0, 1.0, 1.0])
+    assert good["per_seed"]["2"]["hv_final"] == [0.992, 1.0, 1.0] and good["per_seed"]["2"]["standalone_hv"] == [1.0] * 3
+    assert "seed" not in good["settings"] and "out" not in good["settings"] and good["settings"]["tasks"] == 3
+
+    bad = aggregate(tmp_path, ["reg0.json", "reg1.json", "reg2.json"])["goals"]  # seed 1 misses the ratio goal
+    assert bad["met"] is False and bad["met_per_seed"] == {"0": True, "1": False, "2": True}
+    assert bad["min_final_over_standalone"] == pytest.approx(0.9)
+    assert bad["min_final_over_standalone_at"] == {"seed": 1, "task": 1, "regularized_file": "reg1.json",
+                                                   "standalone_file": "alone1.json"}
+    assert bad["sources"]["1"] == {"regularized": "reg1.json", "standalone": "alone1.json"} and bad["tasks"] == 3
+
+    write("reg3.json", 3, "regularized", reg([1.0] * 3, [1.0] * 3))
+    with pytest.raises(ValueError, match=r"reg3\.json \(seed 3\): no stand-alone file of seed 3"):
+        aggregate(tmp_path, ["reg0.json", "reg3.json"])
+    write("reg4.json", 4, "regularized", reg([1.0] * 3, [1.0] * 3))
+    write("alone4.json", 4, "standalone", {"hv": [1.0] * 3}, lr=0.01)
+    with pytest.raises(ValueError, match=r"reg4\.json \(seed 4\).*other settings.*alone4\.json: \['lr'\]"):
+        aggregate(tmp_path, ["reg4.json"])
+    write("reg5.json", 5, "regularized", reg([1.0] * 3, [1.0] * 3), steps=200)
+    with pytest.raises(ValueError, match=r"reg5\.json and .*reg0\.json: settings differ in \['steps'\]"):
+        aggregate(tmp_path, ["reg0.json", "reg5.json"])
+    with pytest.raises(ValueError, match="missing.json: no such file"):
+        aggregate(tmp_path, ["missing.json"])
+
+    import sys
+    from unittest import mock
+
+    from benchmarks.experiments.continual_pareto_bench import main
+
+    out = tmp_path / "out" / "seeds.json"
+    argv = ["continual_pareto_bench", "--aggregate", str(tmp_path), "--out", str(out), "--runs"]
+    with mock.patch.object(sys, "argv", argv + ["reg0.json", "reg3.json"]), pytest.raises(SystemExit):
+        main()  # refused: nothing written
+    assert not out.exists()
+    with mock.patch.object(sys, "argv", argv + ["reg0.json", "reg1.json", "reg2.json"]):
+        main()
+    written = json.loads(out.read_text())
+    assert written["goals"] == bad and "--runs reg0.json reg1.json reg2.json" in written["command"]

@@ -59,7 +59,7 @@ def choices(key: str) -> Tuple[Any, ...]:
 
 
 BOOLEANS = ("resume", "progress", "data.download", "data.verify", "hnet.mip", "hnet.chunked", "hnet.last_activation",
-            "strategy.lookahead")
+            "strategy.lookahead", "train.compile")
 # which strategies apply to each kind of benchmark; the benchmarks themselves (their kind, objectives,
 # default strategy, loader) are the entries of benchmarks.data.registry, read live by families() and objectives()
 CONTINUAL_STRATEGIES = ("hnet_cl", "finetune")
@@ -108,7 +108,7 @@ RESUME_IGNORED_PREFIXES = ("benchmark.presets.",)
 # keys added to the config after runs were recorded: absent from an older run's config means the
 # behaviour it had then, which is this value (so resume and result tables accept those runs)
 ADDED_KEYS = {"train.eval_tasks": "all", "strategy.start": "random", "built.hnet.start": "random", "hnet.emb_std": 1.0,
-              "built.hnet.theta0": None, "hnet.generator": None}  # theta0: recorded (MIP runs only) since MIP draws theta_0 like a target
+              "built.hnet.theta0": None, "hnet.generator": None, "train.compile": False}  # theta0: recorded (MIP runs only) since MIP draws theta_0 like a target
 CONFIG_GROUPS = ("benchmark", "strategy")
 # strategy keys whose value IS the strategy: a preset never changes them (fine-tuning is beta = 0)
 STRATEGY_DEFINING_KEYS = {"finetune": ("beta",)}
@@ -208,6 +208,10 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
             spec.check(cfg)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    if "train.compile" in explicit and kind != "continual":
+        raise ConfigError(f"train.compile is not supported by benchmark={cfg.benchmark.name} "
+                          f"strategy={cfg.strategy.name} ({kind.replace('_', ' ')} runs): only the continual "
+                          "runs' HypernetworkStrategy compiles its step (torch.compile); drop the override")
     unread = NOT_READ[kind] + spec.not_read
     ignored = [k for k in explicit if k in unread]
     ignored += [k for k in explicit if any(k.startswith(p) if p.endswith(".") else k == p

@@ -7,6 +7,11 @@ writes ``bench/results/continual_pareto.json``. Task t permutes the pixels of Li
 Multi-MNIST images with a fixed permutation (task 0: none); objectives are the two
 cross-entropies, HV has PHN's reference point (2, 2). Goals (the issue): HV forgetting <= 1%
 relative, each task's final HV >= 97% of its stand-alone PHN.
+
+``python -m benchmarks.experiments.continual_pareto_bench --aggregate DIR --runs R0.json R1.json ... --out OUT.json``
+trains nothing: it pairs each regularized run file in ``DIR`` (one per seed) with the stand-alone file of
+``DIR`` that has the same seed and the same settings apart from the continual model's own
+(:func:`aggregate`), and writes one JSON with each seed's :func:`goals` and the goals over all seeds.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import json
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -124,6 +129,115 @@ def goals(reg: Dict[str, Any], alone: List[float]) -> Dict[str, Any]:
     return out
 
 
+# settings only the continual model reads (a stand-alone PHN ignores them) and settings that say what
+# was written where, not what was trained: neither has to match between a run and its stand-alone
+CONTINUAL_ONLY = ("beta", "reg_rays", "emb_dim", "emb_std", "start")
+RECORD_ONLY = ("parts", "out")
+_MISSING = object()
+
+
+def _differing(a: Dict[str, Any], b: Dict[str, Any], ignore: Sequence[str]) -> List[str]:
+    keys = (set(a) | set(b)) - set(ignore)
+    return sorted(k for k in keys if a.get(k, _MISSING) != b.get(k, _MISSING))
+
+
+def _complete(name: str, part: Dict[str, Any], key: str, tasks: int) -> None:
+    if part.get("complete") is False or len(part[key]) != tasks:
+        raise ValueError(f"{name}: incomplete run ({len(part[key])} of {tasks} tasks in {key!r})")
+
+
+def aggregate(folder: Path, runs: Sequence[str]) -> Dict[str, Any]:
+    """One record of the regularized runs ``runs`` (file names in ``folder``, one per seed, all with the
+    same settings apart from the seed): each run is paired with the one file of ``folder`` that holds a
+    ``standalone`` part of the same seed and the same settings apart from :data:`CONTINUAL_ONLY` and
+    :data:`RECORD_ONLY` (the run's own file when it holds both parts). Per seed: the file names, the raw HVs
+    and :func:`goals`; ``goals`` over all seeds: the largest forgetting and the smallest final /
+    stand-alone ratio over seeds and tasks, each with its seed, task and files, and ``met`` (every
+    seed's goals met). :class:`ValueError`, naming the files, for a missing, ambiguous or mismatched
+    stand-alone, runs whose settings differ, a repeated seed or an incomplete run."""
+    folder = Path(folder)
+    if not runs:
+        raise ValueError("no regularized run files given")
+    data = {}
+    for name in sorted(p.name for p in folder.glob("*.json")) + [r for r in runs if not (folder / r).exists()]:
+        path = folder / name
+        if not path.is_file():
+            raise ValueError(f"{path}: no such file")
+        data[name] = json.loads(path.read_text())
+    alone_files = [n for n, d in data.items() if "standalone" in d]
+    first = runs[0]
+    per_seed: Dict[str, Any] = {}
+    for name in runs:
+        run = data[name]
+        if "regularized" not in run:
+            raise ValueError(f"{folder / name}: no 'regularized' part (it holds {sorted(run)})")
+        settings, seed = run["settings"], run["settings"]["seed"]
+        diff = _differing(settings, data[first]["settings"], RECORD_ONLY + ("seed",))
+        if diff:
+            raise ValueError(f"{folder / name} and {folder / first}: settings differ in {diff}; "
+                             "aggregate the runs of one setting")
+        if str(seed) in per_seed:
+            raise ValueError(f"seed {seed} twice: {per_seed[str(seed)]['regularized_file']} and {name}")
+        same_seed = [n for n in alone_files if data[n]["settings"].get("seed") == seed]
+        if not same_seed:
+            raise ValueError(f"{folder / name} (seed {seed}): no stand-alone file of seed {seed} in {folder} "
+                             f"(stand-alone files: {alone_files or 'none'})")
+        ignore = CONTINUAL_ONLY + RECORD_ONLY
+        match = [n for n in same_seed if not _differing(data[n]["settings"], settings, ignore)
+                 and data[n].get("ref_point") == run.get("ref_point")]
+        if not match:
+            why = "; ".join(f"{folder / n}: {_differing(data[n]['settings'], settings, ignore) or ['ref_point']}"
+                            for n in same_seed)
+            raise ValueError(f"{folder / name} (seed {seed}): the stand-alone files of seed {seed} were trained "
+                             f"with other settings ({why})")
+        if len(match) > 1:
+            raise ValueError(f"{folder / name} (seed {seed}): more than one matching stand-alone file: {match}")
+        reg, alone = run["regularized"], data[match[0]]["standalone"]
+        _complete(str(folder / name), reg, "hv_final", settings["tasks"])
+        _complete(str(folder / match[0]), alone, "hv", settings["tasks"])
+        per_seed[str(seed)] = {
+            "regularized_file": name, "standalone_file": match[0],
+            "hv_just_after": reg["hv_just_after"], "hv_final": reg["hv_final"],
+            "hv_forgetting_relative": reg["hv_forgetting_relative"], "standalone_hv": alone["hv"],
+            "goals": goals(reg, alone["hv"])}
+    settings = {k: v for k, v in data[first]["settings"].items() if k not in RECORD_ONLY + ("seed",)}
+    return {"folder": str(folder), "settings": settings, "ref_point": data[first].get("ref_point"),
+            "device": data[first].get("device"), "per_seed": per_seed,
+            "goals": _goals_over_seeds(per_seed, settings["tasks"])}
+
+
+def _goals_over_seeds(per_seed: Dict[str, Any], tasks: int) -> Dict[str, Any]:
+    forgetting = [(v, int(s), t) for s, r in per_seed.items() for t, v in enumerate(r["hv_forgetting_relative"][:-1])
+                  if v is not None]
+    ratios = [(v, int(s), t) for s, r in per_seed.items() for t, v in enumerate(r["goals"]["final_over_standalone"])
+              if v is not None]
+
+    def where(item: Optional[tuple], *files: str) -> Optional[Dict[str, Any]]:
+        if item is None:
+            return None
+        _, seed, task = item
+        return {"seed": seed, "task": task, **{f: per_seed[str(seed)][f] for f in files}}
+
+    worst_forgetting = max(forgetting, key=lambda x: x[0], default=None)
+    worst_ratio = min(ratios, key=lambda x: x[0], default=None)
+    return {
+        "tasks": tasks,
+        "seeds": sorted(int(s) for s in per_seed),
+        "max_hv_forgetting_relative": worst_forgetting[0] if worst_forgetting else 0.0,
+        "max_hv_forgetting_at": where(worst_forgetting, "regularized_file"),
+        "min_final_over_standalone": worst_ratio[0] if worst_ratio else float("nan"),
+        "min_final_over_standalone_at": where(worst_ratio, "regularized_file", "standalone_file"),
+        "undefined": [{"seed": int(s), "forgetting_tasks": r["goals"]["undefined_forgetting_tasks"],
+                       "ratio_tasks": r["goals"]["undefined_ratio_tasks"]} for s, r in per_seed.items()
+                      if r["goals"]["undefined_forgetting_tasks"] or r["goals"]["undefined_ratio_tasks"]],
+        "met_per_seed": {s: r["goals"]["met"] for s, r in per_seed.items()},
+        "met": all(r["goals"]["met"] for r in per_seed.values()),
+        "rule": next(iter(per_seed.values()))["goals"]["rule"] + ", every seed (per_seed.*.goals.met)",
+        "sources": {s: {"regularized": r["regularized_file"], "standalone": r["standalone_file"]}
+                    for s, r in per_seed.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=5)
@@ -155,7 +269,24 @@ def main() -> None:
     parser.add_argument("--eval-at", type=int, nargs="*", default=[],
                         help="also record each task's test HV after these step counts (hv_curve)")
     parser.add_argument("--out", default="bench/results/continual_pareto.json")
+    parser.add_argument("--aggregate", metavar="DIR", default=None,
+                        help="train nothing: pair the --runs files of DIR with DIR's stand-alone files and write "
+                             "their goals over all seeds to --out (aggregate())")
+    parser.add_argument("--runs", nargs="+", default=[], metavar="FILE",
+                        help="with --aggregate: the regularized run files in DIR, one per seed")
     args = parser.parse_args()
+    if args.aggregate is not None:
+        try:
+            record = aggregate(Path(args.aggregate), args.runs)
+        except ValueError as e:
+            parser.error(str(e))
+        record["command"] = ("python -m benchmarks.experiments.continual_pareto_bench --aggregate "
+                             f"{args.aggregate} --runs {' '.join(args.runs)} --out {args.out}")
+        write_json(Path(args.out), record)
+        print(json.dumps(record["goals"], indent=1))
+        return
+    if args.runs:
+        parser.error("--runs goes with --aggregate")
     if any(s < 1 for s in args.eval_at):
         parser.error(f"--eval-at takes step counts >= 1, got {args.eval_at}")
     warnings.filterwarnings("ignore")

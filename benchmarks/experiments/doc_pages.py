@@ -153,6 +153,32 @@ def continual_pareto_long_table(results: Path) -> str:
     return "\n".join(lines)
 
 
+def continual_pareto_goals_table(results: Path) -> str:
+    """The goals over seeds as ``continual_pareto_bench --aggregate`` paired the runs (one pairing, there)."""
+    record = _load("continual_pareto_seeds.json", results)
+    folder, g = record["folder"].replace("bench/results/", "", 1), record["goals"]
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.2f}%"
+
+    lines = ["| seed | run | stand-alone PHN | max HV forgetting | final / stand-alone per task | lowest | goals met |",
+             "|---|---|---|---|---|---|---|"]
+    for seed in sorted(record["per_seed"], key=int):
+        r = record["per_seed"][seed]
+        ratios = " ".join("–" if v is None else f"{v:.2f}" for v in r["goals"]["final_over_standalone"])
+        lines.append(f"| {seed} | `{folder}/{r['regularized_file']}` | `{folder}/{r['standalone_file']}` | "
+                     f"{pct(r['goals']['max_hv_forgetting_relative'])} | {ratios} | "
+                     f"{r['goals']['min_final_over_standalone']:.3f} | {'yes' if r['goals']['met'] else 'no'} |")
+    at_f, at_r = g["max_hv_forgetting_at"], g["min_final_over_standalone_at"]
+    lines.append(f"| **all {len(g['seeds'])}** | | | **{pct(g['max_hv_forgetting_relative'])}**"
+                 + (f" (seed {at_f['seed']}, task {at_f['task']})" if at_f else "")
+                 + f" | | **{g['min_final_over_standalone']:.3f}**"
+                 + (f" (seed {at_r['seed']}, task {at_r['task']})" if at_r else "")
+                 + f" | **{'yes' if g['met'] else 'no'}** |")
+    return "\n".join(lines + ["", f"Goals: {g['rule']}; β {record['settings']['beta']}, {g['tasks']} tasks, "
+                                   f"{record['settings']['steps']} steps per task."])
+
+
 SECTIONS = [
     ("Permuted MNIST against von Oswald et al. 2020", "pmnist.json", pmnist_table,
      "`python -m benchmarks.experiments.reproduce` (full 60,000-image training split, 5000 iterations per task, batch 128). "
@@ -174,6 +200,11 @@ SECTIONS = [
     ("Continual Pareto fronts, 6000 steps per task (H100)", "gpu_h100_issue14", continual_pareto_long_table,
      "`benchmarks.experiments.continual_pareto_bench` on 5 permuted Multi-MNIST tasks (command: "
      "[reproduction](reproduction.md#continual-pareto-fronts)); HV with reference point (2, 2)."),
+    ("Continual Pareto goals over seeds (H100)", "continual_pareto_seeds.json", continual_pareto_goals_table,
+     "The runs above paired by seed with the stand-alone PHNs of the same settings by `python -m "
+     "benchmarks.experiments.continual_pareto_bench --aggregate bench/results/gpu_h100_issue14 --runs "
+     "cp_long_beta2.json cp_long_beta2_seed1.json cp_long_beta2_seed2.json --out "
+     "bench/results/continual_pareto_seeds.json`; the last row is over every seed and task."),
 ]
 
 

@@ -95,7 +95,8 @@ def build_cl_strategy(cfg: DictConfig, model, device: Union[str, torch.device], 
                       evaluator, plugins: Optional[Sequence] = None):
     """The continual strategy (:class:`strategies.HypernetworkStrategy`) of ``cfg.strategy`` and ``cfg.train``
     for the ``model`` of :func:`build_cl_model_from_config`: cross-entropy for a classification benchmark,
-    else MSE. ``evaluator`` and ``plugins``: the caller's evaluation and logging (``evaluator=None``: none)."""
+    else MSE. ``evaluator`` and ``plugins``: the caller's evaluation and logging (``evaluator=None``: none).
+    ``train.compile``: ``compile=`` of the strategy (a run config recorded before the key: false)."""
     from strategies.hnet_cl import HypernetworkStrategy
 
     s = cfg.strategy
@@ -104,7 +105,7 @@ def build_cl_strategy(cfg: DictConfig, model, device: Union[str, torch.device], 
         lookahead=s.lookahead, task_inference=s.task_inference, train_iterations=cfg.train.iterations,
         criterion=nn.CrossEntropyLoss() if classification else nn.MSELoss(),
         train_mb_size=cfg.train.batch_size, eval_mb_size=cfg.train.eval_batch_size, device=device,
-        evaluator=evaluator, plugins=plugins,
+        evaluator=evaluator, plugins=plugins, compile=bool(cfg.train.get("compile", False)),
     )
 
 
