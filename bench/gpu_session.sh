@@ -21,10 +21,10 @@ TESTS=$!
 
 if [ "$SPEED" = 1 ]; then
   stamp "solo step timings"
-  timeout 100 $PY -m benchmarks.experiments.speed --device "$DEVICE" --only overhead regularizer phn --warmup 5 --reps 20 \
+  timeout 100 $PY -m benchmarks.experiments.speed --device "$DEVICE" --only overhead compile regularizer phn --warmup 5 --reps 20 \
     --tasks 1 10 100 > "$RUNS/speed.log" 2>&1
   stamp "speed exit $?"
-  for f in overhead regularizer phn; do cp "bench/results/speed_$f.json" "$RUNS/speed_${f}_$DEVICE.json" 2>/dev/null; done
+  for f in overhead compile regularizer phn; do cp "bench/results/speed_$f.json" "$RUNS/speed_${f}_$DEVICE.json" 2>/dev/null; done
 fi
 
 run() {  # run NAME SECONDS overrides...

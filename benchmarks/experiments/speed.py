@@ -159,6 +159,26 @@ def bench_overhead(device, warmup, reps) -> Dict:
             "target": "ratio_vs_fused_adam <= 1.3", "hnet_params": hnet.num_generator_params, "target_weights": hnet.num_weights}
 
 
+def bench_compile(device, warmup, reps) -> Dict:
+    """The CL step (the overhead row's setting) eager and with ``compile=True`` (issue 21 item 2): median
+    step times, their ratio, the first compiled step's time (compilation included) and whether it compiled."""
+    steps, first_s, compiled = {}, None, None
+    for name, compile_step in (("eager", False), ("compiled", True)):
+        torch.manual_seed(0)
+        strategy = cl_strategy(device, compile=compile_step)
+        prepare(strategy, 0)
+        strategy.mbatch = cl_batch(device)
+        if compile_step:
+            start = time.perf_counter()
+            training_iteration(strategy)  # compiles the forward (and its backward) on the first call
+            first_s, compiled = time.perf_counter() - start, strategy.compiled
+        steps[name] = timeit(partial(training_iteration, strategy), warmup=warmup, reps=reps, device=device)
+    return {"cl_step_eager": steps["eager"], "cl_step_compiled": steps["compiled"],
+            "ratio_compiled_vs_eager": steps["compiled"]["median_ms"] / steps["eager"]["median_ms"],
+            "first_compiled_step_s": first_s, "compiled": compiled,
+            "mode": "reduce-overhead (CUDA graphs)" if device.type == "cuda" else "default (inductor)"}
+
+
 def bench_regularizer(device, warmup, reps, tasks=(1, 10, 50, 100)) -> Dict:
     out: Dict = {"steps": {}}
     for T in tasks:
@@ -357,7 +377,7 @@ def bench_hypnettorch(device, warmup, reps, folder: Path, T: int = 10) -> Dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--only", nargs="+", default=["overhead", "regularizer", "regularizer_mip", "phn", "hypnettorch"])
+    parser.add_argument("--only", nargs="+", default=["overhead", "compile", "regularizer", "regularizer_mip", "phn", "hypnettorch"])
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--tasks", type=int, nargs="+", default=[1, 10, 50, 100])
@@ -368,6 +388,7 @@ def main() -> None:
     meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     runners = {
         "overhead": lambda: bench_overhead(device, args.warmup, args.reps),
+        "compile": lambda: bench_compile(device, args.warmup, args.reps),
         "regularizer": lambda: bench_regularizer(device, args.warmup, args.reps, tuple(args.tasks)),
         "regularizer_mip": lambda: bench_regularizer_mip(device, args.warmup, args.reps),
         "phn": lambda: bench_phn(device, args.warmup, args.reps),
