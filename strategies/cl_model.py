@@ -192,6 +192,13 @@ class TaskConditionedHypernetwork(MultiTaskModule):
             return {}
         return dict(zip(tasks, self.all_task_outputs(x, tasks)))
 
+    @staticmethod
+    def task_ids(task_labels: Union[torch.Tensor, int]) -> List[int]:
+        """The distinct task ids of a batch's labels (an int, a 0-d tensor or one label per sample), sorted."""
+        if isinstance(task_labels, int) or task_labels.dim() == 0:
+            return [int(task_labels)]
+        return [int(t) for t in task_labels.unique().tolist()]
+
     def forward(
         self, x: torch.Tensor, task_labels: Union[torch.Tensor, int, None], *, allow_untrained: bool = False
     ) -> Union[torch.Tensor, Dict[int, torch.Tensor]]:
@@ -200,16 +207,15 @@ class TaskConditionedHypernetwork(MultiTaskModule):
         ``task_labels=None``: every trained task's outputs, ``{task: output}`` (:meth:`forward_all_tasks`)."""
         if task_labels is None:
             return self.forward_all_tasks(x)
-        if isinstance(task_labels, int) or (torch.is_tensor(task_labels) and task_labels.dim() == 0):
-            return self.forward_single_task(x, int(task_labels), allow_untrained=allow_untrained)
-        tasks = task_labels.unique().tolist()
+        tasks = self.task_ids(task_labels)
         if len(tasks) == 1:
-            return self.forward_single_task(x, int(tasks[0]), allow_untrained=allow_untrained)
-        weight_sets = self.hnet(self.embeddings([int(t) for t in tasks], allow_untrained=allow_untrained))
+            return self.forward_single_task(x, tasks[0], allow_untrained=allow_untrained)
+        assert torch.is_tensor(task_labels)  # several ids come only from a tensor of labels
+        weight_sets = self.hnet(self.embeddings(tasks, allow_untrained=allow_untrained))
         out: Optional[torch.Tensor] = None
         for i, t in enumerate(tasks):
             mask = task_labels == t
-            y = self.target([w[i] for w in weight_sets], x[mask], buffers=self.stats(int(t)))
+            y = self.target([w[i] for w in weight_sets], x[mask], buffers=self.stats(t))
             if out is None:
                 out = y.new_empty((len(x),) + tuple(y.shape[1:]))
             out[mask] = y

@@ -539,12 +539,9 @@ class HypernetworkStrategy(SupervisedTemplate):
         single = getattr(labels, SINGLE_TASK, None)  # a gathered one-task batch: no read-back of its labels
         allow_untrained = self.is_eval and self.untrained_tasks == "evaluate"
         if self.compile_step and self.compiled is not False:
-            task = single
-            if task is None and torch.is_tensor(labels):
-                tasks = labels.unique().tolist()
-                task = int(tasks[0]) if len(tasks) == 1 else None
-            if task is not None:
-                out = self._forward_compiled(int(task), allow_untrained)
+            tasks = [int(single)] if single is not None else model.task_ids(labels)
+            if len(tasks) == 1:
+                out = self._forward_compiled(tasks[0], allow_untrained)
                 if out is not None:
                     return out
         return model(self.mb_x, labels if single is None else single, allow_untrained=allow_untrained)
