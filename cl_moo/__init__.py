@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict
 _EXPORTS: Dict[str, str] = {
     "GENERATORS": "builder",
     "build_hypernetwork": "builder",
+    "HypernetworkOptions": "hnet_options",
     "ChunkedHypernetwork": "chunked_hypernetwork",
     "cl_summary": "cl_metrics",
     "CsvTable": "data",
@@ -77,6 +78,7 @@ if TYPE_CHECKING:  # the names as static type checkers and IDEs see them (loaded
     )
     from .encoding import IdentityEncoding, MIPEncoding, minmax_scale
     from .health import DeadUnitProbe, HealthFinding, HealthLog, HealthWarning, constant_prediction_loss
+    from .hnet_options import HypernetworkOptions
     from .hypernetwork import ACTIVATIONS, HeadPiece, Hypernetwork, make_activation, mlp, task_embedding_seed
     from .init import INIT_SCHEMES, init_hypernetwork, target_variances, variance_report
     from .layout import WeightLayout

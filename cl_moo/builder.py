@@ -9,6 +9,7 @@ MIP on or off (encoding + residual, Gonzalez Ortiz et al. 2024) and initialises 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Dict, Optional, Sequence, cast
 
 import torch
@@ -16,6 +17,7 @@ from torch import nn
 
 from .chunked_hypernetwork import ChunkedHypernetwork
 from .encoding import InputRange
+from .hnet_options import BUILDER_DEFAULTS, HypernetworkOptions
 from .hypernetwork import ACTIVATIONS, Hypernetwork
 from .init import INIT_SCHEMES, THETA0_INITS, InitScheme, Theta0Init, init_hypernetwork
 from .mlp_hypernetwork import MLPHypernetwork
@@ -27,21 +29,12 @@ GENERATORS: Dict[str, Callable[..., Hypernetwork]] = {"mlp": MLPHypernetwork, "c
 def build_hypernetwork(
     target: "FunctionalTarget | nn.Module",
     cond_dim: int,
+    options: Optional[HypernetworkOptions] = None,
     *,
-    chunk_size: Optional[int] = None,
-    chunk_emb_dim: int = 8,
-    hidden: Sequence[int] = (100, 100, 100),
-    activation: str = "relu",
-    last_activation: bool = True,
-    mip: bool = False,
     input_range: InputRange = "unit",
-    init: str = "hyperfan_in",
-    target_gain: float = 2.0,
     probe_conditions: Optional[torch.Tensor] = None,
-    residual_scale: float = 0.01,
-    theta0: str = "init",
     param_names: Optional[Sequence[str]] = None,
-    generator: Optional[str] = None,
+    **option_keywords: Any,
 ) -> Hypernetwork:
     """Builds and initialises a hypernetwork for ``target`` (an ``nn.Module`` or a ``FunctionalTarget``).
 
@@ -54,7 +47,26 @@ def build_hypernetwork(
     the conditions the hypernetwork will see, for the init (default: uniform / normal).
     ``generator``: a name in :data:`GENERATORS` (default: ``"chunked"`` when ``chunk_size`` is
     given, else ``"mlp"``); a registered generator gets the common keyword arguments.
+
+    The build options (generator, widths, MIP, init, ...) are one :class:`HypernetworkOptions`
+    (``options``) or its fields as keywords (``build_hypernetwork(t, 2, hidden=(50,), mip=True)``), not
+    both; unset ones take :data:`cl_moo.hnet_options.BUILDER_DEFAULTS`.
     """
+    if options is not None and option_keywords:
+        raise TypeError(
+            f"build_hypernetwork: pass the build options either as options=HypernetworkOptions(...) or as "
+            f"keywords, not both (got options and {sorted(option_keywords)})"
+        )
+    known = {f.name for f in dataclasses.fields(HypernetworkOptions)}
+    unknown = sorted(set(option_keywords) - known)
+    if unknown:
+        raise TypeError(f"build_hypernetwork: unknown option(s) {unknown}; the options are {sorted(known)}")
+    opts = (options if options is not None else HypernetworkOptions(**option_keywords)).filled(BUILDER_DEFAULTS)
+    generator, chunk_size, chunk_emb_dim = opts.generator, opts.chunk_size, opts.chunk_emb_dim
+    hidden, activation, last_activation, mip = opts.hidden, opts.activation, opts.last_activation, opts.mip
+    init, target_gain, residual_scale, theta0 = opts.init, opts.target_gain, opts.residual_scale, opts.theta0
+    assert hidden is not None and activation is not None and init is not None and theta0 is not None  # filled
+    assert target_gain is not None and residual_scale is not None  # filled from BUILDER_DEFAULTS
     if init not in INIT_SCHEMES:
         raise ValueError(f"unknown init scheme {init!r}; choose one of {list(INIT_SCHEMES)}")
     if theta0 not in THETA0_INITS:

@@ -3,12 +3,13 @@
 * Continual learning: :class:`HypernetworkStrategy` (von Oswald et al. 2020) as an Avalanche
   strategy, with :class:`OutputRegularizer` and :func:`build_cl_model`.
 * Pareto fronts: :class:`ParetoHypernetworkStrategy` (Navon et al. 2021), PHN-LS / PHN-EPO and other
-  solvers; :class:`ContinualParetoStrategy`: the fronts of a task sequence in one hypernetwork.
+  solvers, as an Avalanche template; :class:`ContinualParetoStrategy`: the fronts of a task sequence in
+  one hypernetwork, its earlier fronts kept by the same :class:`OutputRegularizerPlugin`.
 * Objective-only problems: :class:`ObjectiveProblem` (``f(x)`` over a box, or a pymoo ``Problem``),
   :func:`train_on_problem`, :func:`evaluate_front` (IGD and HV against the known front).
 
-Names load on first use, so ``from strategies.phn import ...`` or ``import strategies`` does not
-import Avalanche unless a continual-learning name is used.
+Names load on first use, so ``import strategies`` or ``from strategies.solvers import ...`` does not
+import Avalanche unless a strategy (continual or Pareto, both Avalanche templates) is used.
 """
 
 from importlib import import_module

@@ -37,13 +37,14 @@ module's one set across tasks (the behaviour before).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Set, Union, cast
+from typing import Any, Dict, List, Optional, Sequence, Set, Union, cast
 
 import torch
 from avalanche.models import MultiTaskModule
 from torch import nn
 
-from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork, task_embedding_seed
+from cl_moo import FunctionalTarget, Hypernetwork, HypernetworkOptions, build_hypernetwork, task_embedding_seed
+from cl_moo.hnet_options import refuse_keywords
 
 EMB_INITS = ("previous", "random")
 
@@ -67,7 +68,20 @@ class _TaskStats(nn.Module):
 
 
 class TaskConditionedHypernetwork(MultiTaskModule):
-    """Target network + hypernetwork + one learned embedding per task, as a ``MultiTaskModule``."""
+    """Target network + hypernetwork + one learned embedding per task, as a ``MultiTaskModule``.
+
+    Usually built by :func:`build_cl_model`. Embeddings are created as training experiences bring new
+    task labels (:meth:`adaptation`), or by :meth:`ensure_tasks`.
+
+    Args:
+        target: the functional target whose weights are generated (:class:`cl_moo.FunctionalTarget`).
+        hnet: the hypernetwork, conditioned on task embeddings (``hnet.cond_dim`` is their width).
+        emb_std: a new task embedding is drawn from ``N(0, emb_std^2)`` (``emb_init="random"``).
+        emb_init: ``"random"`` or ``"previous"`` (a copy of the previous task's embedding); see the
+            module docstring.
+        seed: seeds each task embedding's draw (:func:`cl_moo.task_embedding_seed` of it and the task id).
+        per_task_stats: one set of normalisation running statistics per task (module docstring).
+    """
 
     known_train_tasks_labels: Set[int]  # MultiTaskModule's: set in its __init__, grown by adaptation
 
@@ -245,51 +259,88 @@ class TaskConditionedHypernetwork(MultiTaskModule):
         return torch.as_tensor(tasks, device=x.device)[best], chosen
 
 
+# the continual strategy's hypernetwork unless told otherwise (build_cl_model(hnet_options=None)): chunked (von
+# Oswald et al. 2020, Sec. 3.2: 2000 generated weights per chunk, 8-wide chunk embeddings), hidden widths
+# (100, 75, 50) with ELU, hyperfan-in init for ReLU-like targets, no MIP. A field set in hnet_options wins;
+# HypernetworkOptions(generator="mlp") builds one head per target tensor (the chunk fields then do not apply).
+CL_HNET_DEFAULTS = HypernetworkOptions(
+    generator="chunked",
+    chunk_size=2000,
+    chunk_emb_dim=8,
+    hidden=(100, 75, 50),
+    activation="elu",
+    last_activation=True,
+    mip=False,
+    init="hyperfan_in",
+    target_gain=2.0,
+    residual_scale=0.01,
+    theta0="init",
+)
+
+
 def build_cl_model(
     module: nn.Module,
     *,
+    hnet_options: Optional[HypernetworkOptions] = None,
     emb_dim: int = 24,
-    chunked: bool = True,
-    chunk_size: int = 2000,
-    chunk_emb_dim: int = 8,
-    hidden: Sequence[int] = (100, 75, 50),
-    activation: str = "elu",
-    last_activation: bool = True,
-    mip: bool = False,
-    init: str = "hyperfan_in",
-    target_gain: float = 2.0,
     param_names: Optional[Sequence[str]] = None,
     emb_std: float = 1.0,
     emb_init: str = "random",
     seed: int = 0,
     per_task_stats: bool = True,
-    theta0: str = "init",
-    generator: Optional[str] = None,
+    **unknown: Any,
 ) -> TaskConditionedHypernetwork:
-    """Target, hypernetwork (:func:`cl_moo.build_hypernetwork`: chunked or one head per tensor,
-    MIP on/off, initialised on probe embeddings ``N(0, emb_std^2)``) and the task embeddings.
+    """The task-conditioned hypernetwork model ``theta_t = h(e_t)`` (von Oswald et al. 2020, Eq. 1) of
+    ``module``: its functional target, the hypernetwork (:func:`cl_moo.build_hypernetwork`, initialised on
+    probe embeddings drawn as the task embeddings are, ``N(0, emb_std^2)``) and, created as tasks arrive,
+    one learned embedding ``e_t`` per task.
 
-    With ``mip=True`` the task embedding goes through a logistic and the MIP encoding, and the
-    hypernetwork predicts a residual around ``theta_0``: drawn as ``init`` initialises a target network
-    (``theta0="init"``, MIP's start), or the module's own, e.g. pretrained, weights (``theta0="keep"``).
-    ``per_task_stats``: one set of BatchNorm/InstanceNorm running statistics per task (module docstring).
+    Args:
+        module: the target network whose weights are generated (any ``nn.Module`` that
+            :class:`cl_moo.FunctionalTarget` accepts); each task's generated weights include its own
+            output layer (multi-head, "CL1"). Its own weights are left as they are (``theta0="keep"``
+            starts MIP's residual from them).
+        hnet_options: how the hypernetwork is built (:class:`cl_moo.HypernetworkOptions`); a field left
+            at ``None`` (or ``hnet_options=None``) takes :data:`CL_HNET_DEFAULTS`: a chunked
+            hypernetwork (von Oswald et al. 2020, Sec. 3.2) with hidden widths (100, 75, 50), ELU,
+            hyperfan-in init and no MIP. ``HypernetworkOptions(generator="mlp")``: one output head per
+            target tensor. ``HypernetworkOptions(mip=True)``: MIP (Gonzalez Ortiz et al. 2024): the task
+            embedding goes through a logistic and the magnitude-invariant encoding (Eq. 4), and the
+            hypernetwork predicts a residual ``theta = theta_0 + Delta theta`` (Eq. 5) around ``theta_0``,
+            drawn as ``init`` initialises a target (``theta0="init"``) or the module's own, e.g.
+            pretrained, weights (``theta0="keep"``).
+        emb_dim: width of each task embedding ``e_t`` (the hypernetwork's input; von Oswald et al.
+            2020, Eq. 1-3: the embeddings are learned with the hypernetwork, and the output regularizer
+            of Eq. 2-3 keeps ``h(e_t)`` of every earlier task where it was).
+        param_names: the module's parameters to generate (default: all of them); the others stay the
+            module's own and are trained as shared parameters.
+        emb_std: a new task embedding is drawn from ``N(0, emb_std^2)`` (also the probe distribution of
+            the init).
+        emb_init: ``"random"`` (the draw above, from a generator seeded by ``seed`` and the task id) or
+            ``"previous"`` (a copy of the previous task's embedding, the hypercl reference code's option;
+            see the module docstring for why it is not the default).
+        seed: seeds the task embeddings' draws (:func:`cl_moo.task_embedding_seed`); the hypernetwork's
+            init draws from the global generator, as ``torch.manual_seed`` set it.
+        per_task_stats: one set of BatchNorm/InstanceNorm running statistics per task (module docstring);
+            False shares the module's one set across tasks.
+
+    Returns:
+        The :class:`TaskConditionedHypernetwork`, for :class:`strategies.HypernetworkStrategy`.
     """
+    refuse_keywords("build_cl_model", unknown)
+    if hnet_options is not None and not isinstance(hnet_options, HypernetworkOptions):
+        raise TypeError(
+            f"hnet_options must be a cl_moo.HypernetworkOptions, got {type(hnet_options).__name__}; e.g. "
+            "build_cl_model(module, hnet_options=HypernetworkOptions(chunk_size=2000, mip=True))"
+        )
+    opts = (hnet_options if hnet_options is not None else HypernetworkOptions()).filled(CL_HNET_DEFAULTS)
     target = FunctionalTarget(module, param_names)
     hnet = build_hypernetwork(
         target,
         emb_dim,
-        chunk_size=chunk_size if chunked else None,
-        chunk_emb_dim=chunk_emb_dim,
-        hidden=hidden,
-        activation=activation,
-        last_activation=last_activation,
-        mip=mip,
+        opts,
         input_range="unbounded",
-        init=init,
-        target_gain=target_gain,
         probe_conditions=torch.randn(256, emb_dim) * emb_std,
-        theta0=theta0,
-        generator=generator,
     )
     return TaskConditionedHypernetwork(
         target, hnet, emb_std=emb_std, emb_init=emb_init, seed=seed, per_task_stats=per_task_stats

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from avalanche.core import BasePlugin
@@ -188,6 +188,54 @@ class HypernetworkStrategy(SupervisedTemplate):
     Outside ``eval()`` the model refuses an untrained task id in every forward path
     (``model(x, task_label)``, ``forward_single_task``, ``infer_task``) unless called with
     ``allow_untrained=True``.
+
+    **Checkpoints.** :meth:`state_dict` / :meth:`load_state_dict` (as on every strategy of this
+    package): a strategy built with the same arguments continues from a saved state as it would have
+    without the interruption (with the global random-number generators restored as well).
+
+    Args:
+        model: the task-conditioned hypernetwork model (:func:`strategies.build_cl_model`): target,
+            hypernetwork ``h`` and one embedding ``e_t`` per task, ``theta_t = h(e_t)`` (von Oswald et
+            al. 2020, Eq. 1).
+        optimizer: None (default): Adam (fused where available) with the two parameter groups
+            ``shared`` and ``task_embedding``; a user optimizer must have exactly these groups, built
+            with ``model.param_groups(lr=..., emb_lr=...)`` before any scheduler.
+        lr: the default optimizer's learning rate (3e-4; see above).
+        emb_lr: the task embeddings' learning rate (None: ``lr``).
+        adam_betas: the default Adam's ``betas``.
+        beta: strength of the output regularizer (von Oswald et al. 2020, Eq. 2-3:
+            ``L = L_task + beta / (T - 1) * sum_{t < T} ||h(e_t, Theta) - h*(e_t)||^2``); 0: fine-tuning.
+        reg_targets: the regularizer's targets ``h*(e_t)``: ``"stored"`` (recorded before each task, as
+            the paper) or ``"online"`` (a frozen copy of the hypernetwork, for long task sequences).
+        reg_subset: regularize a random subset of this many earlier tasks per step (None: all of them;
+            the paper's App. C option for long sequences).
+        lookahead: regularize at the look-ahead weights ``Theta + Delta Theta`` (Eq. 2's
+            ``Delta Theta_h``, the step the optimizer is about to take), back-propagated after the task
+            loss; False: at ``Theta``.
+        task_inference: ``"given"`` (the task label of each sample, CL1) or ``"entropy"`` (at evaluation
+            each sample goes to the trained task of lowest predictive entropy, HNET+ENT, CL3).
+        untrained_tasks: ``"evaluate"`` or ``"refuse"``: what evaluating a task not yet trained does (see
+            above).
+        train_iterations: optimizer steps per training experience (None: ``train_epochs`` passes).
+        allow_task_revisit: allow training a task label again (by default refused: it would overwrite
+            what the regularizer protects).
+        reset_optimizer_state: clear the optimizer's state (Adam's moments) at each new experience, as
+            the reference code starts every task with fresh Adam moments.
+        criterion: the task loss (Avalanche's; cross-entropy by default, ``nn.MSELoss()`` for regression).
+        train_mb_size: training mini-batch size.
+        train_epochs: passes over each training experience (when ``train_iterations`` is None).
+        eval_mb_size: evaluation mini-batch size.
+        device: where the model and the mini-batches live.
+        plugins: Avalanche plugins, run after the output regularizer plugin; a
+            :class:`~strategies.health_plugin.TrainingHealthPlugin` given here replaces the default one.
+            Plugins that cannot work with generated weights are refused with the reason.
+        evaluator: Avalanche's evaluation plugin (or a factory of one); None: no metrics.
+        eval_every: Avalanche's periodic evaluation during training (-1: none).
+        health_every: iterations between the training-health checks (None: monitors off).
+        fast_batches: gather whole mini-batches of in-memory tensor rows on the device (see above).
+        sync_every: iterations between reads of the finiteness checks (None: 1 on the CPU, 25 on a GPU).
+        compile: ``torch.compile`` the one-task model forward (see above).
+        **kwargs: further keyword arguments of Avalanche's ``SupervisedTemplate``.
     """
 
     model: TaskConditionedHypernetwork  # the template's model (Avalanche, untyped): checked in __init__
@@ -591,30 +639,117 @@ class HypernetworkStrategy(SupervisedTemplate):
         )
 
     # ------------------------------------------------------------------ checkpoints
-    def cl_state_dict(self) -> dict:
-        """Everything needed to continue after the last finished experience."""
+    # what state_dict() returns (load_state_dict refuses a state without them, except those of STATE_OPTIONAL)
+    STATE_KEYS = (
+        "model",
+        "num_tasks",
+        "known_tasks",
+        "trained_tasks",
+        "current_task",
+        "total_iterations",
+        "optimizer",
+        "regularizer",
+        "clock",
+        "health",
+    )
+    # absent from states written by cl_state_dict() before state_dict() existed: loaded as described there
+    STATE_OPTIONAL = ("known_tasks", "current_task", "optimizer", "regularizer", "clock", "health")
+    CLOCK_COUNTERS = (
+        "train_iterations",
+        "train_exp_counter",
+        "train_exp_epochs",
+        "train_exp_iterations",
+        "train_epoch_iterations",
+        "total_iterations",
+    )
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything needed to continue exactly after the last finished experience (or between ``train``
+        calls), for :meth:`load_state_dict` on a strategy built the same way:
+
+        * ``model``: the model's ``state_dict()``: the hypernetwork, every task embedding ``e_t`` and the
+          per-task normalisation statistics; ``num_tasks`` (how many embeddings to create before loading)
+          and ``known_tasks`` (the model's trained task labels);
+        * ``trained_tasks``, ``current_task`` (the task trained last; its embedding is the optimizer's
+          ``task_embedding`` group) and ``total_iterations``;
+        * ``optimizer``: the optimizer's ``state_dict()`` (moments, step counts and learning rates, so a
+          schedule set by a plugin carries over; the moments matter with ``reset_optimizer_state=False``);
+        * ``regularizer``: the output regularizer's recorded targets (von Oswald et al. 2020, Eq. 2) and
+          the tasks they are for (recorded anew at the next experience, as without a checkpoint);
+        * ``clock``: the counters of Avalanche's ``strategy.clock`` (the steps of its metrics and loggers);
+        * ``health``: what the training-health monitors recorded (None when they are off).
+
+        The random-number generators are not included: they are global (the runners save them next to
+        this state)."""
+        model: TaskConditionedHypernetwork = self.model
         return {
-            "model": self.model.state_dict(),
-            "num_tasks": self.model.num_tasks,
-            "known_tasks": sorted(self.model.known_train_tasks_labels),
+            "model": model.state_dict(),
+            "num_tasks": model.num_tasks,
+            "known_tasks": sorted(model.known_train_tasks_labels),
             "trained_tasks": list(self.trained_tasks),
+            "current_task": self.current_task,
             "total_iterations": self.total_iterations,
-            "optimizer_lrs": [g["lr"] for g in self.optimizer.param_groups],
+            "optimizer": self.optimizer.state_dict(),
+            "regularizer": self.regularizer.state_dict(),
+            "clock": {name: int(getattr(self.clock, name)) for name in self.CLOCK_COUNTERS},
             "health": None if self.health is None else self.health.state_dict(),
         }
 
-    def load_cl_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores what :meth:`state_dict` returned, into a strategy built with the same arguments (the
+        same model construction, optimizer type and plugins); training then continues as it would have.
+
+        A state written by the former ``cl_state_dict()`` (runs checkpointed before this method) lacks
+        some entries: without ``optimizer`` the learning rates are taken from its ``optimizer_lrs`` and
+        the optimizer state starts empty (it was reset at every new experience anyway); without
+        ``regularizer`` the targets are recorded at the next experience (as they always are); without
+        ``clock`` Avalanche's clock is left as it is (the runner sets it from ``total_iterations``)."""
+        missing = [k for k in self.STATE_KEYS if k not in state and k not in self.STATE_OPTIONAL]
+        if missing:
+            raise KeyError(
+                f"{type(self).__name__}.load_state_dict: the state lacks {missing} "
+                f"(it needs {list(self.STATE_KEYS)}); pass what state_dict() returned"
+            )
         model: TaskConditionedHypernetwork = self.model
-        model.ensure_tasks(state["num_tasks"])
+        model.ensure_tasks(int(state["num_tasks"]))
         model.load_state_dict(state["model"])
         model.known_train_tasks_labels = set(state.get("known_tasks", state["trained_tasks"]))
-        self.trained_tasks = list(state["trained_tasks"])
+        self.trained_tasks = [int(t) for t in state["trained_tasks"]]
         self.total_iterations = int(state["total_iterations"])
-        for group, lr in zip(self.optimizer.param_groups, state.get("optimizer_lrs", [])):
-            group["lr"] = lr
+        current = state.get("current_task")
+        self.current_task = None if current is None else int(current)
+        model.stats_task = self.current_task  # as check_model_and_optimizer left it
+        if self.current_task is not None:  # the optimizer's task_embedding group as make_optimizer left it
+            for i, emb in enumerate(model.task_embeddings):
+                emb.requires_grad_(i == self.current_task)
+            self.optimizer.param_groups[EMBEDDING]["params"] = [model.task_embeddings[self.current_task]]
+        if state.get("optimizer") is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        else:
+            for group, lr in zip(self.optimizer.param_groups, state.get("optimizer_lrs", [])):
+                group["lr"] = lr
+        if state.get("regularizer") is not None:
+            self.regularizer.load_state_dict(state["regularizer"], model.hnet)
+        for name, value in (state.get("clock") or {}).items():
+            setattr(self.clock, name, int(value))
         if self.health is not None and state.get("health"):
             self.health.load_state_dict(state["health"])
-        # the regularizer's targets are recorded anew at the next experience (before_training_exp)
+
+    def cl_state_dict(self) -> Dict[str, Any]:
+        """Deprecated: :meth:`state_dict` (the name every strategy of this package uses)."""
+        warnings.warn(
+            "HypernetworkStrategy.cl_state_dict() is deprecated; use state_dict()", DeprecationWarning, stacklevel=2
+        )
+        return self.state_dict()
+
+    def load_cl_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Deprecated: :meth:`load_state_dict` (the name every strategy of this package uses)."""
+        warnings.warn(
+            "HypernetworkStrategy.load_cl_state_dict() is deprecated; use load_state_dict()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self.load_state_dict(state)
 
     def __getstate__(self) -> dict:
         """Pickled (``avalanche.checkpointing.save_checkpoint``, dill) with the optimizer as a

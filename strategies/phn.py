@@ -1,4 +1,4 @@
-"""Pareto HyperNetworks (Navon et al. 2021) as a plug-in strategy.
+"""Pareto HyperNetworks (Navon et al. 2021) as an Avalanche strategy.
 
 The hypernetwork takes a preference ray ``r`` on the m-simplex and emits the target network's
 weights ``theta(r)``. Each step samples ``rays_per_step`` rays (default ``Dirichlet(alpha)``) and runs
@@ -9,10 +9,11 @@ turns the ``(B, m)`` losses into the scalar to backpropagate:
 * PHN-EPO: ``mean_b sum_i w_bi l_i(theta(r_b))`` with ``w_b`` the EPO weights (Mahapatra & Rajan 2020,
   :class:`~strategies.solvers.EPO`) from the per-objective gradients with respect to the generated weights.
 
-Same plug-in shape as the continual strategy: keyword-only constructor, ``train(experience)``,
-``eval(...)``, and plugins with Avalanche-named callbacks (``before_training``, ``before_training_iteration``,
-``after_training_iteration``, ``after_training_epoch``, ``after_training``, ``after_eval``).
-This module does not import Avalanche.
+Same shape as the continual strategy (:class:`strategies.hnet_cl.HypernetworkStrategy`): an Avalanche
+``SupervisedTemplate`` whose ``forward`` samples the rays and generates the weights, whose ``criterion``
+is the solver's scalarization, and whose optimizer step, callbacks and plugins are Avalanche's
+(``strategy.train(experience)``). ``eval(...)`` returns the ``(K, m)`` loss vectors of K rays.
+The ray sampler, the batch iteration and the hypernetwork protocol above the strategy do not need Avalanche.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import warnings
 from typing import (
     Any,
     Callable,
@@ -37,11 +39,16 @@ from typing import (
 
 import numpy as np
 import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins.evaluation import EvaluationPlugin
+from avalanche.training.templates import SupervisedTemplate
+from avalanche.training.utils import trigger_plugins
 from torch import nn
 from torch.func import vmap
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from cl_moo import FunctionalTarget, WeightLayout, build_hypernetwork
+from cl_moo.hnet_options import MOVED_KEYWORDS, HypernetworkOptions, refuse_keywords
 from cl_moo.hypernetwork import unbatch
 from cl_moo.moo_metrics import RayError, check_rays, evaluation_rays
 from cl_moo.optim import make_adam
@@ -81,7 +88,29 @@ class RayHypernetwork(Protocol):
     def eval(self) -> object: ...
 
 
-__all__ = ["DirichletRays", "ParetoHypernetworkStrategy", "iterate_batches", "RaySampler", "SOLVERS", "Solver"]
+__all__ = [
+    "DataExperience",
+    "DirichletRays",
+    "PHN_HNET_DEFAULTS",
+    "ParetoHypernetworkStrategy",
+    "ParetoModel",
+    "iterate_batches",
+    "RaySampler",
+    "SOLVERS",
+    "Solver",
+]
+
+# the hypernetwork ParetoHypernetworkStrategy builds when hnet_options leaves a field at None: PHN's ray-MLP
+# (Navon et al. 2021; one output head per target tensor, hyperfan-in init for ReLU targets)
+PHN_HNET_DEFAULTS = HypernetworkOptions(
+    hidden=(100, 100, 100),
+    activation="relu",
+    last_activation=True,
+    chunk_emb_dim=8,
+    mip=False,
+    init="hyperfan_in",
+    target_gain=2.0,
+)
 
 
 def _name(fn: Any) -> str:
@@ -197,12 +226,81 @@ class DirichletRays:
         return f"DirichletRays(m={self.m}, alpha={self.alpha})"
 
 
-class ParetoHypernetworkStrategy:
-    """PHN over any target ``nn.Module``, any list of loss callables and any :class:`Solver`.
+class ParetoModel(nn.Module):
+    """The template's ``model`` (what Avalanche moves, switches to train mode and hands to plugins): the
+    hypernetwork ``hnet`` and the target network ``target`` whose weights it generates."""
 
-    **Model.** Without ``hnet``, :func:`cl_moo.build_hypernetwork` builds an MLP hypernetwork (one head
-    per target tensor; ``last_activation=False``: no activation after the last hidden layer), or a
-    chunked one when ``chunk_size`` is given, initialised with ``init`` on sampled rays.
+    def __init__(self, hnet: RayHypernetwork, target: FunctionalTarget) -> None:
+        super().__init__()
+        self.hnet = hnet
+        self.target = target
+
+
+class DataExperience:
+    """What :meth:`ParetoHypernetworkStrategy.train` gives Avalanche's loop for a torch ``Dataset`` (or no
+    data, ``dataset=None``): ``strategy.experience`` with the ``dataset`` and the calls Avalanche makes."""
+
+    def __init__(self, dataset: Optional[Dataset]) -> None:
+        self.dataset = dataset
+        self.current_experience = 0
+
+    def logging(self) -> "DataExperience":
+        return self
+
+    def train(self) -> "DataExperience":
+        return self
+
+    def eval(self) -> "DataExperience":
+        return self
+
+
+class _TrainBatches:
+    """The training loader: each pass is :func:`iterate_batches` over the data (shuffled with the
+    strategy's generator), or ``None`` batches for an objective-only strategy; a pass ends early once
+    the step budget is spent or a plugin asked to stop, WITHOUT fetching another batch (so the
+    generator's draws are those of the plain loop, and a resumed run continues the same stream)."""
+
+    def __init__(self, strategy: "ParetoHypernetworkStrategy", dataset: Optional[Dataset]) -> None:
+        self.strategy, self.dataset = strategy, dataset
+
+    def __len__(self) -> int:
+        s = self.strategy
+        if self.dataset is None:
+            return s._budget or 0
+        return math.ceil(len(self.dataset) / s.train_mb_size)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Optional[List[torch.Tensor]]]:
+        s = self.strategy
+        if self.dataset is None:
+            batches: Iterator[Optional[List[torch.Tensor]]] = iter([None] * len(self))
+        else:
+            batches = iterate_batches(
+                self.dataset, s.train_mb_size, device=s.device, shuffle=True, generator=s.generator
+            )
+        while not s._should_stop():
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            yield batch
+
+
+class ParetoHypernetworkStrategy(SupervisedTemplate):
+    """PHN over any target ``nn.Module``, any list of loss callables and any :class:`Solver`, as an
+    Avalanche template (``SupervisedTemplate``): ``strategy.train(experience)`` runs Avalanche's training
+    loop with its callbacks and plugins.
+
+    **One training iteration** (Avalanche's ``training_epoch``): ``forward`` samples ``rays_per_step``
+    rays, generates their weight sets in one batched hypernetwork call and evaluates the ``(B, m)``
+    losses (``mb_output``); ``criterion`` is the solver's scalarization of them (PHN-LS, Eq. 3: ``mean_b
+    sum_i r_bi l_i(theta(r_b))``; PHN-EPO: the EPO weights); plugins add their penalties to
+    ``strategy.loss`` (``before_backward``); one backward and one optimizer step. ``last_loss``,
+    ``last_rays``, ``last_losses`` and ``iteration`` are updated before ``after_training_iteration``.
+
+    **Model.** ``strategy.model`` is a :class:`ParetoModel` holding ``hnet`` and ``target``. Without
+    ``hnet``, :func:`cl_moo.build_hypernetwork` builds one from ``hnet_options`` (None fields: the
+    defaults :data:`PHN_HNET_DEFAULTS`, an MLP with one head per target tensor, Navon et al. 2021),
+    initialised on 256 sampled rays.
 
     **Losses.** With data, a batch is ``(x, *targets)`` and each loss is called as
     ``loss(output, *targets)`` for ONE weight set, ``output = target(weights, x)``; it must return a
@@ -216,22 +314,18 @@ class ParetoHypernetworkStrategy:
     evaluate with ``eval(rays=...)``, both without data; passing data, or calling ``train()`` without
     data on a data-driven strategy, raises ``ValueError``.
 
-    **Solver.** ``solver``: a name in :data:`strategies.solvers.SOLVERS` (``"ls"``, ``"epo"``) or a
-    :class:`~strategies.solvers.Solver` instance (the extension point); ``solver_options``: the
-    keyword arguments of a named solver's constructor (:func:`strategies.solvers.make_solver`, e.g.
-    ``solver="stch", solver_options={"mu": 0.5}``; an option it does not take is refused);
-    ``epo_fallbacks`` reads the solver's count of failed EPO LPs. ``generator``: a name in
-    :data:`cl_moo.builder.GENERATORS` (default: chunked when ``chunk_size`` is given, else MLP).
-
     **Steps and randomness.** ``train_steps``: a budget of optimizer steps per ``train()`` call that
     overrides ``train_epochs`` (epochs repeat until it is spent; ``train(steps=N)`` overrides it for
-    one call). ``ray_sampler(n, generator) -> (n, m)`` rays (default :class:`DirichletRays`\\ (alpha));
-    its rays are checked with :func:`cl_moo.check_rays`. ``seed``: seeds a private
-    ``torch.Generator`` for ray sampling and data shuffling, and the hypernetwork's initialisation
-    (in a forked RNG), so a seeded run is reproducible and leaves the global RNG untouched.
+    one call). ``seed`` seeds a private ``torch.Generator`` for ray sampling and data shuffling, and the
+    hypernetwork's initialisation (in a forked RNG), so a seeded run is reproducible and leaves the
+    global RNG untouched. ``rays_per_step=1`` runs ONE unbatched weight set (``target(weights, x)``, no
+    vmap over weight sets), so targets without a vmap batching rule can train.
 
-    ``rays_per_step=1`` runs ONE unbatched weight set (``target(weights, x)``, no vmap over weight sets),
-    so targets without a vmap batching rule can train.
+    **Plugins.** Avalanche plugins (``SupervisedPlugin``) or any object with Avalanche-named callbacks
+    (``before_training``, ``before_training_iteration``, ``before_backward``, ``after_training_iteration``,
+    ``after_training_epoch`` (also given ``epoch=``, the pass within this ``train()`` call),
+    ``after_training``, ``after_eval`` (given ``rays=`` and ``losses=``), ...), each called with the
+    strategy. The evaluator has no loggers (nothing is printed) unless ``evaluator`` is given.
 
     **Checkpoints.** :meth:`state_dict` / :meth:`load_state_dict`: a strategy built with the same
     arguments continues from a saved state with the same steps, losses and parameters.
@@ -241,28 +335,20 @@ class ParetoHypernetworkStrategy:
             whose weights the hypernetwork generates.
         losses: ``m >= 2`` loss callables, one per objective (see **Losses** above for how each is called).
         hnet: a ready hypernetwork from rays to weights (:class:`RayHypernetwork`, ``cond_dim == m``);
-            None (default): one is built by :func:`cl_moo.build_hypernetwork` from the options below,
-            which then do not apply.
-        hidden: hidden layer widths of the built hypernetwork.
-        activation: its hidden activation (a name in ``cl_moo.hypernetwork.ACTIVATIONS``, e.g. ``"relu"``).
-        last_activation: whether the activation also follows the last hidden layer.
-        chunk_size: with a number, a chunked hypernetwork generating that many weights per chunk; None: one
-            output head per target tensor.
-        chunk_emb_dim: width of the learned chunk embeddings (chunked hypernetworks only).
-        mip: MIP encoding of the ray and the residual ``theta_0 + Delta theta`` (:func:`cl_moo.build_hypernetwork`).
-        init: initialisation scheme, one of ``cl_moo.init.INIT_SCHEMES`` (``"hyperfan_in"``,
-            ``"hyperfan_out"``, ``"kaiming"``, ``"xavier"``).
-        target_gain: the gain ``c`` of the wanted variance of the generated weights (2 for ReLU targets,
-            1 for linear ones; Chang et al. 2020).
+            None (default): one is built from ``hnet_options``. Not together with ``hnet_options``.
+        hnet_options: how to build the hypernetwork (:class:`cl_moo.HypernetworkOptions`: generator,
+            chunking, widths, activation, MIP, init scheme, target gain); its None fields take
+            :data:`PHN_HNET_DEFAULTS`. None: all defaults.
         param_names: the target parameters to generate (default: all); the others stay ordinary,
             learnable parameters of the target. Only when ``target`` is an ``nn.Module``.
-        solver: a name in :data:`strategies.solvers.SOLVERS` or a :class:`~strategies.solvers.Solver` instance.
-        solver_options: keyword arguments of a named solver's constructor (None: its defaults).
-        generator: the hypernetwork kind, a name in :data:`cl_moo.builder.GENERATORS` (None: chunked when
-            ``chunk_size`` is given, else MLP).
+        solver: a name in :data:`strategies.solvers.SOLVERS` (``"ls"``: PHN-LS, Eq. 3; ``"epo"``: PHN-EPO)
+            or a :class:`~strategies.solvers.Solver` instance (the extension point).
+        solver_options: keyword arguments of a named solver's constructor (:func:`strategies.solvers.make_solver`,
+            e.g. ``solver="stch", solver_options={"mu": 0.5}``; None: its defaults).
         alpha: the concentration of the default ray sampler ``Dirichlet(alpha)`` (> 0; PHN's 0.2).
         rays_per_step: rays sampled (and weight sets generated) per optimizer step (>= 1).
-        ray_sampler: ``ray_sampler(n, generator) -> (n, m)`` rays; None: :class:`DirichletRays` ``(m, alpha)``.
+        ray_sampler: ``ray_sampler(n, generator) -> (n, m)`` rays, checked with :func:`cl_moo.check_rays`;
+            None: :class:`DirichletRays` ``(m, alpha)``.
         objective_only: losses take the weight set itself, no data (see **Objective-only problems**).
         lr: Adam's learning rate.
         train_epochs: passes over the data per :meth:`train` call (when no step budget is given).
@@ -271,8 +357,19 @@ class ParetoHypernetworkStrategy:
         eval_mb_size: evaluation batch size (only memory depends on it).
         seed: seeds ray sampling, shuffling and the hypernetwork's initialisation; None: a random seed.
         device: where the hypernetwork and the target live and compute.
-        plugins: objects with Avalanche-named callbacks (module docstring), called with the strategy.
+        plugins: Avalanche plugins, or objects with Avalanche-named callbacks (see **Plugins**).
+        evaluator: Avalanche's evaluation plugin (metrics and loggers); None: one without loggers.
     """
+
+    model: ParetoModel  # the template's model (Avalanche, untyped)
+    mbatch: Any  # the current mini-batch (x, *targets), None for an objective-only strategy
+    train_epochs: int
+    PLUGIN_CLASS = SupervisedPlugin
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "ParetoHypernetworkStrategy":
+        # before Avalanche's check of the keywords (its message cannot say where a build option went)
+        refuse_keywords(cls.__name__, {k: v for k, v in kwargs.items() if k in MOVED_KEYWORDS})
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -280,18 +377,10 @@ class ParetoHypernetworkStrategy:
         target: nn.Module,
         losses: Sequence[LossFn],
         hnet: Optional[RayHypernetwork] = None,
-        hidden: Sequence[int] = (100, 100, 100),
-        activation: str = "relu",
-        last_activation: bool = True,
-        chunk_size: Optional[int] = None,
-        chunk_emb_dim: int = 8,
-        mip: bool = False,
-        init: str = "hyperfan_in",
-        target_gain: float = 2.0,
+        hnet_options: Optional[HypernetworkOptions] = None,
         param_names: Optional[Sequence[str]] = None,
         solver: Union[str, Solver] = "ls",
         solver_options: Optional[Mapping[str, Any]] = None,
-        generator: Optional[str] = None,
         alpha: float = 0.2,
         rays_per_step: int = 1,
         ray_sampler: Optional[RaySampler] = None,
@@ -304,12 +393,23 @@ class ParetoHypernetworkStrategy:
         seed: Optional[int] = None,
         device: Union[str, torch.device] = "cpu",
         plugins: Sequence[Any] = (),
+        evaluator: Optional[EvaluationPlugin] = None,
     ) -> None:
         if len(losses) < 2:
             raise ValueError(f"a Pareto front needs at least 2 losses, got {len(losses)}")
         for fn in losses:
             if not callable(fn):
                 raise TypeError(f"every loss must be callable, got {type(fn).__name__}")
+        if hnet is not None and hnet_options is not None:
+            raise TypeError(
+                "pass either hnet= (a built hypernetwork) or hnet_options= (how to build one), not both: "
+                "the options of a built hypernetwork cannot change"
+            )
+        if hnet_options is not None and not isinstance(hnet_options, HypernetworkOptions):
+            raise TypeError(
+                f"hnet_options must be a cl_moo.HypernetworkOptions, got {type(hnet_options).__name__}; e.g. "
+                "hnet_options=HypernetworkOptions(hidden=(100, 100), chunk_size=1000)"
+            )
         if isinstance(alpha, bool) or not is_real(alpha) or not math.isfinite(alpha) or alpha <= 0:
             raise ValueError(f"the Dirichlet concentration alpha must be a finite number > 0, got {alpha!r}")
         self.rays_per_step = _positive_int(rays_per_step, "rays_per_step", " (the number of rays per optimizer step)")
@@ -332,36 +432,38 @@ class ParetoHypernetworkStrategy:
         self.target = target if isinstance(target, FunctionalTarget) else FunctionalTarget(target, param_names)
         if hnet is None:
             probe = self._sample_rays(256)
+            options = (hnet_options or HypernetworkOptions()).filled(PHN_HNET_DEFAULTS)
             with seeded_global_rng(self.seed):
-                hnet = build_hypernetwork(
-                    self.target,
-                    self.m,
-                    chunk_size=chunk_size,
-                    chunk_emb_dim=chunk_emb_dim,
-                    hidden=hidden,
-                    activation=activation,
-                    last_activation=last_activation,
-                    mip=mip,
-                    input_range="unit",
-                    init=init,
-                    target_gain=target_gain,
-                    probe_conditions=probe,
-                    generator=generator,
-                )
+                hnet = build_hypernetwork(self.target, self.m, options, input_range="unit", probe_conditions=probe)
         if hnet.cond_dim != self.m:
             raise ValueError(f"the hypernetwork takes {hnet.cond_dim}-dim conditions but there are {self.m} losses")
         self.hnet: RayHypernetwork = hnet.to(self.device)
         self.target.to(self.device)
         params = list(self.hnet.parameters()) + [p for p in self.target.parameters() if p.requires_grad]
-        self.optimizer = make_adam(params, lr=lr)
-        self.train_epochs = _positive_int(train_epochs, "train_epochs", " (passes over the data)")
-        self.train_mb_size = _positive_int(train_mb_size, "train_mb_size", "")
-        self.eval_mb_size = _positive_int(eval_mb_size, "eval_mb_size", "")
-        self.plugins = list(plugins)
+        optimizer = make_adam(params, lr=lr)
         self.iteration = 0
         self.last_loss = float("nan")
         self.last_rays: Optional[torch.Tensor] = None
         self.last_losses: Optional[torch.Tensor] = None
+        self._budget: Optional[int] = None  # the step budget of the running train() call
+        self._steps_done = 0  # steps of the running train() call
+        self._epoch = 0  # the pass of the running train() call
+        self._flat: Optional[torch.Tensor] = None  # the current iteration's generated weights (B, W)
+        self._rays: Optional[torch.Tensor] = None
+        with warnings.catch_warnings():  # an evaluator without loggers is what is wanted here
+            warnings.filterwarnings("ignore", message="No loggers specified")
+            super().__init__(
+                model=ParetoModel(self.hnet, self.target),
+                optimizer=optimizer,
+                criterion=self.solver,
+                train_mb_size=_positive_int(train_mb_size, "train_mb_size", ""),
+                train_epochs=_positive_int(train_epochs, "train_epochs", " (passes over the data)"),
+                eval_mb_size=_positive_int(eval_mb_size, "eval_mb_size", ""),
+                device=self.device,
+                plugins=list(plugins),
+                evaluator=evaluator,
+                eval_every=-1,
+            )
 
     # ------------------------------------------------------------------ state
     # the entries of state_dict()
@@ -418,12 +520,6 @@ class ParetoHypernetworkStrategy:
     def _dtype(self) -> torch.dtype:
         return self.hnet.output_head().weight.dtype
 
-    def _callback(self, name: str, **kwargs: Any) -> None:
-        for plugin in self.plugins:
-            fn = getattr(plugin, name, None)
-            if fn is not None:
-                fn(self, **kwargs)
-
     @staticmethod
     def _dataset(data: Any) -> Dataset:
         return data.dataset if hasattr(data, "dataset") else data
@@ -445,6 +541,14 @@ class ParetoHypernetworkStrategy:
         if hasattr(dataset, "__len__") and len(dataset) == 0:
             raise ValueError(f"the dataset given to {what} is empty (0 samples): check the split or its filters")
         return dataset
+
+    def check_finite(self, value: torch.Tensor, what: str) -> None:
+        """Raises ``RuntimeError`` for a NaN or infinite ``value`` (e.g. a plugin's penalty)."""
+        if not bool(torch.isfinite(value.detach()).all()):
+            raise RuntimeError(
+                f"the {what} became NaN/inf at iteration {self.iteration}: lower the learning rate or check "
+                "the data for NaN"
+            )
 
     def sample_rays(self, n: int) -> torch.Tensor:
         """``n`` rays ``(n, m)`` from ``ray_sampler`` and the strategy's generator, on the device."""
@@ -527,51 +631,15 @@ class ParetoHypernetworkStrategy:
         rays = check_rays(torch.as_tensor(rays), self.m).to(self.device, self._dtype)
         return self.hnet(rays)
 
-    # ------------------------------------------------------------------ training
-    def training_step(self, batch: Optional[Sequence[torch.Tensor]] = None) -> float:
-        """One optimizer step on ``rays_per_step`` rays; returns the solver's scalarized loss.
-
-        ``batch`` is ``(x, *targets)``, or None for an objective-only strategy.
-        """
-        if batch is not None:
-            batch = [t.to(self.device) for t in batch]
-        rays = self.sample_rays(self.rays_per_step)
-        flat = self.hnet.forward_flat(rays)  # (B, W): the solver's handle for gradients
-        weights = self.hnet.layout.split(flat)
-        if self.rays_per_step == 1:  # = hnet(rays[0]): unbatched tensors, target(weights, x)
-            weights = unbatch(weights)
-        values = self.objective_values(weights, batch)
-        if not torch.isfinite(values).all():
-            raise RuntimeError(
-                f"a loss became NaN/inf at iteration {self.iteration} (losses {values.detach().cpu().tolist()}): "
-                "lower the learning rate or check the data for NaN"
-            )
-        loss = self.solver(values, rays, flat)
-        extra = self.extra_loss()
-        if extra is not None:
-            loss = loss + extra
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.last_rays, self.last_losses = rays.detach(), values.detach()
-        return float(loss.detach())
-
-    def extra_loss(self) -> Optional[torch.Tensor]:
-        """A term added to the solver's scalar at every step (None: nothing); subclasses' regularizers."""
-        return None
-
-    def _step(self, batch: Optional[Sequence[torch.Tensor]]) -> None:
-        self._callback("before_training_iteration")
-        self.last_loss = self.training_step(batch)
-        self.iteration += 1
-        self._callback("after_training_iteration")
-
-    def train(self, experience: Any = None, *, steps: Optional[int] = None, **kwargs: Any) -> None:
+    # ------------------------------------------------------------------ training (Avalanche's loop)
+    def train(self, experience: Any = None, eval_streams: Any = None, *, steps: Optional[int] = None, **kwargs: Any):
         """Trains on an Avalanche experience (its ``dataset``) or a torch ``Dataset``; with
-        ``objective_only=True``, on no data (``train(steps=N)``).
+        ``objective_only=True``, on no data (``train(steps=N)``). Runs Avalanche's training loop.
 
         ``steps`` (else ``train_steps``): stop after that many optimizer steps, across epochs;
         without a budget, ``train_epochs`` epochs (an objective-only strategy needs a budget).
+        ``eval_streams`` and further keywords are accepted for Avalanche's signature and not used:
+        nothing is evaluated during training.
         """
         dataset = self._check_data(experience, "train()")
         budget = self.train_steps if steps is None else _positive_int(steps, "steps")
@@ -579,35 +647,116 @@ class ParetoHypernetworkStrategy:
             raise ValueError(
                 "an objective_only strategy has no epochs to run: give a step budget, train(steps=N) or train_steps=N"
             )
+        if experience is None or not hasattr(experience, "dataset"):
+            experience = DataExperience(dataset)
+        epochs = self.train_epochs
+        self._budget, self._steps_done = budget, 0
+        if budget is not None:  # passes enough for the budget; the loader stops when it is spent
+            per_pass = len(_TrainBatches(self, dataset)) if dataset is None or hasattr(dataset, "__len__") else 0
+            self.train_epochs = 1 if dataset is None else (math.ceil(budget / per_pass) if per_pass else budget)
+        try:
+            return super().train([experience], eval_streams=[])
+        finally:
+            self.train_epochs = epochs
+            self._budget = None
+
+    def _should_stop(self) -> bool:
+        return self._stop_training or (self._budget is not None and self._steps_done >= self._budget)
+
+    def train_dataset_adaptation(self, **kwargs: Any) -> None:
+        """The experience's dataset as it is (no transform switch), as the plain loop read it."""
+        assert self.experience is not None
+        self.adapted_dataset = self.experience.dataset
+
+    def make_train_dataloader(self, **kwargs: Any) -> None:
+        """Passes of :func:`iterate_batches` with the strategy's generator (see :class:`_TrainBatches`)."""
+        self.dataloader = _TrainBatches(self, self.adapted_dataset)
+
+    def model_adaptation(self, model: Optional[nn.Module] = None) -> Any:
+        """Nothing to adapt: the hypernetwork's shape does not depend on the data."""
+        return self.model if model is None else model
+
+    def make_optimizer(self, **kwargs: Any) -> None:
+        """The optimizer is built once (Adam over the hypernetwork and the target's own parameters) and
+        keeps its state across ``train()`` calls; subclasses set a new one where they need it."""
+
+    def check_model_and_optimizer(self, **kwargs: Any) -> None:
+        self.make_optimizer(**kwargs)
+
+    def _before_training_exp(self, **kwargs: Any) -> None:
+        self._epoch = 0
         self.hnet.train()
-        self._callback("before_training")
-        if dataset is None:
-            assert budget is not None  # no dataset: objective_only, which needs a budget (checked above)
-            for _ in range(budget):
-                self._step(None)
-            self._callback("after_training_epoch", epoch=0)
-        else:
-            done, epoch = 0, 0
-            while budget is not None or epoch < self.train_epochs:
-                for batch in iterate_batches(
-                    dataset, self.train_mb_size, device=self.device, shuffle=True, generator=self.generator
-                ):
-                    self._step(batch)
-                    done += 1
-                    if budget is not None and done >= budget:
-                        break
-                self._callback("after_training_epoch", epoch=epoch)
-                epoch += 1
-                if budget is not None and done >= budget:
-                    break
-        self._callback("after_training")
+        super()._before_training_exp(**kwargs)
+
+    def _after_training_epoch(self, **kwargs: Any) -> None:
+        super()._after_training_epoch(epoch=self._epoch, **kwargs)
+        self._epoch += 1
+
+    def _unpack_minibatch(self) -> None:
+        if self.mbatch is not None:
+            self.mbatch = [t.to(self.device) for t in self.mbatch]
+
+    def forward(self) -> torch.Tensor:
+        """Samples ``rays_per_step`` rays, generates their weight sets (one batched call) and returns the
+        ``(B, m)`` losses on the mini-batch (objective-only: of the weight sets themselves)."""
+        rays = self.sample_rays(self.rays_per_step)
+        flat = self.hnet.forward_flat(rays)  # (B, W): the solver's handle for gradients
+        weights = self.hnet.layout.split(flat)
+        if self.rays_per_step == 1:  # = hnet(rays[0]): unbatched tensors, target(weights, x)
+            weights = unbatch(weights)
+        values = self.objective_values(weights, self.mbatch)
+        if not torch.isfinite(values).all():
+            raise RuntimeError(
+                f"a loss became NaN/inf at iteration {self.iteration} (losses {values.detach().cpu().tolist()}): "
+                "lower the learning rate or check the data for NaN"
+            )
+        self._rays, self._flat = rays, flat
+        return values
+
+    def criterion(self) -> torch.Tensor:
+        """The solver's scalarization of the ``(B, m)`` losses (:class:`~strategies.solvers.Solver`)."""
+        assert self._rays is not None and self._flat is not None
+        return self.solver(self.mb_output, self._rays, self._flat)
+
+    def training_step(self, batch: Optional[Sequence[torch.Tensor]] = None) -> float:
+        """One optimizer step on ``batch`` (``(x, *targets)``; None for an objective-only strategy) outside
+        :meth:`train`, e.g. to time it: the body of Avalanche's training iteration from ``zero_grad`` to the
+        optimizer step, with the plugins' forward, backward and update callbacks (so their penalties
+        count), but no iteration callbacks and no step counted. Returns the loss."""
+        self.mbatch = None if batch is None else list(batch)
+        self._unpack_minibatch()
+        self.optimizer.zero_grad()
+        self.loss = self._make_empty_loss()
+        self._before_forward()
+        self.mb_output = self.forward()
+        self._after_forward()
+        self.loss += self.criterion()
+        self._before_backward()
+        self.backward()
+        self._after_backward()
+        self._before_update()
+        self.optimizer_step()
+        self._after_update()
+        assert self._rays is not None
+        self.last_rays, self.last_losses = self._rays.detach(), self.mb_output.detach()
+        self._rays = self._flat = None
+        return float(self.loss.detach())
+
+    def _after_training_iteration(self, **kwargs: Any) -> None:
+        assert self._rays is not None and self.mb_output is not None
+        self.last_rays, self.last_losses = self._rays.detach(), self.mb_output.detach()
+        self.last_loss = float(self.loss.detach())
+        self._rays = self._flat = None
+        self.iteration += 1
+        self._steps_done += 1
+        super()._after_training_iteration(**kwargs)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def eval(self, data: Any = None, rays: Optional[Union[np.ndarray, torch.Tensor]] = None, k: int = 25) -> np.ndarray:
         """Loss vectors ``(K, m)`` for K rays (default: PHN's evaluation rays), on ``data`` (losses
         averaged over samples, batch means weighted by batch size), or without data for an
-        objective-only strategy.
+        objective-only strategy. Plugins' ``after_eval`` gets ``rays=`` and ``losses=``.
         """
         dataset = self._check_data(data, "eval()")
         rays_t = check_rays(torch.as_tensor(evaluation_rays(self.m, k) if rays is None else rays), self.m)
@@ -627,5 +776,5 @@ class ParetoHypernetworkStrategy:
         finally:
             self.hnet.train()
         result = total.cpu().numpy()
-        self._callback("after_eval", rays=rays_t.cpu().numpy(), losses=result)
+        trigger_plugins(self, "after_eval", rays=rays_t.cpu().numpy(), losses=result)
         return result

@@ -8,20 +8,23 @@ hypernetwork whose outputs for earlier tasks the output regularizer keeps fixed 
     L = solver(l(h([e_t, r_b])), r_b)  +  beta / (K (t-1)) * sum_{s<t} sum_k || h([e_s, r_k]) - h*([e_s, r_k]) ||^2
 
 with ``h*`` the outputs recorded before task t. The regularizer is :class:`OutputRegularizer`
-(its head-linearity fast path applies unchanged: each (task, ray) pair is one condition). Earlier
-embeddings are frozen; a new task's embedding is drawn from N(0, emb_std^2) with a per-task seed.
+(its head-linearity fast path applies unchanged: each (task, ray) pair is one condition), added to the
+loss by the same Avalanche plugin as in the continual strategy, :class:`OutputRegularizerPlugin`, the
+first of the strategy's plugins. Earlier embeddings are frozen; a new task's embedding is drawn from
+N(0, emb_std^2) with a per-task seed.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork, task_embedding_seed
+from cl_moo.hnet_options import HypernetworkOptions
 from cl_moo.hypernetwork import unbatch
 from cl_moo.moo_metrics import evaluation_rays
 from cl_moo.optim import make_adam
@@ -29,8 +32,20 @@ from cl_moo.optim import make_adam
 from ._checks import is_integral, is_real
 from .phn import DirichletRays, ParetoHypernetworkStrategy, seeded_global_rng
 from .regularizer import OutputRegularizer
+from .regularizer_plugin import OutputRegularizerPlugin
 
 START = ("phn", "random")
+
+# the hypernetwork h([e, r]) ContinualParetoStrategy builds when hnet_options leaves a field at None
+CONTINUAL_PARETO_HNET_DEFAULTS = HypernetworkOptions(
+    hidden=(100, 100),
+    activation="relu",
+    last_activation=True,
+    chunk_emb_dim=8,
+    mip=False,
+    init="hyperfan_in",
+    target_gain=2.0,
+)
 
 
 def start_as_phn(inner: Hypernetwork, phn: Hypernetwork, emb_dim: int) -> None:
@@ -141,6 +156,12 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
     "phn" brought task 0 level with the stand-alone PHN but not the later tasks, so it is not the
     default (see ``docs/reproduction.md``).
 
+    **Regularizer.** ``plugins[0]`` is the :class:`OutputRegularizerPlugin` of ``regularizer``: at
+    each ``train_task`` it records the earlier tasks' outputs at the K rays (``before_training_exp``,
+    :meth:`snapshot_earlier_tasks`) and adds the penalty to ``strategy.loss`` (``before_backward``),
+    asking the strategy what to regularize (:meth:`regularized_outputs`). Training refuses to run
+    without it (``beta=0`` turns the protection off); append other plugins rather than replacing the list.
+
     **Checkpoints.** :meth:`state_dict` / :meth:`load_state_dict`, between tasks or within one: a
     strategy built with the same arguments continues with the same steps, losses and parameters.
 
@@ -150,20 +171,13 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
             for one weight set and returning a scalar (as in :class:`ParetoHypernetworkStrategy`).
         emb_dim: width of each task embedding ``e_t`` (>= 1).
         emb_std: standard deviation of a new task's embedding, drawn from ``N(0, emb_std^2)`` (> 0).
-        beta: regularizer strength (>= 0; 0: earlier fronts are not protected).
+        beta: regularizer strength, the ``beta`` of the module docstring's loss (von Oswald et al. 2020,
+            Eq. 2, at K rays per earlier task; >= 0; 0: earlier fronts are not protected).
         reg_rays: K, the number of rays (PHN's evaluation rays) at which each earlier task's outputs are
             kept (>= 2).
-        hidden: hidden layer widths of the hypernetwork ``h([e, r])``.
-        activation: its hidden activation (a name in ``cl_moo.hypernetwork.ACTIVATIONS``).
-        last_activation: whether the activation also follows the last hidden layer.
-        chunk_size: with a number, a chunked hypernetwork generating that many weights per chunk; None: one
-            output head per target tensor.
-        chunk_emb_dim: width of the learned chunk embeddings (chunked hypernetworks only).
-        generator: the hypernetwork kind, a name in :data:`cl_moo.builder.GENERATORS` (None: chunked when
-            ``chunk_size`` is given, else MLP).
-        mip: MIP encoding of the condition and the residual ``theta_0 + Delta theta``.
-        init: initialisation scheme, one of ``cl_moo.init.INIT_SCHEMES``.
-        target_gain: the gain ``c`` of the wanted variance of the generated weights (2 for ReLU targets).
+        hnet_options: how to build the hypernetwork ``h([e, r])`` (:class:`cl_moo.HypernetworkOptions`:
+            generator, chunking, widths, activation, MIP, init scheme, target gain); its None fields take
+            :data:`CONTINUAL_PARETO_HNET_DEFAULTS`. None: all defaults.
         param_names: the target parameters to generate (default: all); only when ``target`` is an ``nn.Module``.
         alpha: the concentration of the default ray sampler ``Dirichlet(alpha)`` (> 0).
         lr: Adam's learning rate (each task gets a fresh Adam over the shared parameters and its embedding).
@@ -171,7 +185,8 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         start: ``"random"`` or ``"phn"``, the starting hypernetwork (see above).
         **kwargs: the other arguments of :class:`ParetoHypernetworkStrategy`: ``solver``,
             ``solver_options``, ``rays_per_step``, ``ray_sampler``, ``train_epochs``, ``train_steps``,
-            ``train_mb_size``, ``eval_mb_size``, ``objective_only``, ``device``, ``plugins``.
+            ``train_mb_size``, ``eval_mb_size``, ``objective_only``, ``device``, ``plugins`` (placed after
+            the regularizer's plugin), ``evaluator``.
     """
 
     hnet: TaskRayHypernetwork  # the base class's hnet, with the task embeddings
@@ -185,15 +200,7 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         emb_std: float = 0.1,
         beta: float = 2.0,
         reg_rays: int = 10,
-        hidden: Sequence[int] = (100, 100),
-        activation: str = "relu",
-        last_activation: bool = True,
-        chunk_size: Optional[int] = None,
-        chunk_emb_dim: int = 8,
-        generator: Optional[str] = None,
-        mip: bool = False,
-        init: str = "hyperfan_in",
-        target_gain: float = 2.0,
+        hnet_options: Optional[HypernetworkOptions] = None,
         param_names: Optional[Sequence[str]] = None,
         alpha: float = 0.2,
         lr: float = 1e-3,
@@ -218,7 +225,14 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
                 f"start must be one of {START} (phn: task 0 begins as a stand-alone PHN of the same "
                 f"seed; random: a fresh draw for the wider input), got {start!r}"
             )
-        if start == "phn" and mip:
+        if "hnet" in kwargs:
+            raise TypeError(
+                "ContinualParetoStrategy builds its hypernetwork h([e, r]) itself: pass hnet_options=, not hnet="
+            )
+        if hnet_options is not None and not isinstance(hnet_options, HypernetworkOptions):
+            raise TypeError(f"hnet_options must be a cl_moo.HypernetworkOptions, got {type(hnet_options).__name__}")
+        options = (hnet_options or HypernetworkOptions()).filled(CONTINUAL_PARETO_HNET_DEFAULTS)
+        if start == "phn" and options.mip:
             raise ValueError(
                 "start='phn' does not apply with mip=True: the MIP encoding of [e, r] (unbounded "
                 "inputs) differs from a PHN's encoding of r. Pass start='random' (command line: "
@@ -229,35 +243,27 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         probe = torch.cat(
             [torch.randn(256, emb_dim, generator=gen) * emb_std, DirichletRays(m, alpha)(256, gen)], dim=1
         )
-        options: Dict[str, Any] = dict(
-            chunk_size=chunk_size,
-            chunk_emb_dim=chunk_emb_dim,
-            generator=generator,
-            hidden=hidden,
-            activation=activation,
-            last_activation=last_activation,
-            mip=mip,
-            init=init,
-            target_gain=target_gain,
-        )
         with seeded_global_rng(int(seed)):
-            inner = build_hypernetwork(ft, emb_dim + m, input_range="unbounded", probe_conditions=probe, **options)
+            inner = build_hypernetwork(ft, emb_dim + m, options, input_range="unbounded", probe_conditions=probe)
         if start == "phn":
             # the probe rays and draws of ParetoHypernetworkStrategy(seed=seed) with the same ray sampler
             sampler = kwargs.get("ray_sampler") or DirichletRays(m, alpha)
             rays = torch.as_tensor(sampler(256, torch.Generator().manual_seed(int(seed))))
             with seeded_global_rng(int(seed)):
-                phn = build_hypernetwork(ft, m, input_range="unit", probe_conditions=rays, **options)
+                phn = build_hypernetwork(ft, m, options, input_range="unit", probe_conditions=rays)
             start_as_phn(inner, phn, emb_dim)
         assert inner.build_options is not None  # build_hypernetwork sets it
         inner.build_options = {**inner.build_options, "start": start}
         hnet = TaskRayHypernetwork(inner, m=m, emb_dim=emb_dim, emb_std=emb_std, seed=int(seed))
-        super().__init__(target=ft, losses=losses, hnet=hnet, alpha=alpha, lr=lr, seed=seed, **kwargs)
-        self.lr = float(lr)
         self.regularizer = OutputRegularizer(beta=beta)
+        self.regularizer_plugin = OutputRegularizerPlugin(self.regularizer)
+        plugins = [self.regularizer_plugin, *kwargs.pop("plugins", ())]
+        super().__init__(target=ft, losses=losses, hnet=hnet, alpha=alpha, lr=lr, seed=seed, plugins=plugins, **kwargs)
+        self.lr = float(lr)
         self.reg_rays = torch.as_tensor(evaluation_rays(m, reg_rays), dtype=self._dtype)
         self.trained_tasks: List[int] = []
         self._reg_tasks: List[int] = []
+        self._snapshot_due = False  # a train_task started: record the earlier tasks' outputs before its first step
 
     def _reg_conditions(self, tasks: List[int]) -> torch.Tensor:
         rays = self.reg_rays.to(self.device)
@@ -266,10 +272,34 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         with torch.no_grad():
             return torch.cat([self.hnet.conditions(t, rays) for t in tasks])
 
-    def extra_loss(self) -> Optional[torch.Tensor]:
-        if not self.regularizer.active:
-            return None
-        return self.regularizer.penalty(self.hnet.inner, self._reg_conditions(self._reg_tasks))
+    # ------------------------------------------------------------------ what OutputRegularizerPlugin asks
+    def regularized_outputs(self) -> Tuple[Hypernetwork, torch.Tensor]:
+        """The hypernetwork whose outputs are kept and the conditions ``[e_s, r_k]`` at which they are
+        kept (every earlier task s times the K rays), in the order of the regularizer's recorded targets."""
+        return self.hnet.inner, self._reg_conditions(self._reg_tasks)
+
+    def snapshot_earlier_tasks(self) -> None:
+        """Records the regularizer's targets ``h*([e_s, r_k])`` of the earlier tasks when a task starts
+        (:meth:`train_task`); a ``train()`` that continues a task (e.g. after :meth:`load_state_dict`
+        within one) keeps the recorded ones."""
+        if not self._snapshot_due:
+            return
+        self._snapshot_due = False
+        conds = self._reg_conditions(self._reg_tasks)
+        self.regularizer.snapshot(self.hnet.inner, conds, list(range(len(conds))))
+
+    def train(self, experience: Any = None, eval_streams: Any = None, *, steps: Optional[int] = None, **kwargs: Any):
+        """:meth:`ParetoHypernetworkStrategy.train`, refused when the regularizer's plugin is no longer
+        among ``plugins`` (e.g. ``strategy.plugins = [mine]`` replaced the list): earlier fronts would
+        silently go unprotected."""
+        if not any(p is self.regularizer_plugin for p in self.plugins):
+            raise ValueError(
+                "ContinualParetoStrategy: the output regularizer's plugin (strategy.regularizer_plugin) is not in "
+                "strategy.plugins, so earlier tasks' fronts would not be protected; add plugins with "
+                "strategy.plugins.append(...) instead of replacing the list, or build the strategy with beta=0 "
+                "to train without protection"
+            )
+        return super().train(experience, eval_streams, steps=steps, **kwargs)
 
     def train_task(self, task: int, data: Any = None, *, steps: Optional[int] = None) -> None:
         """Trains task ``task`` (0, 1, ...) on ``data``; earlier tasks' outputs at the K rays are kept."""
@@ -283,10 +313,12 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         self.hnet.ensure_tasks(task + 1)
         self.hnet.current = task
         self._reg_tasks = list(self.trained_tasks)
-        conds = self._reg_conditions(self._reg_tasks)
-        self.regularizer.snapshot(self.hnet.inner, conds, list(range(len(conds))))
+        self._snapshot_due = True  # the regularizer's plugin records them at before_training_exp
         self.optimizer = self._task_optimizer(task)
-        self.train(data, steps=steps)
+        try:
+            self.train(data, steps=steps)
+        finally:
+            self._snapshot_due = False
         self.trained_tasks.append(task)
 
     def _task_optimizer(self, task: int) -> torch.optim.Adam:
@@ -337,6 +369,7 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         self.hnet.current = None if current is None else int(current)
         self.trained_tasks = [int(t) for t in state["trained_tasks"]]
         self._reg_tasks = [int(t) for t in state["regularized_tasks"]]
+        self._snapshot_due = False
         if state["regularizer"] is None:
             self.regularizer.snapshot(self.hnet.inner, self._reg_conditions([]), [])  # no targets
         else:

@@ -1,4 +1,7 @@
-"""The output regularizer as an Avalanche plugin (von Oswald et al. 2020, Eq. 2 and App. C).
+"""The output regularizer as an Avalanche plugin (von Oswald et al. 2020, Eq. 2 and App. C), for
+both strategies that keep earlier outputs: :class:`strategies.hnet_cl.HypernetworkStrategy` (one
+condition per earlier task, its embedding) and :class:`strategies.phn_cl.ContinualParetoStrategy`
+(K conditions ``[e_s, r_k]`` per earlier task).
 
 It joins Avalanche's training loop through its hooks, so penalties other plugins add to
 ``strategy.loss`` (EWC, LwF, SI, ...) reach the same backward pass:
@@ -11,11 +14,16 @@ It joins Avalanche's training loop through its hooks, so penalties other plugins
 
 The plugin is placed first among the strategy's plugins, so gradient-changing plugins that act
 in ``after_backward`` see the regularizer's gradient.
+
+What it asks of the strategy: ``snapshot_earlier_tasks()`` (record the targets), ``check_finite(value,
+name)``, ``optimizer`` (look-ahead), and what to regularize: ``strategy.regularized_outputs()`` ->
+``(hypernetwork, conditions)`` in the order of the recorded targets where the strategy has it, else
+the task-conditioned model's ``model.hnet`` and ``model.embeddings(regularizer.tasks)``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Tuple, Union
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -23,8 +31,28 @@ from avalanche.core import SupervisedPlugin
 from .regularizer import OutputRegularizer, lookahead_delta
 
 
+def regularized_outputs(strategy: Any, regularizer: OutputRegularizer) -> Tuple[Any, torch.Tensor]:
+    """``(hypernetwork, conditions)`` whose outputs ``regularizer`` keeps: the strategy's
+    ``regularized_outputs()`` where it has one (:class:`ContinualParetoStrategy`), else the
+    task-conditioned model's hypernetwork and the embeddings of the regularizer's tasks
+    (:class:`HypernetworkStrategy`)."""
+    ask = getattr(strategy, "regularized_outputs", None)
+    if ask is not None:
+        return ask()
+    model = strategy.model
+    return model.hnet, model.embeddings(regularizer.tasks)
+
+
 class OutputRegularizerPlugin(SupervisedPlugin):
-    """Adds the output regularizer of a :class:`HypernetworkStrategy` to its loss."""
+    """Adds an :class:`OutputRegularizer`'s penalty to the strategy's loss (module docstring).
+
+    Args:
+        regularizer: the regularizer (strength ``beta``, target kind, task subset) whose
+            ``penalty`` is added; its targets are recorded through ``strategy.snapshot_earlier_tasks()``.
+        lookahead: penalise the outputs after the step the optimizer is about to take,
+            ``L_reg(Theta_h + Delta Theta_h)`` (von Oswald et al. 2020, Eq. 2 with App. C's look-ahead),
+            added in ``after_backward``; False: ``L_reg(Theta_h)`` added to the loss in ``before_backward``.
+    """
 
     def __init__(self, regularizer: OutputRegularizer, *, lookahead: bool = False) -> None:
         super().__init__()
@@ -41,8 +69,8 @@ class OutputRegularizerPlugin(SupervisedPlugin):
         strategy.snapshot_earlier_tasks()
 
     def _penalty(self, strategy: Any, delta=None) -> torch.Tensor:
-        model = strategy.model
-        reg = self.regularizer.penalty(model.hnet, model.embeddings(self.regularizer.tasks), delta)
+        hnet, conditions = regularized_outputs(strategy, self.regularizer)
+        reg = self.regularizer.penalty(hnet, conditions, delta)
         strategy.check_finite(reg, "regularizer")
         return reg
 

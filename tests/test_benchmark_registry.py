@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from benchmarks.data import registry
 from benchmarks.runners.cl_runner import make_benchmark
 from benchmarks.configuration.config import (ConfigError, config_dir, families, group_options, load_config, objectives,
-                                             run_kind)
+                                             run_kind, schema_of)
 from benchmarks.data.registry import BENCHMARKS, Benchmark, get_benchmark, register_benchmark, unregister_benchmark
 from cl_moo import data
 from cl_moo.run import main
@@ -27,7 +27,8 @@ def test_every_shipped_benchmark_file_has_an_entry_and_agrees_with_it():
         spec = get_benchmark(name)
         content = OmegaConf.to_container(OmegaConf.load(config_dir() / "benchmark" / f"{name}.yaml"))
         assert content["name"] == name
-        assert content["defaults"] == [{"override /strategy@_global_.strategy": spec.default_strategy}]
+        assert {"override /strategy@_global_.strategy": spec.default_strategy} in content["defaults"]
+        assert schema_of("benchmark", name) is not None, name  # it extends a schema (its keys' types and rules)
         assert all(f in data.KNOWN_FILES for f in spec.files), name  # every data file it reads is checked
     assert get_benchmark("regression").metric == "mse" and get_benchmark("splitmnist").classification
     assert objectives() == {n: s.objectives for n, s in BENCHMARKS.items() if s.objectives}

@@ -10,6 +10,7 @@ from torch import nn
 
 from benchmarks.data.avalanche_streams import task_dataset
 from benchmarks.data.pmnist import permuted_mnist
+from cl_moo import HypernetworkOptions
 from strategies import HypernetworkStrategy, TaskLabelError, build_cl_model
 
 warnings.filterwarnings("ignore", message="No loggers specified")
@@ -25,7 +26,7 @@ def tiny_pmnist(data_root):
 def make_strategy(iterations=6, plugins=(), optimizer=None, model=None, **kwargs):
     torch.manual_seed(0)
     model = model or build_cl_model(nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)), emb_dim=8,
-                                    chunk_size=3000, hidden=(16,))
+                                    hnet_options=HypernetworkOptions(chunk_size=3000, hidden=(16,)))
     return HypernetworkStrategy(model=model, lr=1e-3, beta=0.05, train_iterations=iterations, train_mb_size=32,
                                 evaluator=None, plugins=list(plugins), optimizer=optimizer, **kwargs)
 
@@ -78,7 +79,7 @@ class LrSeen(SupervisedPlugin):
 
 def test_lr_scheduler_plugin_changes_the_learning_rate_used(tiny_pmnist):
     model = build_cl_model(nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)), emb_dim=8,
-                           chunk_size=3000, hidden=(16,))
+                           hnet_options=HypernetworkOptions(chunk_size=3000, hidden=(16,)))
     optimizer = torch.optim.Adam(model.param_groups(lr=1e-3, emb_lr=2e-3))
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     seen = LrSeen()
@@ -94,7 +95,8 @@ def test_lr_scheduler_plugin_changes_the_learning_rate_used(tiny_pmnist):
 
 
 def test_a_one_group_optimizer_is_refused_before_a_scheduler_could_miss_the_embedding():
-    model = build_cl_model(nn.Sequential(nn.Linear(784, 10)), emb_dim=4, chunk_size=3000, hidden=(8,))
+    model = build_cl_model(nn.Sequential(nn.Linear(784, 10)), emb_dim=4,
+                           hnet_options=HypernetworkOptions(chunk_size=3000, hidden=(8,)))
     with pytest.raises(ValueError, match=r"needs two.*model.param_groups"):
         make_strategy(model=model, optimizer=torch.optim.Adam(model.shared_parameters(), lr=1e-3))
 
@@ -105,7 +107,8 @@ def test_a_one_group_optimizer_is_refused_before_a_scheduler_could_miss_the_embe
     lambda m: torch.optim.SGD(m.param_groups(lr=1e-3), momentum=0.9),
 ])
 def test_lookahead_refuses_optimizers_whose_step_it_cannot_predict(optimizer):
-    model = build_cl_model(nn.Sequential(nn.Linear(784, 10)), emb_dim=4, chunk_size=3000, hidden=(8,))
+    model = build_cl_model(nn.Sequential(nn.Linear(784, 10)), emb_dim=4,
+                           hnet_options=HypernetworkOptions(chunk_size=3000, hidden=(8,)))
     with pytest.raises(TypeError, match="look-ahead"):
         make_strategy(model=model, optimizer=optimizer(model), lookahead=True)
 
@@ -122,7 +125,8 @@ def test_lookahead_training_adds_the_regularizer_after_the_plugins_penalties(tin
 
 
 def test_an_optimizer_over_other_parameters_is_refused():
-    model = build_cl_model(nn.Sequential(nn.Linear(784, 10)), emb_dim=4, chunk_size=3000, hidden=(8,))
+    model = build_cl_model(nn.Sequential(nn.Linear(784, 10)), emb_dim=4,
+                           hnet_options=HypernetworkOptions(chunk_size=3000, hidden=(8,)))
     with pytest.raises(ValueError, match="shared_parameters"):
         make_strategy(model=model, optimizer=torch.optim.Adam(model.hnet.head.parameters()))
 
@@ -194,7 +198,7 @@ def test_avalanche_permuted_mnist_without_task_ids_is_refused(data_root, tmp_pat
     cache = Path.home() / ".cache" / "cl_moo" / "avalanche_mnist"
     bench = PermutedMNIST(2, return_task_id=False, seed=0, dataset_root=str(cache))
     model = build_cl_model(nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10)), emb_dim=4,
-                           chunk_size=3000, hidden=(8,))
+                           hnet_options=HypernetworkOptions(chunk_size=3000, hidden=(8,)))
     strategy = make_strategy(iterations=1, model=model)
     strategy.train(bench.train_stream[0])
     with pytest.raises(TaskLabelError, match="return_task_id=True"):
@@ -218,7 +222,8 @@ def test_evaluating_untrained_tasks_creates_nothing_and_draws_no_random_numbers(
 
 @pytest.mark.parametrize("emb_init", ["previous", "random"])
 def test_new_task_embedding_initialisation(tiny_pmnist, emb_init):
-    model = build_cl_model(nn.Sequential(nn.Linear(784, 10)), emb_dim=4, chunk_size=3000, hidden=(8,),
+    model = build_cl_model(nn.Sequential(nn.Linear(784, 10)), emb_dim=4,
+                           hnet_options=HypernetworkOptions(chunk_size=3000, hidden=(8,)),
                            emb_init=emb_init)
     strategy = make_strategy(iterations=3, model=model)
     strategy.train(tiny_pmnist.train_stream[0])
@@ -306,7 +311,7 @@ def test_early_stopping_stops_a_task_when_the_validation_metric_stalls(tiny_pmni
     def iterations(plugins):
         torch.manual_seed(0)
         model = build_cl_model(nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)), emb_dim=8,
-                               chunk_size=3000, hidden=(16,))
+                               hnet_options=HypernetworkOptions(chunk_size=3000, hidden=(16,)))
         strategy = HypernetworkStrategy(model=model, lr=1e-3, beta=0.05, train_iterations=60, train_mb_size=32,
                                         evaluator=EvaluationPlugin(accuracy_metrics(stream=True)), plugins=plugins,
                                         eval_every=5, peval_mode="iteration")

@@ -9,6 +9,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
 
 from benchmarks.data.pmnist import permuted_mnist
+from cl_moo import HypernetworkOptions
 from cl_moo.cl_metrics import cl_summary
 from strategies import HypernetworkStrategy, OutputRegularizer, build_cl_model, lookahead_delta
 
@@ -27,7 +28,8 @@ def target_module():
 
 def train_sequence(bench, beta, tmp_path=None, **kwargs):
     torch.manual_seed(0)
-    model = build_cl_model(target_module(), emb_dim=16, chunk_size=2000, hidden=(40, 40))
+    model = build_cl_model(target_module(), emb_dim=16,
+                           hnet_options=HypernetworkOptions(chunk_size=2000, hidden=(40, 40)))
     loggers = [TensorboardLogger(str(tmp_path))] if tmp_path is not None else []
     evaluator = EvaluationPlugin(accuracy_metrics(experience=True), forgetting_metrics(experience=True), loggers=loggers)
     strategy = HypernetworkStrategy(model=model, lr=5e-4, beta=beta, train_iterations=150, train_mb_size=32,
@@ -55,7 +57,7 @@ def test_regularizer_reduces_forgetting_inside_avalanche(tiny_pmnist, tmp_path):
 
 def test_earlier_embeddings_do_not_change(tiny_pmnist):
     torch.manual_seed(0)
-    model = build_cl_model(target_module(), emb_dim=8, chunk_size=2000, hidden=(20,))
+    model = build_cl_model(target_module(), emb_dim=8, hnet_options=HypernetworkOptions(chunk_size=2000, hidden=(20,)))
     strategy = HypernetworkStrategy(model=model, lr=1e-3, beta=0.05, train_iterations=20, train_mb_size=32, evaluator=None)
     strategy.train(tiny_pmnist.train_stream[0])
     first = model.task_embeddings[0].detach().clone()
@@ -66,7 +68,7 @@ def test_earlier_embeddings_do_not_change(tiny_pmnist):
 
 def test_online_targets_and_subset_match_stored_targets_at_the_start():
     torch.manual_seed(0)
-    model = build_cl_model(target_module(), emb_dim=8, chunk_size=2000, hidden=(20,))
+    model = build_cl_model(target_module(), emb_dim=8, hnet_options=HypernetworkOptions(chunk_size=2000, hidden=(20,)))
     model.ensure_tasks(5)
     embs = model.embeddings([0, 1, 2, 3])
     stored, online = OutputRegularizer(beta=1.0, fast=False), OutputRegularizer(beta=1.0, targets="online")
@@ -104,7 +106,7 @@ def test_lookahead_equals_the_step_adam_takes():
 
 def test_entropy_task_inference_runs_and_picks_trained_tasks(tiny_pmnist):
     torch.manual_seed(0)
-    model = build_cl_model(target_module(), emb_dim=8, chunk_size=2000, hidden=(20,))
+    model = build_cl_model(target_module(), emb_dim=8, hnet_options=HypernetworkOptions(chunk_size=2000, hidden=(20,)))
     strategy = HypernetworkStrategy(model=model, lr=1e-3, beta=0.05, train_iterations=30, train_mb_size=32,
                                     task_inference="entropy", evaluator=None)
     strategy.train(tiny_pmnist.train_stream[0])
@@ -121,14 +123,14 @@ def test_experience_without_task_labels_is_refused():
 
     ds = AvalancheDataset([TensorDataset(torch.randn(8, 784), torch.randint(0, 10, (8,)))])
     bench = benchmark_from_datasets(train=[ds])
-    model = build_cl_model(target_module(), emb_dim=8, chunk_size=2000, hidden=(20,))
+    model = build_cl_model(target_module(), emb_dim=8, hnet_options=HypernetworkOptions(chunk_size=2000, hidden=(20,)))
     strategy = HypernetworkStrategy(model=model, train_iterations=2, evaluator=None)
     with pytest.raises(ValueError, match="task labels"):
         strategy.train(bench.train_stream[0])
 
 
 def test_nan_loss_names_the_problem_and_the_fix(tiny_pmnist):
-    model = build_cl_model(target_module(), emb_dim=8, chunk_size=2000, hidden=(20,))
+    model = build_cl_model(target_module(), emb_dim=8, hnet_options=HypernetworkOptions(chunk_size=2000, hidden=(20,)))
     with torch.no_grad():
         model.hnet.head.bias.fill_(float("nan"))
     strategy = HypernetworkStrategy(model=model, train_iterations=2, evaluator=None)
@@ -141,7 +143,8 @@ def test_nan_loss_names_the_problem_and_the_fix(tiny_pmnist):
 @pytest.mark.parametrize("subset", [None, 2])
 def test_fast_regularizer_equals_the_direct_form(chunked, subset, mip):
     torch.manual_seed(0)
-    model = build_cl_model(target_module(), emb_dim=8, chunked=chunked, chunk_size=3000, hidden=(20,), mip=mip)
+    model = build_cl_model(target_module(), emb_dim=8, hnet_options=HypernetworkOptions(
+        generator="chunked" if chunked else "mlp", chunk_size=3000 if chunked else None, hidden=(20,), mip=mip))
     assert (model.hnet.theta0 is not None) == mip
     model.ensure_tasks(4)
     embs = model.embeddings([0, 1, 2, 3])
@@ -172,7 +175,8 @@ def test_loaded_targets_go_to_the_hypernetworks_device(mode):
     """A state read elsewhere (``torch.load(map_location="cpu")``) is loaded onto the device of the
     hypernetwork it regularizes ("meta" stands in for a GPU here); loaded on the same device, the penalty is the same."""
     torch.manual_seed(0)
-    model = build_cl_model(target_module(), emb_dim=8, chunk_size=3000, hidden=(20,), mip=True)
+    model = build_cl_model(target_module(), emb_dim=8,
+                           hnet_options=HypernetworkOptions(chunk_size=3000, hidden=(20,), mip=True))
     model.ensure_tasks(3)
     embs = model.embeddings([0, 1, 2])
     reg = OutputRegularizer(beta=0.3, **mode)
@@ -193,8 +197,9 @@ def test_loaded_targets_go_to_the_hypernetworks_device(mode):
 
 def test_a_head_snapshot_is_checked_against_the_hypernetwork_when_loaded():
     torch.manual_seed(0)
-    plain = build_cl_model(target_module(), emb_dim=8, chunk_size=3000, hidden=(20,))
-    residual = build_cl_model(target_module(), emb_dim=8, chunk_size=3000, hidden=(20,), mip=True)
+    plain = build_cl_model(target_module(), emb_dim=8, hnet_options=HypernetworkOptions(chunk_size=3000, hidden=(20,)))
+    residual = build_cl_model(target_module(), emb_dim=8,
+                              hnet_options=HypernetworkOptions(chunk_size=3000, hidden=(20,), mip=True))
     for model in (plain, residual):
         model.ensure_tasks(2)
     reg = OutputRegularizer(beta=0.3, fast=True)
@@ -221,7 +226,8 @@ def test_a_head_snapshot_is_checked_against_the_hypernetwork_when_loaded():
 ])
 def test_auto_regularizer_takes_the_cheaper_form_with_the_same_penalty(chunked, n_tasks, expected):
     torch.manual_seed(0)
-    model = build_cl_model(target_module(), emb_dim=8, chunked=chunked, chunk_size=1000, hidden=(20,))
+    model = build_cl_model(target_module(), emb_dim=8, hnet_options=HypernetworkOptions(
+        generator="chunked" if chunked else "mlp", chunk_size=1000 if chunked else None, hidden=(20,)))
     model.ensure_tasks(n_tasks)
     tasks = list(range(n_tasks))
     embs = model.embeddings(tasks)

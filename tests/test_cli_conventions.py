@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from benchmarks.command_line.cli import main
-from benchmarks.configuration.config import REGISTRY_CHOICES, ConfigError, choices, load_config
+from benchmarks.configuration.config import ConfigError, choices, load_config
+from benchmarks.configuration.schema import RegistryChoice, declared, rule_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,11 +109,13 @@ def test_device_cuda_without_a_gpu_is_a_usage_error_before_any_folder(tmp_path, 
 def test_registry_choices_list_exactly_the_built_in_registries():
     import importlib
 
-    for key, (module, name, builtin) in REGISTRY_CHOICES.items():
-        live = tuple(getattr(importlib.import_module(module), name))
-        if key == "target.activation":
-            live = tuple(a for a in live if a != "linear")
-        assert builtin == live, key
+    keys = {**declared(), **declared("strategy"), **declared("benchmark")}
+    rules = {k: rule_of(f) for k, f in keys.items() if isinstance(rule_of(f), RegistryChoice)}
+    assert {"hnet.init", "hnet.activation", "target.activation", "hnet.generator", "strategy.solver",
+            "strategy.start"} <= set(rules)
+    for key, rule in rules.items():
+        live = tuple(a for a in getattr(importlib.import_module(rule.module), rule.name) if a not in rule.exclude)
+        assert rule.values == live, key
 
 
 def test_a_registered_solver_is_a_valid_choice_once_the_registry_is_loaded(monkeypatch):

@@ -17,6 +17,7 @@ from torch import nn
 from benchmarks.configuration.config import ConfigError, load_config
 from benchmarks.data.avalanche_streams import task_benchmark
 from benchmarks.runners.composition import build_cl_strategy
+from cl_moo import HypernetworkOptions
 from strategies import HypernetworkStrategy, build_cl_model
 
 warnings.filterwarnings("ignore", message="No loggers specified")
@@ -50,7 +51,7 @@ class LossRecorder(SupervisedPlugin):
 def run(bench, target=None, **kwargs):
     torch.manual_seed(0)
     target = target or nn.Sequential(nn.Linear(N_IN, 16), nn.ReLU(), nn.Linear(16, N_OUT))
-    model = build_cl_model(target, emb_dim=8, chunk_size=100, hidden=(16,))
+    model = build_cl_model(target, emb_dim=8, hnet_options=HypernetworkOptions(chunk_size=100, hidden=(16,)))
     recorder = LossRecorder()
     evaluator = EvaluationPlugin(accuracy_metrics(experience=True), loss_metrics(experience=True))
     strategy = HypernetworkStrategy(model=model, lr=1e-3, beta=0.01, train_iterations=ITERATIONS, train_mb_size=32,
@@ -124,7 +125,8 @@ def test_a_target_dynamo_cannot_trace_falls_back():
 
 
 def test_compile_must_be_a_bool():
-    model = build_cl_model(nn.Sequential(nn.Linear(N_IN, N_OUT)), emb_dim=8, chunk_size=100, hidden=(16,))
+    model = build_cl_model(nn.Sequential(nn.Linear(N_IN, N_OUT)), emb_dim=8,
+                           hnet_options=HypernetworkOptions(chunk_size=100, hidden=(16,)))
     with pytest.raises(ValueError, match="compile must be True or False"):
         HypernetworkStrategy(model=model, compile="yes")
 
@@ -133,7 +135,8 @@ def test_train_compile_reaches_the_strategy_of_a_continual_run():
     for value, expected in (("true", True), ("false", False)):
         cfg = load_config(["benchmark=pmnist", f"train.compile={value}"])
         assert cfg.train.compile is expected
-        model = build_cl_model(nn.Sequential(nn.Linear(N_IN, N_OUT)), emb_dim=8, chunk_size=100, hidden=(16,))
+        model = build_cl_model(nn.Sequential(nn.Linear(N_IN, N_OUT)), emb_dim=8,
+                               hnet_options=HypernetworkOptions(chunk_size=100, hidden=(16,)))
         strategy = build_cl_strategy(cfg, model, "cpu", classification=True, evaluator=None)
         assert strategy.compile_step is expected
         assert strategy.compiled is (None if expected else False)  # None: compiled at the first step

@@ -15,7 +15,7 @@ def test_every_key_has_a_meaning_and_a_row():
     assert "ls \\| epo \\| tch \\| stch \\| hvi" in text  # the solver registry's choices
 
 
-def test_a_key_without_a_comment_is_reported(monkeypatch):
-    monkeypatch.setattr(config_reference, "key_comments", lambda: {})
+def test_a_key_without_a_doc_is_reported(monkeypatch):
+    monkeypatch.setattr(config_reference, "meanings", lambda: {})
     assert "seed" in config_reference.undocumented()
     assert config_reference.main(["--check"]) == 1

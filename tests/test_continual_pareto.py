@@ -3,6 +3,7 @@ regularizer keeps earlier fronts (tested against the same model without it)."""
 import numpy as np
 import pytest
 import torch
+from cl_moo import HypernetworkOptions as HO
 from torch.utils.data import TensorDataset
 
 from cl_moo.moo_metrics import evaluation_rays, hypervolume
@@ -37,7 +38,7 @@ def exact_hv(t, rays):
 
 def run(beta):
     strategy = ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=4, beta=beta, reg_rays=8,
-                                       hidden=(32, 32), target_gain=1.0, rays_per_step=8, lr=3e-3,
+                                       hnet_options=HO(hidden=(32, 32), target_gain=1.0), rays_per_step=8, lr=3e-3,
                                        train_mb_size=32, seed=0)
     rays = evaluation_rays(2, 15)
     strategy.train_task(0, task_data(0), steps=500)
@@ -58,7 +59,7 @@ def test_the_regularizer_keeps_the_first_front_and_without_it_the_front_is_forgo
 
 
 def test_tasks_are_checked():
-    strategy = ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=4, hidden=(8,), seed=0)
+    strategy = ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=4, hnet_options=HO(hidden=(8,)), seed=0)
     with pytest.raises(ValueError, match="has not been trained"):
         strategy.eval_task(0, task_data(0))
     with pytest.raises(RuntimeError, match="train_task"):
@@ -91,7 +92,7 @@ def test_bench_hv_curve_records_the_hv_at_the_asked_steps_of_each_task():
 
     rays = evaluation_rays(2, 5)
     curve = HVCurve([3, 1, 3, 50], rays)  # unsorted, repeated, beyond the budget
-    strategy = ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=4, hidden=(8,), seed=0,
+    strategy = ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=4, hnet_options=HO(hidden=(8,)), seed=0,
                                        plugins=[curve], lr=3e-2)
     curve.test = task_data(0)
     strategy.train_task(0, task_data(0), steps=3)
@@ -134,7 +135,7 @@ def test_bench_runs_keep_a_curve_per_task_and_save_each_finished_task():
 def test_start_phn_begins_task_0_as_the_stand_alone_phn_of_the_same_seed(options):
     from strategies import ParetoHypernetworkStrategy
 
-    common = dict(target=Point(), losses=[to_a, to_b], hidden=(8, 8), seed=3, **options)
+    common = dict(target=Point(), losses=[to_a, to_b], hnet_options=HO(hidden=(8, 8), **options), seed=3)
     phn = ParetoHypernetworkStrategy(**common)
     cont = ContinualParetoStrategy(emb_dim=4, emb_std=1.0, start="phn", **common)
     fresh = ContinualParetoStrategy(emb_dim=4, emb_std=1.0, **common)  # the default: a fresh draw
@@ -154,8 +155,8 @@ def test_start_is_checked():
     with pytest.raises(ValueError, match="start must be one of"):
         ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], start="warm")
     with pytest.raises(ValueError, match="start='random'"):
-        ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], mip=True, start="phn")
-    ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], mip=True, hidden=(8,))
+        ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], hnet_options=HO(mip=True), start="phn")
+    ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], hnet_options=HO(mip=True, hidden=(8,)))
 
 
 def test_the_default_start_keeps_its_draws():
@@ -164,7 +165,7 @@ def test_the_default_start_keeps_its_draws():
     from cl_moo import FunctionalTarget, build_hypernetwork
     from strategies.phn import DirichletRays, seeded_global_rng
 
-    cont = ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=4, emb_std=0.5, hidden=(8, 8), seed=5)
+    cont = ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=4, emb_std=0.5, hnet_options=HO(hidden=(8, 8)), seed=5)
     gen = torch.Generator().manual_seed(5)
     probe = torch.cat([torch.randn(256, 4, generator=gen) * 0.5, DirichletRays(2, 0.2)(256, gen)], dim=1)
     with seeded_global_rng(5):

@@ -13,6 +13,7 @@ from torch.utils.data import TensorDataset
 
 from benchmarks.data.pmnist import permuted_mnist
 from device_tracking import DeviceTracker
+from cl_moo import HypernetworkOptions
 from strategies import HypernetworkStrategy, ParetoHypernetworkStrategy, build_cl_model
 from two_quadratics import A, B, Point
 
@@ -44,7 +45,7 @@ def _cl_run(bench, device, tracker=None):
     """Builds on the CPU (as users do), then trains and evaluates on ``device``, under ``tracker`` if given."""
     torch.manual_seed(0)
     model = build_cl_model(nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)), emb_dim=8,
-                           chunk_size=3000, hidden=(16,))
+                           hnet_options=HypernetworkOptions(chunk_size=3000, hidden=(16,)))
     strategy = HypernetworkStrategy(model=model, lr=1e-3, beta=0.05, lookahead=True, reg_subset=1,
                                     train_iterations=4, train_mb_size=32, eval_mb_size=64, device=device,
                                     evaluator=None, plugins=[ReplayPlugin(mem_size=32)])
@@ -60,7 +61,8 @@ def _cl_run(bench, device, tracker=None):
 def _phn_runs(device, tracker=None):
     out = []
     for solver in ("ls", "epo"):
-        phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a_on, quad_b_on], hidden=(8,), solver=solver,
+        phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a_on, quad_b_on],
+                                         hnet_options=HypernetworkOptions(hidden=(8,)), solver=solver,
                                          rays_per_step=4, lr=1e-3, train_epochs=2, train_mb_size=16, seed=0,
                                          device=device)
         data = TensorDataset(torch.zeros(32, 1))

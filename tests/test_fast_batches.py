@@ -11,6 +11,7 @@ from torch.utils.data import TensorDataset
 
 import strategies.fast_batches as fast_batches
 from benchmarks.data.avalanche_streams import task_benchmark
+from cl_moo import HypernetworkOptions
 from strategies import HypernetworkStrategy, build_cl_model
 
 
@@ -24,7 +25,7 @@ def tasks(n_tasks=2, n=200, d=64, seed=0):
 def run(bench, fast, plugins=(), iterations=7):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 4))
-    model = build_cl_model(net, emb_dim=4, chunk_size=300, hidden=(8,))
+    model = build_cl_model(net, emb_dim=4, hnet_options=HypernetworkOptions(chunk_size=300, hidden=(8,)))
     strategy = HypernetworkStrategy(model=model, beta=0.05, train_iterations=iterations, train_mb_size=32,
                                     eval_mb_size=40, fast_batches=fast, plugins=list(plugins))
     results = []
@@ -95,7 +96,8 @@ def test_the_index_of_a_data_set_is_read_once_not_at_every_evaluation(monkeypatc
     bench = tasks()
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 4))
-    strategy = HypernetworkStrategy(model=build_cl_model(net, emb_dim=4, chunk_size=300, hidden=(8,)),
+    strategy = HypernetworkStrategy(model=build_cl_model(net, emb_dim=4,
+                                                         hnet_options=HypernetworkOptions(chunk_size=300, hidden=(8,))),
                                     train_iterations=2, train_mb_size=32, eval_mb_size=40)
     strategy.train(bench.train_stream[0])
     reads.clear()
@@ -152,7 +154,8 @@ def test_losses_read_every_few_steps_equal_those_read_every_step():
     monitor, every_step = LossMonitor(), EveryStep()
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 4))
-    strategy = HypernetworkStrategy(model=build_cl_model(net, emb_dim=4, chunk_size=300, hidden=(8,)), beta=0.05,
+    model = build_cl_model(net, emb_dim=4, hnet_options=HypernetworkOptions(chunk_size=300, hidden=(8,)))
+    strategy = HypernetworkStrategy(model=model, beta=0.05,
                                     train_iterations=7, train_mb_size=32, sync_every=3,
                                     plugins=[LossRecorder(monitor, every=3), every_step])
     for exp in tasks().train_stream:
@@ -164,7 +167,7 @@ def test_losses_read_every_few_steps_equal_those_read_every_step():
 def test_a_nan_loss_is_reported_with_its_iteration_when_the_checks_are_read_every_few_steps():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 4))
-    model = build_cl_model(net, emb_dim=4, chunk_size=300, hidden=(8,))
+    model = build_cl_model(net, emb_dim=4, hnet_options=HypernetworkOptions(chunk_size=300, hidden=(8,)))
     strategy = HypernetworkStrategy(model=model, train_iterations=9, train_mb_size=32, sync_every=4)
     assert strategy.checks_every == 4
     with torch.no_grad():

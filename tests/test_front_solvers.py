@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from cl_moo import HypernetworkOptions as HO
 from torch.utils.data import TensorDataset
 
 from cl_moo.moo_metrics import evaluation_rays, hypervolume, non_dominated
@@ -133,7 +134,7 @@ def tch_exact(rays):
 
 @pytest.mark.parametrize("solver", ["tch", "stch", "hvi"])
 def test_solver_recovers_the_known_pareto_front_of_two_quadratics(solver):
-    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(50, 50), target_gain=1.0,
+    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hnet_options=HO(hidden=(50, 50), target_gain=1.0),
                                      rays_per_step=16, lr=3e-3, seed=0, solver=solver, train_mb_size=1)
     phn.train(DATA, steps=600)
     rays = evaluation_rays(2, 25)
@@ -152,7 +153,7 @@ def test_solvers_give_distinct_pareto_optimal_points_on_the_lin2019_toy(solver):
     from benchmarks.experiments.toy_lin2019 import N, Vector, angles_to_inverse_rays, lin2019_losses
 
     phn = ParetoHypernetworkStrategy(target=Vector(N), losses=lin2019_losses(N), objective_only=True, solver=solver,
-                                     hidden=(100, 100), target_gain=1.0, alpha=1.0, rays_per_step=16, lr=1e-3, seed=0)
+                                     hnet_options=HO(hidden=(100, 100), target_gain=1.0), alpha=1.0, rays_per_step=16, lr=1e-3, seed=0)
     phn.train(steps=400)
     rays = evaluation_rays(2, 25)
     losses = phn.eval(rays=rays)
@@ -207,21 +208,21 @@ def test_angles_to_inverse_rays_are_finite_on_rays_with_zeros_and_unchanged_on_p
 
 # ---------------------------------------------------------------- (d) misuse
 def test_hvi_needs_two_rays_per_step():
-    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(8,), solver="hvi",
+    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hnet_options=HO(hidden=(8,)), solver="hvi",
                                      rays_per_step=1, seed=0)
     with pytest.raises(ValueError, match=r"at least 2.*rays_per_step=1.*rays_per_step >= 2"):
         phn.train(DATA, steps=1)
 
 
 def test_hvi_loss_above_the_reference_point_fails_clearly():
-    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(8,), target_gain=1.0, seed=0,
+    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hnet_options=HO(hidden=(8,), target_gain=1.0), seed=0,
                                      solver=HypervolumeMaximization(ref=0.5), rays_per_step=4)
     with pytest.raises(ValueError, match=r"not below the reference point ref\[\d\] = 0\.5.*raise ref.*ref=None"):
         phn.train(DATA, steps=1)
     with pytest.raises(ValueError, match="ref= has 3 entries but there are 2 objectives"):
         grad_of(HypervolumeMaximization(ref=[9.0, 9.0, 9.0]), [[1.0, 2.0], [2.0, 1.0]], [[0.5, 0.5]] * 2)
     # the default (ref=None) is a dynamic reference point: 1.1 x the step's largest losses
-    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(8,), solver="hvi",
+    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hnet_options=HO(hidden=(8,)), solver="hvi",
                                      rays_per_step=4, seed=0)
     phn.train(DATA, steps=2)
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from benchmarks.data.avalanche_streams import task_benchmark
 from benchmarks.runners.run_records import epo_fallback_message
+from cl_moo import HypernetworkOptions
 from cl_moo.health import DeadUnitProbe, HealthLog, HealthWarning, constant_prediction_loss
 from strategies import HypernetworkStrategy, build_cl_model
 
@@ -29,7 +30,8 @@ def train(tasks, *, lr=1e-3, beta=0.05, iterations=100, emb_std=0.1, health_ever
     torch.manual_seed(0)
     bench = task_benchmark(list(tasks), list(tasks))
     net = nn.Sequential(nn.Linear(32, 50), nn.ReLU(), nn.Linear(50, 4))
-    model = build_cl_model(net, emb_dim=8, chunk_size=500, hidden=(30,), emb_std=emb_std, seed=0)
+    model = build_cl_model(net, emb_dim=8,
+                           hnet_options=HypernetworkOptions(chunk_size=500, hidden=(30,)), emb_std=emb_std, seed=0)
     strategy = HypernetworkStrategy(model=model, lr=lr, beta=beta, train_iterations=iterations, train_mb_size=64,
                                     evaluator=EvaluationPlugin(loggers=[]), health_every=health_every)
     with warnings.catch_warnings(record=True) as caught:
@@ -86,19 +88,20 @@ def test_forgetting_spike_is_reported_without_the_regularizer_and_not_with_it(on
 
 def test_health_state_survives_a_checkpoint(one_thread):
     strategy, _ = train([blobs(0)], lr=0.1)
-    state = strategy.cl_state_dict()
+    state = strategy.state_dict()
     fresh, _ = train([], lr=0.1)
-    fresh.load_cl_state_dict(state)
+    fresh.load_state_dict(state)
     assert fresh.health_log.as_dict() == strategy.health_log.as_dict()
     assert fresh.health.just_trained == strategy.health.just_trained and list(fresh.health.just_trained) == ["test/0"]
 
 
 def test_monitors_can_be_turned_off_and_bad_periods_are_refused():
     net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    off = HypernetworkStrategy(model=build_cl_model(net, emb_dim=2, chunked=False, hidden=(5,)), health_every=None)
+    mlp_hnet = HypernetworkOptions(generator="mlp", hidden=(5,))
+    off = HypernetworkStrategy(model=build_cl_model(net, emb_dim=2, hnet_options=mlp_hnet), health_every=None)
     assert off.health is None and off.health_log is None
     with pytest.raises(ValueError, match="health_every must be an integer >= 1"):
-        HypernetworkStrategy(model=build_cl_model(net, emb_dim=2, chunked=False, hidden=(5,)), health_every=0)
+        HypernetworkStrategy(model=build_cl_model(net, emb_dim=2, hnet_options=mlp_hnet), health_every=0)
 
 
 def test_dead_unit_probe_counts_units_and_channels():
@@ -196,7 +199,7 @@ def test_the_monitors_never_change_what_is_trained(one_thread):
         tasks = [blobs(0), blobs(1)]
         bench = task_benchmark(tasks, tasks)
         net = nn.Sequential(nn.Linear(32, 50), nn.ReLU(), nn.Dropout(0.2), nn.Linear(50, 4))
-        model = build_cl_model(net, emb_dim=8, chunk_size=500, hidden=(30,), seed=0)
+        model = build_cl_model(net, emb_dim=8, hnet_options=HypernetworkOptions(chunk_size=500, hidden=(30,)), seed=0)
         strategy = HypernetworkStrategy(model=model, train_iterations=30, train_mb_size=64, health_every=health_every,
                                         evaluator=EvaluationPlugin(loggers=[]))
         for i, exp in enumerate(bench.train_stream):
@@ -217,7 +220,8 @@ def test_evaluations_inside_train_set_no_reference_value(one_thread):
     tasks = [blobs(0)]
     bench = task_benchmark(tasks, tasks)
     net = nn.Sequential(nn.Linear(32, 50), nn.ReLU(), nn.Linear(50, 4))
-    strategy = HypernetworkStrategy(model=build_cl_model(net, emb_dim=8, chunk_size=500, hidden=(30,), seed=0),
+    strategy = HypernetworkStrategy(model=build_cl_model(net, emb_dim=8, seed=0,
+                                                         hnet_options=HypernetworkOptions(chunk_size=500, hidden=(30,))),
                                     train_iterations=40, train_mb_size=64, eval_every=0, health_every=20,
                                     evaluator=EvaluationPlugin(loggers=[]))
     with warnings.catch_warnings():
@@ -247,7 +251,7 @@ def test_mse_forgetting_is_reported_without_the_regularizer(one_thread):
         torch.manual_seed(0)
         bench = task_benchmark(tasks, tasks)
         net = nn.Sequential(nn.Linear(1, 20), nn.Tanh(), nn.Linear(20, 1))
-        model = build_cl_model(net, emb_dim=2, chunked=False, hidden=(20,), seed=0)
+        model = build_cl_model(net, emb_dim=2, hnet_options=HypernetworkOptions(generator="mlp", hidden=(20,)), seed=0)
         strategy = HypernetworkStrategy(model=model, lr=1e-2, beta=beta, train_iterations=300, train_mb_size=32,
                                         criterion=nn.MSELoss(), evaluator=EvaluationPlugin(loggers=[]))
         with warnings.catch_warnings():

@@ -11,7 +11,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
 
 from benchmarks.data.avalanche_streams import task_benchmark, task_dataset
-from cl_moo import FunctionalTarget
+from cl_moo import FunctionalTarget, HypernetworkOptions
 from strategies import HypernetworkStrategy, TaskLabelError, build_cl_model
 from strategies.solvers import EPO, Chebyshev, HypervolumeMaximization, LinearScalarization, SmoothChebyshev
 
@@ -34,7 +34,8 @@ def net(d=16, classes=4):
 
 def strategy_for(module=None, *, iterations=5, plugins=(), **kwargs):
     torch.manual_seed(0)
-    model = build_cl_model(module if module is not None else net(), emb_dim=4, chunk_size=500, hidden=(10,), seed=0)
+    model = build_cl_model(module if module is not None else net(), emb_dim=4,
+                           hnet_options=HypernetworkOptions(chunk_size=500, hidden=(10,)), seed=0)
     return HypernetworkStrategy(model=model, lr=1e-3, beta=0.05, train_iterations=iterations, train_mb_size=32,
                                 evaluator=EvaluationPlugin(accuracy_metrics(experience=True), loggers=[]), plugins=list(plugins), health_every=None,
                                 **kwargs)
@@ -201,7 +202,9 @@ def bn_run(per_task_stats, beta=1.0):
     bench = task_benchmark(tasks, tasks)
     torch.manual_seed(0)
     module = nn.Sequential(nn.Linear(16, 20), nn.BatchNorm1d(20), nn.ReLU(), nn.Linear(20, 4))
-    model = build_cl_model(module, emb_dim=4, chunk_size=500, hidden=(10,), seed=0, per_task_stats=per_task_stats)
+    model = build_cl_model(module, emb_dim=4,
+                           hnet_options=HypernetworkOptions(chunk_size=500, hidden=(10,)),
+                           seed=0, per_task_stats=per_task_stats)
     strategy = HypernetworkStrategy(model=model, lr=1e-3, beta=beta, train_iterations=100, train_mb_size=32,
                                     evaluator=EvaluationPlugin(loggers=[]), health_every=None)
     x0, y0 = tasks[0]
@@ -230,9 +233,9 @@ def test_batchnorm_running_statistics_are_kept_per_task():
     assert accuracy[1] >= accuracy[0] - 0.01
     # the statistics travel with the checkpoint
     fresh = build_cl_model(nn.Sequential(nn.Linear(16, 20), nn.BatchNorm1d(20), nn.ReLU(), nn.Linear(20, 4)),
-                           emb_dim=4, chunk_size=500, hidden=(10,), seed=0)
+                           emb_dim=4, hnet_options=HypernetworkOptions(chunk_size=500, hidden=(10,)), seed=0)
     restored = HypernetworkStrategy(model=fresh, evaluator=EvaluationPlugin(loggers=[]), health_every=None)
-    restored.load_cl_state_dict(strategy.cl_state_dict())
+    restored.load_state_dict(strategy.state_dict())
     fresh.eval()
     x = torch.stack([bench.test_stream[0].dataset[i][0] for i in range(len(bench.test_stream[0].dataset))])
     with torch.no_grad():

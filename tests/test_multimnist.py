@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from cl_moo import HypernetworkOptions as HO
 from PIL import Image
 from torch.utils.data import TensorDataset
 
@@ -154,7 +155,7 @@ def test_phn_trains_and_evaluates_on_multimnist(data_root, solver):
     x, yl, yr = make_multi_dataset("fashion_mnist", "test", data_root, limit=256)
     data = TensorDataset(x, yl, yr)
     torch.manual_seed(0)
-    phn = ParetoHypernetworkStrategy(target=LeNetTarget(), losses=LOSSES, hidden=(100, 100, 100), solver=solver,
+    phn = ParetoHypernetworkStrategy(target=LeNetTarget(), losses=LOSSES, hnet_options=HO(hidden=(100, 100, 100)), solver=solver,
                                      rays_per_step=2, lr=1e-3, train_mb_size=64, eval_mb_size=256, seed=0)
     assert len(phn.hnet.layout.shapes) == 10  # every weight and bias of the target is generated, as in PHN
     phn.train(data, steps=3)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from cl_moo import HypernetworkOptions as HO
 from torch.utils.data import TensorDataset
 
 from cl_moo.moo_metrics import RayError, evaluation_rays, hypervolume, non_dominated, uniformity
@@ -21,8 +22,8 @@ def exact_losses(rays):
 def test_phn_ls_recovers_the_known_pareto_front(mip):
     torch.manual_seed(0)
     data = TensorDataset(torch.zeros(64, 1))
-    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(50, 50), mip=mip,
-                                     init="hyperfan_in", target_gain=1.0, rays_per_step=16, lr=3e-3,
+    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], rays_per_step=16,
+                                     hnet_options=HO(hidden=(50, 50), mip=mip, init="hyperfan_in", target_gain=1.0), lr=3e-3,
                                      train_epochs=600, train_mb_size=64)
     phn.train(data)
     rays = evaluation_rays(2, 25)
@@ -35,8 +36,9 @@ def test_phn_ls_recovers_the_known_pareto_front(mip):
 def test_phn_epo_trains_and_its_lp_solutions_satisfy_the_constraints():
     torch.manual_seed(0)
     data = TensorDataset(torch.zeros(32, 1))
-    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(20,), solver="epo",
-                                     rays_per_step=4, lr=3e-3, train_epochs=50, train_mb_size=32, target_gain=1.0)
+    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], solver="epo",
+                                     rays_per_step=4, lr=3e-3, train_epochs=50, train_mb_size=32,
+                                     hnet_options=HO(hidden=(20,), target_gain=1.0))
     phn.train(data)
     assert phn.epo_fallbacks == 0
     losses = phn.eval(data)
@@ -61,7 +63,7 @@ def test_epo_puts_weight_on_the_objective_that_is_behind():
 
 
 def test_rays_off_the_simplex_or_of_wrong_length_fail_clearly():
-    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(8,))
+    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hnet_options=HO(hidden=(8,)))
     with pytest.raises(RayError, match="sum to 1.*r / r.sum"):
         phn.weights_for(torch.tensor([[0.7, 0.7]]))
     with pytest.raises(RayError, match="needs 2 entries"):
@@ -114,7 +116,7 @@ def test_batched_epo_lp_equals_one_lp_per_ray():
 
 
 def test_epo_falls_back_to_ls_weights_and_logs_it(caplog):
-    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(8,), solver="epo", rays_per_step=2)
+    phn = ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hnet_options=HO(hidden=(8,)), solver="epo", rays_per_step=2)
     rays = torch.tensor([[0.5, 0.5], [0.2, 0.8]])
     flat = phn.hnet.forward_flat(rays)
     values = torch.stack([flat.pow(2).sum(1) * torch.tensor([float("nan"), 1.0]), flat.pow(2).sum(1) + 1.0], dim=1)

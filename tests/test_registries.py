@@ -9,7 +9,7 @@ from torch import nn
 from benchmarks.runners.composition import build_phn_from_config, hypernetwork_options, make_target
 from benchmarks.configuration.config import ConfigError, load_config, resume_changes
 from benchmarks.data.fairness import FAIRNESS_LOSSES
-from cl_moo import builder
+from cl_moo import HypernetworkOptions, builder
 from cl_moo.mlp_hypernetwork import MLPHypernetwork
 from cl_moo.run import main
 from strategies import solvers
@@ -80,7 +80,7 @@ def test_make_solver_passes_options_and_refuses_unknown_ones_naming_the_accepted
 def test_the_strategy_takes_solver_options_and_keeps_solver_instances(scaled_ls):
     def strategy(**kwargs):
         return ParetoHypernetworkStrategy(target=nn.Linear(2, 1), losses=[lambda o, y: o.mean()] * 2,
-                                          hidden=(4,), seed=0, **kwargs)
+                                          hnet_options=HypernetworkOptions(hidden=(4,)), seed=0, **kwargs)
 
     assert strategy(solver="scaled_ls", solver_options={"scale": 3.0}).solver.scale == 3.0
     assert strategy(solver="stch", solver_options={"mu": 0.25}).solver.mu == 0.25
@@ -147,11 +147,13 @@ def test_hnet_generator_names_give_the_models_of_hnet_chunked():
 
 def test_hnet_generator_null_keeps_the_rule_of_hnet_chunked():
     base = BASE
-    for chunked, size in (("true", 300), ("false", None)):
+    for chunked, generator, size in (("true", "chunked", 300), ("false", "mlp", None)):
         options = hypernetwork_options(load_config(base + [f"hnet.chunked={chunked}"]))
-        assert options["generator"] is None and options["chunk_size"] == size
-    assert hypernetwork_options(load_config(base + ["hnet.generator=chunked"]))["chunk_size"] == 300  # adult: unchunked
-    assert hypernetwork_options(load_config(base + ["hnet.generator=mlp"]))["chunk_size"] is None
+        # the rule's generator is named, so no strategy's own default generator applies
+        assert isinstance(options, HypernetworkOptions)
+        assert options.generator == generator and options.chunk_size == size
+    assert hypernetwork_options(load_config(base + ["hnet.generator=chunked"])).chunk_size == 300  # adult: unchunked
+    assert hypernetwork_options(load_config(base + ["hnet.generator=mlp"])).chunk_size is None
     with pytest.raises(ConfigError, match="hnet.generator=mlp and hnet.chunked=true disagree"):
         load_config(base + ["hnet.chunked=true", "hnet.generator=mlp"])
     # a run recorded before hnet.generator existed: absent means null (resume and report accept it)

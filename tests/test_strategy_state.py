@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from cl_moo import HypernetworkOptions as HO
 from torch.utils.data import TensorDataset
 
 import benchmarks.runners.pareto_runner as pareto_runner
@@ -32,8 +33,14 @@ class Record:
         self.losses.append((strategy.last_loss, strategy.last_losses.tolist()))
 
 
+def with_plugins(strategy, *plugins):
+    """``strategy``'s own plugins (the continual strategy's regularizer, Avalanche's evaluator and clock)
+    and ``plugins`` instead of the ones an earlier call added."""
+    strategy.plugins = [p for p in strategy.plugins if type(p).__name__ not in ("Record", "SaveAt")] + list(plugins)
+
+
 def phn(solver="ls", rays_per_step=4, **kw):
-    return ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hidden=(16,), target_gain=1.0,
+    return ParetoHypernetworkStrategy(target=Point(), losses=[quad_a, quad_b], hnet_options=HO(hidden=(16,), target_gain=1.0),
                                       solver=solver, rays_per_step=rays_per_step, lr=1e-2, train_mb_size=8, seed=0,
                                       **kw)
 
@@ -48,7 +55,7 @@ def saved(state):
 
 def continue_training(strategy, steps, **kw):
     record = Record()
-    strategy.plugins = [record]
+    with_plugins(strategy, record)
     strategy.train(DATA, steps=steps, **kw)
     return record.losses
 
@@ -153,13 +160,13 @@ def task_data(t, n=32):
 
 def continual(solver="ls"):
     return ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=4, beta=1.0, reg_rays=4,
-                                   hidden=(16,), target_gain=1.0, rays_per_step=4, lr=1e-2, train_mb_size=8,
+                                   hnet_options=HO(hidden=(16,), target_gain=1.0), rays_per_step=4, lr=1e-2, train_mb_size=8,
                                    seed=0, solver=solver)
 
 
 def train_task(strategy, task, steps):
     record = Record()
-    strategy.plugins = [record]
+    with_plugins(strategy, record)
     strategy.train_task(task, task_data(task), steps=steps)
     return record.losses
 
@@ -199,7 +206,7 @@ def test_continual_strategy_loaded_within_a_task_continues_like_the_original():
     a = continual()
     train_task(a, 0, 5)
     save, record = SaveAt(2), Record()
-    a.plugins = [save, record]
+    with_plugins(a, save, record)
     a.train_task(1, task_data(1, n=8), steps=7)  # one batch per epoch: the state after 3 of 7 steps
     state = save.state
     assert state["current_task"] == 1 and state["regularized_tasks"] == [0] and state["trained_tasks"] == [0]
@@ -207,7 +214,7 @@ def test_continual_strategy_loaded_within_a_task_continues_like_the_original():
     b = continual()
     b.load_state_dict(state)
     rest = Record()
-    b.plugins = [rest]
+    with_plugins(b, rest)
     b.train(task_data(1, n=8), steps=4)
     assert rest.losses == record.losses[3:]
     assert_same_state(a, b)
@@ -219,7 +226,7 @@ def test_continual_strategy_loaded_within_a_task_continues_like_the_original():
 
 def continue_training_on(strategy, data, steps):
     record = Record()
-    strategy.plugins = [record]
+    with_plugins(strategy, record)
     strategy.train(data, steps=steps)
     return record.losses
 

@@ -5,7 +5,8 @@ none of them imports torch: the help and the configuration print in well under a
 
 * ``--help`` lists the benchmarks (each with the strategy it runs when none is named, the
   strategies that apply and its presets), the strategies, and every key with the value this run
-  would use (``benchmark=adult --help`` shows the Adult run's values) and its comment.
+  would use (``benchmark=adult --help`` shows the Adult run's values), its doc string and allowed values
+  (both from the schema, :mod:`benchmarks.configuration.schema`).
 * ``--cfg job|hydra|all`` prints the composed configuration (preset applied, checked) and exits;
   ``-p/--package KEY`` prints one part of it; ``--resolve`` resolves interpolations.
 * ``--info [all|defaults|config|plugins|searchpath]`` prints where the configuration comes from.
@@ -13,15 +14,15 @@ none of them imports torch: the help and the configuration print in well under a
 from __future__ import annotations
 
 import importlib.util
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.configuration.config import (ConfigError, config_dir, default_strategy, families, flatten_keys,
-                                             group_options, load_config, open_dict_overrides)
+                                             group_options, load_config, open_dict_overrides, schema_of)
+from benchmarks.configuration.schema import declared, doc_of, schema_fields
 from benchmarks.data.registry import did_you_mean
 
 CFG_CHOICES = ("job", "hydra", "all")
@@ -227,32 +228,13 @@ def _group_key(key: str, cfg: DictConfig) -> str:
     return key
 
 
-_LINE = re.compile(r"^(\s*)([A-Za-z_][\w]*):\s*([^#]*?)\s*(?:#\s*(.*))?$")
-
-
 def key_comments() -> Dict[str, str]:
-    """The end-of-line comment of every key in the shipped YAML files (a help text without a second copy)."""
-    out: Dict[str, str] = {}
-    files = [(config_dir() / "config.yaml", "")]
+    """The doc string (and allowed values) of every key, from the schema (:mod:`benchmarks.configuration.schema`):
+    top-level keys as ``train.lr``, the keys of each shipped group file as ``benchmark/pmnist:n_tasks``."""
+    out = {name: doc_of(f) for name, f in declared().items()}
     for group in ("benchmark", "strategy"):
-        files += [(p, f"{group}/{p.stem}:") for p in sorted((config_dir() / group).glob("*.yaml"))]
-    for path, prefix in files:
-        out.update(_file_comments(path, prefix))
-    return out
-
-
-def _file_comments(path: Path, prefix: str) -> Dict[str, str]:
-    out: Dict[str, str] = {}
-    stack: List[Tuple[int, str]] = []
-    for line in path.read_text().splitlines():
-        match = _LINE.match(line)
-        if not match:
-            continue
-        indent, key, _, comment = len(match.group(1)), match.group(2), match.group(3), match.group(4)
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        dotted = ".".join([k for _, k in stack] + [key])
-        stack.append((indent, key))
-        if comment and not dotted.startswith(("presets", "defaults")):
-            out[prefix + dotted] = comment
+        for option in group_options(group):
+            schema = schema_of(group, option)
+            if schema is not None:
+                out.update({f"{group}/{option}:{name}": doc_of(f) for name, f in schema_fields(schema)})
     return out

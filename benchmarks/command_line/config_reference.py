@@ -1,8 +1,9 @@
-"""The configuration reference, ``docs/config.md``, generated from the shipped configs and the checks.
+"""The configuration reference, ``docs/config.md``, generated from the configuration schema.
 
-Every key of ``configs/config.yaml`` and of each benchmark and strategy file, with its default (per
-benchmark / strategy for the group keys), the values :func:`benchmarks.configuration.config.validate` accepts, and
-its meaning (the key's end-of-line comment in the YAML: the one description, also shown by ``--help``).
+Every key declared in :mod:`benchmarks.configuration.schema` (the top-level :class:`RunConfig` and the schema of
+each benchmark and strategy file), with its default (per benchmark / strategy file for the group keys: the schema's
+default unless the file sets another), the values its rule accepts and its meaning (the field's doc string: the
+one description, also shown by ``--help``).
 
 ``python -m benchmarks.command_line.config_reference`` rewrites the file; ``--check`` exits 1 when it is out of date
 (``tests/test_config_reference.py`` runs the check and fails on a key without a meaning).
@@ -10,83 +11,68 @@ its meaning (the key's end-of-line comment in the YAML: the one description, als
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from omegaconf import OmegaConf
 
-from benchmarks.command_line.cli_flags import key_comments, show_value
-from benchmarks.configuration.config import (AT_LEAST_TWO, BOOLEANS, CHOICES, NON_NEGATIVE_NUMBERS, NULLABLE_CHOICES,
-                                             OPEN_DICTS, OPTIONAL_POSITIVE_INTS, OPTIONAL_POSITIVE_NUMBERS, PATH_KEYS,
-                                             POSITIVE_INTS, POSITIVE_NUMBERS, REGISTRY_CHOICES, WIDTH_LISTS, config_dir,
-                                             flatten_keys, group_options)
+from benchmarks.command_line.cli_flags import show_value
+from benchmarks.configuration.config import config_dir, flatten_keys, group_options, schema_of
+from benchmarks.configuration.schema import declared, rule_of, schema_fields
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 GROUPS = ("benchmark", "strategy")
 
 
 def allowed(key: str) -> str:
-    """The values the checks accept for ``key`` (``"any"`` where nothing is checked)."""
-    if key in CHOICES:
-        return " \\| ".join(map(str, CHOICES[key]))
-    if key in REGISTRY_CHOICES:
-        null = f", or {NULLABLE_CHOICES[key]}" if key in NULLABLE_CHOICES else ""
-        return " \\| ".join(REGISTRY_CHOICES[key][2]) + f" (and any registered one){null}"
-    if key in OPEN_DICTS:
-        return f"the chosen solver's options (its constructor's keywords), each as `{key}.<option>=value`"
-    if key in BOOLEANS:
-        return "true \\| false"
-    if key in POSITIVE_INTS:
-        return "integer >= 1"
-    if key in OPTIONAL_POSITIVE_INTS:
-        return "integer >= 1, or null"
-    if key in AT_LEAST_TWO:
-        return "integer >= 2"
-    if key in POSITIVE_NUMBERS:
-        return "finite number > 0"
-    if key in NON_NEGATIVE_NUMBERS:
-        return "finite number >= 0"
-    if key in OPTIONAL_POSITIVE_NUMBERS:
-        return "finite number > 0, or null"
-    if key in WIDTH_LISTS:
-        return "list of integers >= 1"
-    if key in PATH_KEYS:
-        return "a folder, or null"
-    if key == "seed":
-        return "integer 0 .. 2**32-1"
-    if key == "benchmark.pad_to":
-        return "integer >= 28 (the MNIST side), or null"
-    if key == "benchmark.ref_point":
-        return "one finite number > 0 per objective"
-    if key == "preset":
-        return "a preset of the benchmark (--help lists them)"
-    return "as the file shows"
+    """The values the schema rule of ``key`` accepts (``"as the file shows"`` for a key without a rule)."""
+    group = key.split(".", 1)[0]
+    f = declared().get(key) or (declared(group).get(key) if group in GROUPS else None)
+    rule = rule_of(f) if f is not None else None
+    return rule.allowed if rule is not None else "as the file shows"
 
 
 def meanings() -> Dict[str, str]:
-    """Dotted key -> meaning; a group key takes the first comment any option file gives it."""
-    comments = key_comments()
-    out: Dict[str, str] = {k: v for k, v in comments.items() if "/" not in k}
-    for name, text in sorted(comments.items()):
-        if "/" in name:
-            group, rest = name.split("/", 1)
-            out.setdefault(f"{group}.{rest.split(':', 1)[1]}", text)
+    """Dotted key -> meaning (its schema doc string); a group key whose files' schemas give it different docs
+    shows each, with the files it belongs to (``pmnist: ...; splitmnist: ...``)."""
+    out = {k: f.metadata.get("doc", "") for k, f in declared().items()}
+    for group in GROUPS:
+        docs: Dict[str, Dict[str, List[str]]] = {}
+        for option in group_options(group):
+            schema = schema_of(group, option)
+            for name, f in schema_fields(schema) if schema is not None else ():
+                docs.setdefault(f"{group}.{name}", {}).setdefault(f.metadata.get("doc", ""), []).append(option)
+        for key, by_doc in docs.items():
+            out[key] = (next(iter(by_doc)) if len(by_doc) == 1 else
+                        "; ".join(f"{', '.join(options)}: {doc}" for doc, options in by_doc.items()))
     return out
+
+
+def _option_values(group: str, option: str) -> Dict[str, object]:
+    """The keys of one option file: its schema's defaults with the file's own values over them."""
+    content = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"))
+    content = {k: v for k, v in content.items() if k not in ("defaults", "presets")}
+    schema = schema_of(group, option)
+    values = OmegaConf.merge(OmegaConf.structured(schema), content) if schema is not None else OmegaConf.create(content)
+    return {k: v for k, v in flatten_keys(OmegaConf.to_container(values), keep_empty=True).items()
+            if k != "presets" and not k.startswith("presets.")}
+
+
+def _default(f: dataclasses.Field) -> object:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
 
 
 def _rows() -> Tuple[List[Tuple[str, str, str, str]], Dict[str, List[Tuple[str, str, str, str]]]]:
     meaning = meanings()
-    base = flatten_keys(OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml")), keep_empty=True)
-    top = [(k, show_value(v), allowed(k), meaning.get(k, "")) for k, v in base.items() if not k.startswith("defaults")]
+    top = [(k, show_value(_default(f)), allowed(k), meaning.get(k, "")) for k, f in declared().items()]
     groups: Dict[str, List[Tuple[str, str, str, str]]] = {}
     for group in GROUPS:
         defaults: Dict[str, List[str]] = {}
         for option in group_options(group):
-            content = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"))
-            for key, value in flatten_keys(content, keep_empty=True).items():
-                if not key.startswith(("presets.", "defaults")):
-                    defaults.setdefault(f"{group}.{key}", []).append(f"{option}: {show_value(value)}")
+            for key, value in _option_values(group, option).items():
+                defaults.setdefault(f"{group}.{key}", []).append(f"{option}: {show_value(value)}")
         groups[group] = [(k, "; ".join(v), allowed(k), meaning.get(k, "")) for k, v in sorted(defaults.items())]
     return top, groups
 
@@ -105,14 +91,16 @@ def _cell(text: str) -> str:
 def render() -> str:
     top, groups = _rows()
     lines = ["# Configuration reference", "",
-             "Generated by `python -m benchmarks.command_line.config_reference` from `configs/` and the checks in",
-             "`benchmarks/configuration/config.py` (do not edit by hand). Set any key on the command line as `key=value`;",
-             "`python -m cl_moo.run benchmark=<name> --help` shows the values one run would use (presets applied).",
-             "", "## Top-level keys (`configs/config.yaml`)", "",
+             "Generated by `python -m benchmarks.command_line.config_reference` from the schema,",
+             "`benchmarks/configuration/schema.py`, and the files of `configs/` (do not edit by hand). Each key is",
+             "one field of a dataclass there: its type, default, meaning and allowed values. Set any key on the",
+             "command line as `key=value`; `python -m cl_moo.run benchmark=<name> --help` shows the values one run",
+             "would use (presets applied).",
+             "", "## Top-level keys (`RunConfig`)", "",
              "| key | default | allowed | meaning |", "|---|---|---|---|"]
     lines += [f"| `{k}` | `{d}` | {a} | {_cell(m)} |" for k, d, a, m in top]
     for group in GROUPS:
-        lines += ["", f"## `{group}.*` (`configs/{group}/<name>.yaml`; default per {group})", "",
+        lines += ["", f"## `{group}.*` (`configs/{group}/<name>.yaml` and its schema; default per {group})", "",
                   "| key | default per file | allowed | meaning |", "|---|---|---|---|"]
         lines += [f"| `{k}` | {_cell(d)} | {a} | {_cell(m)} |" for k, d, a, m in groups[group]]
     return "\n".join(line.replace("\n", " ") for line in lines) + "\n"
@@ -124,7 +112,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     missing = undocumented()
     if missing:
-        print(f"keys without a meaning (add an end-of-line comment in configs/): {', '.join(missing)}", file=sys.stderr)
+        print(f"keys without a meaning (give the field a doc in benchmarks/configuration/schema.py): "
+              f"{', '.join(missing)}", file=sys.stderr)
         return 1
     text = render()
     if args.check:

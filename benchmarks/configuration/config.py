@@ -1,65 +1,54 @@
 """Loads the run configuration: Hydra composition of ``configs/``, presets, validation.
 
 ``load_config(["benchmark=pmnist", "hnet.mip=true"])`` composes ``configs/config.yaml`` with the
-overrides (Hydra syntax), then fills every key that the command line did not set from
-``benchmark.presets[preset]`` (choosing a group, ``strategy=phn_ls``, does not set the keys inside
-it; :data:`STRATEGY_DEFINING_KEYS` are never taken from a preset), then checks every choice. Bad keys or values raise
-:class:`ConfigError` with the valid choices.
+overrides (Hydra syntax): the files extend the dataclass schemas of :mod:`.schema` (in Hydra's
+ConfigStore), so OmegaConf enforces every key's type and refuses undeclared keys. It then fills every
+key that the command line did not set from ``benchmark.presets[preset]`` (choosing a group,
+``strategy=phn_ls``, does not set the keys inside it; :data:`STRATEGY_DEFINING_KEYS` are never taken
+from a preset), then checks every value against its schema rule and the schemas' cross-field rules
+(:func:`validate`), then the rules that depend on the command line itself (keys a run does not read,
+solver options). Bad keys or values raise :class:`ConfigError` naming the key, the value, the valid
+range or choices and the fix.
 """
 from __future__ import annotations
 
-import math
+import dataclasses
 import re
-import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Type
 
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.configuration.schema import (SCHEMA_GROUP, SCHEMAS, Choice, ConfigError, OpenDict, Rule, RuleViolation,
+                                             Section, bad_value, declared, rule_of, schema_fields)
 from benchmarks.data.registry import BENCHMARKS, benchmark_names, did_you_mean, get_benchmark
 
-# Nothing here imports torch: a bad command line is refused in well under a second.
-CHOICES: Dict[str, Sequence] = {
-    "device": ("auto", "cpu", "cuda"),
-    "strategy.reg_targets": ("stored", "online"),
-    "strategy.task_inference": ("given", "entropy"),
-    "benchmark.builder": ("tensors", "avalanche"),
-    "train.eval_tasks": ("all", "current"),
-    "benchmark.kind": ("mnist", "fashion", "fashion_mnist"),
-}
-# choices that come from a registry: (module, name, the built-in entries). The built-ins are checked
-# without importing the registry (torch); once the registry module is loaded (a Python user who
-# registered a solver or an activation), its live entries count too. tests/test_cli_conventions.py
-# checks the built-ins equal the registries.
-REGISTRY_CHOICES: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
-    "hnet.init": ("cl_moo.init", "INIT_SCHEMES", ("hyperfan_in", "hyperfan_out", "kaiming", "xavier")),
-    "hnet.activation": ("cl_moo.hypernetwork", "ACTIVATIONS",
-                        ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "linear")),
-    "target.activation": ("cl_moo.hypernetwork", "ACTIVATIONS", ("relu", "leaky_relu", "elu", "sigmoid", "tanh")),
-    "strategy.solver": ("strategies.solvers", "SOLVERS", ("ls", "epo", "tch", "stch", "hvi")),
-    "strategy.start": ("strategies.phn_cl", "START", ("phn", "random")),
-    "hnet.generator": ("cl_moo.builder", "GENERATORS", ("mlp", "chunked")),
-}
-NULLABLE_CHOICES = {"hnet.generator": "null: chunked when hnet.chunked, else mlp"}  # choices that may also be null
-# dict keys whose sub-keys are free (a registered solver's own options): key.<name>=value adds <name>;
-# strategies without the dict refuse them, and the solver refuses names it does not take
-OPEN_DICTS = ("strategy.solver_options",)
-NOT_A_TARGET_ACTIVATION = ("linear",)  # a target of linear layers only is a linear model
+# Nothing here imports torch: a bad command line is refused in well under a second. Every key, with its type,
+# default, meaning and value rule, is declared once in .schema (dataclasses in Hydra's ConfigStore).
+
+
+def _rule(key: str) -> Optional[Rule]:
+    """The rule of a dotted key: declared at the top level, else by a shipped schema of its group."""
+    f = declared().get(key)
+    if f is None and key.split(".", 1)[0] in CONFIG_GROUPS:
+        f = declared(key.split(".", 1)[0]).get(key)
+    return rule_of(f) if f is not None else None
 
 
 def choices(key: str) -> Tuple[Any, ...]:
-    """The valid values of ``key`` (a key of :data:`CHOICES` or :data:`REGISTRY_CHOICES`)."""
-    if key in CHOICES:
-        return tuple(CHOICES[key])
-    module, name, builtin = REGISTRY_CHOICES[key]
-    loaded = sys.modules.get(module)
-    live = tuple(getattr(loaded, name, ())) if loaded is not None else ()
-    extra = tuple(v for v in live if v not in builtin and not (key == "target.activation" and v in NOT_A_TARGET_ACTIVATION))
-    return builtin + extra
+    """The valid values of ``key``, a key whose schema rule is a choice (a registry's live entries included)."""
+    rule = _rule(key)
+    if not isinstance(rule, Choice):
+        raise KeyError(f"{key} is not a key with a fixed set of choices")
+    return rule.valid()
 
 
-BOOLEANS = ("resume", "progress", "data.download", "data.verify", "hnet.mip", "hnet.chunked", "hnet.last_activation",
-            "strategy.lookahead", "train.compile")
+def open_dicts() -> Tuple[str, ...]:
+    """The dict keys whose sub-keys are free (schema rule :class:`OpenDict`, e.g. ``strategy.solver_options``)."""
+    keys = {**declared(), **{k: f for g in CONFIG_GROUPS for k, f in declared(g).items()}}
+    return tuple(k for k, f in keys.items() if isinstance(rule_of(f), OpenDict))
+
+
 # which strategies apply to each kind of benchmark; the benchmarks themselves (their kind, objectives,
 # default strategy, loader) are the entries of benchmarks.data.registry, read live by families() and objectives()
 CONTINUAL_STRATEGIES = ("hnet_cl", "finetune")
@@ -79,24 +68,6 @@ def objectives() -> Dict[str, Tuple[str, ...]]:
     return {n: spec.objectives for n, spec in BENCHMARKS.items() if spec.objectives}
 
 
-# counts: integers >= 1 (bool is not an integer here); the OPTIONAL ones may also be null
-POSITIVE_INTS = ("train.iterations", "train.epochs", "train.batch_size", "train.eval_batch_size", "hnet.chunk_size",
-                 "hnet.chunk_emb_dim", "hnet.emb_dim", "benchmark.n_tasks",
-                 "benchmark.n_train", "benchmark.n_test", "strategy.rays_per_step")
-# ray counts that describe a front: one ray is one trade-off, not a front (and PHN's quarter circle
-# with one point is its lopsided first ray)
-AT_LEAST_TWO = {"benchmark.n_eval_rays": "the rays a front is evaluated on (PHN uses 25)",
-                "strategy.reg_rays": "the rays at which each earlier task's front is kept (default 10)"}
-# folders: null means the default; an empty string is a typo (run_dir=) that would silently mean the default
-PATH_KEYS = ("run_dir", "data.root")
-OPTIONAL_POSITIVE_INTS = ("benchmark.max_rows", "benchmark.train_per_task", "benchmark.test_per_task",
-                          "strategy.reg_subset", "benchmark.max_train", "benchmark.max_test")
-POSITIVE_NUMBERS = ("train.lr", "strategy.alpha", "strategy.emb_std", "hnet.emb_std")  # finite and > 0
-NON_NEGATIVE_NUMBERS = ("strategy.beta", "benchmark.noise_std")  # finite and >= 0
-OPTIONAL_POSITIVE_NUMBERS = ("train.budget_s",)  # finite and > 0, or null
-WIDTH_LISTS = ("hnet.hidden", "target.hidden")              # lists of integers >= 1 (may be empty)
-MNIST_SIDE = 28
-MAX_SEED = 2**32 - 1                                        # numpy's legacy seeding accepts 0 .. 2**32 - 1
 # The ONE list of keys that ``resume=true`` may change: they decide where and how a run reads and
 # shows things, never what it computes (device: a run may move to another machine; data.verify only
 # turns the sha256 check of the same files on or off; train.budget_s only says where a process stops). Every other key alters results, so a
@@ -123,10 +94,6 @@ NOT_READ = {
 NOT_READ_BY_STRATEGY = {"ls_separate": ("hnet.", "strategy.solver", "strategy.alpha", "strategy.rays_per_step")}
 # keys a benchmark does not read (its target is fixed): Benchmark.not_read in benchmarks.data.registry; setting one
 # is an error, not a no-op
-
-
-class ConfigError(ValueError):
-    """A configuration key or value is not valid; the message lists the valid ones."""
 
 
 def config_dir() -> Path:
@@ -168,35 +135,35 @@ def flatten_keys(d: dict, prefix: str = "", keep_empty: bool = False) -> Dict[st
 
 
 def load_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """Composes, applies the preset and validates; raises :class:`ConfigError` on bad input."""
+    """Composes (the schemas of :mod:`.schema` extended by the YAML files), applies the preset and validates
+    (:func:`validate`); raises :class:`ConfigError` on bad input."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     overrides = list(overrides)
     explicit = _explicit_keys(overrides)
+    written = _written(overrides)
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
             cfg = compose(config_name="config", overrides=open_dict_overrides(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(_explain(f"{exc}\n{exc.__cause__ or ''}", overrides)) from None
+        typed = _type_error(exc.__cause__, overrides, written) if exc.__cause__ is not None else None
+        raise ConfigError(typed or _explain(f"{exc}\n{exc.__cause__ or ''}", overrides)) from None
+    for key, value in written.items():  # what OmegaConf's conversion would accept silently (hnet.mip=1)
+        rule = _rule_at(cfg, key) if key in explicit else None
+        message = rule.written_error(key, value) if rule is not None else None
+        if message:
+            raise ConfigError(message)
     presets = OmegaConf.to_container(cfg.benchmark.get("presets", {}) or {}, resolve=True)
     if cfg.preset not in presets:
         raise ConfigError(
             f"preset={cfg.preset!r} is not defined for benchmark={cfg.benchmark.name}{did_you_mean(cfg.preset, presets)}; "
             f"valid presets: {sorted(presets)}"
         )
-    OmegaConf.set_struct(cfg, False)
-    # choosing a group (benchmark=..., strategy=...) is not an override of the keys inside it: the
-    # preset still sets them, except the keys that define the chosen strategy (finetune's beta = 0)
-    keys = [k for k in explicit if k not in CONFIG_GROUPS]
-    fixed = [f"strategy.{k}" for k in STRATEGY_DEFINING_KEYS.get(cfg.strategy.name, ())]
-    for key, value in flatten_keys(presets[cfg.preset]).items():
-        if key not in keys + fixed and not any(key.startswith(e + ".") for e in keys):
-            OmegaConf.update(cfg, key, value, merge=False)
-    OmegaConf.set_struct(cfg, True)
+    _apply_preset(cfg, presets[cfg.preset], explicit, overrides)
     _check_open_dicts(cfg, explicit)
-    validate(cfg)
+    validate(cfg, written)
     _check_generator(cfg, explicit)
     kind = run_kind(cfg.benchmark.name)
     spec = get_benchmark(cfg.benchmark.name)
@@ -224,30 +191,59 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
     return cfg
 
 
+def _apply_preset(cfg: DictConfig, preset: Dict[str, Any], explicit: Sequence[str], overrides: Sequence[str]) -> None:
+    """Sets every key of ``preset`` the command line did not set. Choosing a group (benchmark=..., strategy=...)
+    is not an override of the keys inside it: the preset still sets them, except the keys that define the chosen
+    strategy (finetune's beta = 0). A ``strategy.*`` key the chosen strategy does not declare is skipped (a preset
+    serves every strategy of its benchmark; a strategy that does not apply is refused by the runner's dispatch);
+    any other key no schema declares is refused. Values go through the keys' types (OmegaConf)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    keys = [k for k in explicit if k not in CONFIG_GROUPS]
+    fixed = [f"strategy.{k}" for k in STRATEGY_DEFINING_KEYS.get(cfg.strategy.name, ())]
+    for key, value in flatten_keys(preset).items():
+        if key in keys + fixed or any(key.startswith(e + ".") for e in keys):
+            continue
+        if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+            if key.startswith("strategy."):
+                continue
+            raise ConfigError(f"preset={cfg.preset} of benchmark={cfg.benchmark.name} sets {key}, which is not a "
+                              "configuration key (--help lists them); fix benchmark.presets in its config file")
+        try:
+            OmegaConf.update(cfg, key, value, merge=False)
+        except OmegaConfBaseException as exc:
+            message = _type_error(exc, overrides, {})
+            raise ConfigError(f"preset={cfg.preset} of benchmark={cfg.benchmark.name}: "
+                              f"{message or str(exc).splitlines()[0]}") from None
+
+
+_ABSENT = object()
+
+
 def open_dict_overrides(overrides: Sequence[str]) -> List[str]:
     """The overrides as Hydra gets them: ``strategy.solver_options.mu=0.5`` (a key below an
-    :data:`OPEN_DICTS` entry, which the file leaves empty) becomes ``++strategy.solver_options.mu=0.5``
+    :func:`open_dicts` entry, which the file leaves empty) becomes ``++strategy.solver_options.mu=0.5``
     (add or override); a key that already carries ``+``, ``++`` or ``~`` is left as written."""
     out = []
     for o in overrides:
         key = o.split("=", 1)[0]
-        if "=" in o and not key.startswith(("+", "~")) and any(key == d or key.startswith(d + ".") for d in OPEN_DICTS):
+        free = any(key == d or key.startswith(d + ".") for d in open_dicts())
+        if "=" in o and not key.startswith(("+", "~")) and free:
             o = "++" + o
         out.append(o)
     return out
 
 
 def _check_open_dicts(cfg: DictConfig, explicit: Sequence[str]) -> None:
-    """A key below an :data:`OPEN_DICTS` entry is refused when the chosen file has no such dict (the
+    """A key below an :func:`open_dicts` entry is refused when the chosen file's schema has no such dict (the
     ``++`` of :func:`open_dict_overrides` would add it silently)."""
     for key in explicit:
-        for d in OPEN_DICTS:
+        for d in open_dicts():
             if key == d or key.startswith(d + "."):
                 group, sub = d.split(".", 1)
                 name = cfg[group].name
-                path = config_dir() / group / f"{name}.yaml"
-                content = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
-                if sub not in content:
+                schema = OmegaConf.get_type(cfg[group])
+                if not (dataclasses.is_dataclass(schema) and sub in {f.name for f in dataclasses.fields(schema)}):
                     raise ConfigError(f"{key}: {group}={name} has no {d} (it takes no solver options); its keys: "
                                       f"{', '.join(f'{group}.{k}' for k in group_keys(group, name))}")
 
@@ -324,8 +320,33 @@ def quote_hint(overrides: Sequence[str]) -> Optional[str]:
     return None
 
 
+def _file_error(message: str) -> Optional[str]:
+    """A shipped file that does not fit its schema (a key the schema does not declare, a value of the wrong type),
+    as Hydra reports it while composing: the file, the key, what the schema accepts and the fix."""
+    found = re.search(r"In '([^'/]+)/([^']+)': (\w+) raised while composing config:\n(.*)\n\s*full_key: (\S+)"
+                      r"(?:\n\s*object_type=(\w+))?", message)
+    if not found:
+        return None
+    group, option, kind, reason, full_key, schema = found.groups()
+    where = f"configs/{group}/{option}.yaml" if (config_dir() / group / f"{option}.yaml").is_file() else \
+        f"the config of {group}={option}"
+    if kind == "ConfigKeyError":
+        keys = group_keys(group, option) if group in CONFIG_GROUPS and schema_of(group, option) else []
+        return (f"{where} sets {full_key}, which its schema {schema} (benchmarks/configuration/schema.py) does not "
+                f"declare{did_you_mean(full_key.rsplit('.', 1)[-1], keys)}; its keys: "
+                f"{', '.join(f'{group}.{k}' for k in keys)}. Declare the key in the schema (type, default, doc, rule) "
+                "or remove it from the file")
+    value = re.search(r"Value '(.*)' of type", reason)
+    rule = _rule(re.sub(r"\[.*$", "", full_key))
+    explained = rule.error(re.sub(r"\[.*$", "", full_key), value.group(1)) if rule is not None and value else None
+    return f"{where}: {explained or f'{full_key}: {reason}'}"
+
+
 def _explain(message: str, overrides: Sequence[str]) -> str:
     first = message.strip().splitlines()[0].rstrip(".")
+    from_file = _file_error(message)
+    if from_file:
+        return from_file
     if any(s in message for s in ("LexerNoViableAlt", "mismatched input", "token recognition error",
                                   "no viable alternative", "extraneous input")):
         hint = quote_hint(overrides)
@@ -356,13 +377,16 @@ def _explain(message: str, overrides: Sequence[str]) -> str:
 
 
 def top_level_keys() -> List[str]:
-    """The dotted keys of ``configs/config.yaml`` (not those of the benchmark and strategy groups)."""
-    base = OmegaConf.load(config_dir() / "config.yaml")
-    return sorted(k for k in flatten_keys(OmegaConf.to_container(base), keep_empty=True) if not k.startswith("defaults"))
+    """The dotted keys of the top-level schema (:class:`~.schema.RunConfig`; not those of the groups)."""
+    return sorted(declared())
 
 
 def group_keys(group: str, option: str) -> List[str]:
-    """The keys (below ``group.``) of one shipped option file, without its defaults list and presets."""
+    """The keys (below ``group.``) of one shipped option: its schema's fields (without presets), or, for a file
+    without a schema, the file's keys (without its defaults list and presets)."""
+    schema = schema_of(group, option)
+    if schema is not None:
+        return sorted(k for k, _ in schema_fields(schema) if k != "presets")
     content = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"))
     return sorted(k for k in flatten_keys(content, keep_empty=True) if not k.startswith(("presets.", "defaults")))
 
@@ -405,122 +429,92 @@ def _chosen(group: str, overrides: Sequence[str]) -> Optional[str]:
     return choice if isinstance(choice, str) and (config_dir() / group / f"{choice}.yaml").is_file() else None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def schema_of(group: str, option: str) -> Optional[Type[Section]]:
+    """The schema a shipped option file extends (its ``- /schema/<group>/<name>@_here_`` defaults entry); None
+    for a file without one or an option without a file (a benchmark registered with ``config=``)."""
+    path = config_dir() / group / f"{option}.yaml"
+    if not path.is_file():
+        return None
+    for entry in OmegaConf.to_container(OmegaConf.load(path)).get("defaults", []) or []:
+        if isinstance(entry, str) and entry.startswith(f"/{SCHEMA_GROUP}/{group}/"):
+            return SCHEMAS[group].get(entry.split("@", 1)[0].rsplit("/", 1)[1])
+    return None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _written(overrides: Sequence[str]) -> Dict[str, Any]:
+    """Key -> value as the command line wrote it (Hydra's parse, before OmegaConf converts it to the key's type)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception:  # a malformed override: Hydra's own error is the one to show
+        return {}
+    out = {}
+    for o in parsed:
+        if not o.is_delete() and not o.is_sweep_override():
+            try:
+                out[o.key_or_group] = o.value()
+            except Exception:
+                continue
+    return out
 
 
-def _bad(key: str, value: Any, rule: str) -> ConfigError:
-    return ConfigError(f"{key}={value!r} is not valid: {rule}; pass {key}=<a value in that range>")
+def _rule_at(cfg: DictConfig, key: str) -> Optional[Rule]:
+    """The rule of ``key`` in the composed ``cfg``: the field of the dataclass its parent node is typed with."""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    schema = OmegaConf.get_type(node) if OmegaConf.is_dict(node) else None
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return None
+    return next((rule_of(f) for f in dataclasses.fields(schema) if f.name == leaf), None)
 
 
-_ABSENT = object()
+def _rule_in(key: str, overrides: Sequence[str]) -> Optional[Rule]:
+    """The rule of ``key`` in the schema of the option these overrides choose (else any shipped schema's)."""
+    group = key.split(".", 1)[0]
+    if group in CONFIG_GROUPS:
+        schema = schema_of(group, _chosen(group, overrides) or "")
+        if schema is not None:
+            for name, f in schema_fields(schema, f"{group}."):
+                if name == key:
+                    return rule_of(f)
+    return _rule(key)
 
 
-def _present(cfg: DictConfig, keys: Sequence[str]) -> Iterable[Tuple[str, Any]]:
-    """``(key, value)`` for the keys this config has (a benchmark or strategy may lack some)."""
-    for key in keys:
-        value = OmegaConf.select(cfg, key, default=_ABSENT)
-        if value is not _ABSENT:
-            yield key, value
+def _type_error(exc: Exception, overrides: Sequence[str], written: Dict[str, Any]) -> Optional[str]:
+    """OmegaConf's refusal of a value for a key's type ("Value 'abc' could not be converted to Integer") in the
+    project's words: the key, the value as written, what the key accepts; None when ``exc`` is no such refusal."""
+    from omegaconf.errors import ValidationError
+
+    if not isinstance(exc, ValidationError) or not getattr(exc, "full_key", None):
+        return None
+    key = re.sub(r"\[.*$", "", str(exc.full_key))
+    value = written.get(key, getattr(exc, "value", None))
+    rule = _rule_in(key, overrides)
+    message = rule.error(key, value) if rule is not None else None
+    if message:
+        return message
+    if rule is not None and not isinstance(rule, OpenDict):
+        return bad_value(key, value, f"must be {rule.allowed.replace(chr(92), '')}")
+    reason = str(exc).strip().splitlines()[0].rstrip(".")
+    return f"{key}={value!r} is not valid: {reason}; pass {key}=<a value of that type>"
 
 
-def _check_counts(cfg: DictConfig) -> None:
-    for key, value in _present(cfg, POSITIVE_INTS + OPTIONAL_POSITIVE_INTS):
-        optional = key in OPTIONAL_POSITIVE_INTS
-        if (value is None and optional) or (_is_int(value) and value >= 1):
-            continue
-        raise _bad(key, value, "must be an integer >= 1" + (" (or null)" if optional else ""))
-    for key, value in _present(cfg, tuple(AT_LEAST_TWO)):
-        if not (_is_int(value) and value >= 2):
-            raise _bad(key, value, f"must be an integer >= 2: {AT_LEAST_TWO[key]}")
+def validate(cfg: DictConfig, written: Optional[Dict[str, Any]] = None) -> None:
+    """Runs the schema's checks: ``OmegaConf.to_object`` builds every dataclass of the config, so the generic
+    :func:`~benchmarks.configuration.schema.check_fields` and each schema's cross-field rules (``__post_init__``)
+    run; raises :class:`ConfigError` naming the key, the value (as ``written`` on the command line, when it was)
+    and the valid range. Needs no data and no file system."""
+    from omegaconf.errors import OmegaConfBaseException
 
-
-def _check_numbers(cfg: DictConfig) -> None:
-    for key, value in _present(cfg, POSITIVE_NUMBERS + NON_NEGATIVE_NUMBERS):
-        positive = key in POSITIVE_NUMBERS
-        if _is_number(value) and math.isfinite(value) and (value > 0 if positive else value >= 0):
-            continue
-        raise _bad(key, value, f"must be a finite number {'> 0' if positive else '>= 0'}")
-    for key, value in _present(cfg, OPTIONAL_POSITIVE_NUMBERS):
-        if value is None or (_is_number(value) and math.isfinite(value) and value > 0):
-            continue
-        raise _bad(key, value, "must be a finite number of seconds > 0, or null (no budget)")
-
-
-def _check_widths(cfg: DictConfig) -> None:
-    for key in WIDTH_LISTS:
-        value = OmegaConf.select(cfg, key)
-        items = OmegaConf.to_container(value) if OmegaConf.is_list(value) else None
-        if items is None or not all(_is_int(v) and v >= 1 for v in items):
-            shown = items if items is not None else value
-            raise _bad(key, shown, "must be a list of integers >= 1, e.g. [100, 100]")
-
-
-def _check_seed_and_shapes(cfg: DictConfig) -> None:
-    seed = OmegaConf.select(cfg, "seed")
-    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
-        raise _bad("seed", seed, f"must be an integer from 0 to {MAX_SEED}")
-    pad_to = OmegaConf.select(cfg, "benchmark.pad_to")
-    if pad_to is not None and (not _is_int(pad_to) or pad_to < MNIST_SIDE):
-        raise _bad("benchmark.pad_to", pad_to, f"must be an integer >= {MNIST_SIDE} (the MNIST image side)")
-    if OmegaConf.select(cfg, "strategy.start") == "phn" and OmegaConf.select(cfg, "hnet.mip") is True:
-        raise ConfigError("strategy.start=phn (task 0 starts as a stand-alone PHN) does not apply with hnet.mip=true: "
-                          "the MIP encoding of [task embedding, ray] differs from a PHN's encoding of the ray; "
-                          "pass strategy.start=random")
-    if OmegaConf.select(cfg, "strategy.solver") == "hvi" and (OmegaConf.select(cfg, "strategy.rays_per_step") or 0) < 2:
-        raise ConfigError("strategy.solver=hvi maximises the hypervolume of the rays of each step, so it needs "
-                          f"strategy.rays_per_step >= 2 (now {OmegaConf.select(cfg, 'strategy.rays_per_step')}); "
-                          "pass e.g. strategy.rays_per_step=4")
-    for key in PATH_KEYS:
-        value = OmegaConf.select(cfg, key)
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{key}={value!r} was read as {type(value).__name__}, not as a folder name; quote it: "
-                              f"{key}='{value}'")
-        if value is not None and not value.strip():
-            raise ConfigError(f"{key}={value!r} is not a folder; leave {key} out for its default "
-                              f"({'runs/<benchmark>-<strategy>-<preset>-seed<seed>' if key == 'run_dir' else '$CL_MOO_DATA, else ~/.cache/cl_moo/data'}) "
-                              f"or pass {key}=<folder>")
-    name = OmegaConf.select(cfg, "benchmark.name")
-    names = objectives().get(name)
-    if names:
-        _check_ref_point(OmegaConf.select(cfg, "benchmark.ref_point"), names, name)
-
-
-def _check_ref_point(value: Any, names: Sequence[str], benchmark: str) -> None:
-    items = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
-    m = len(names)
-    rule = f"must be a list of {m} finite numbers, one per objective of benchmark={benchmark} ({', '.join(names)})"
-    if not (isinstance(items, list) and len(items) == m and all(_is_number(v) and math.isfinite(v) for v in items)):
-        raise _bad("benchmark.ref_point", items, rule)
-    if min(items) <= 0:
-        raise _bad("benchmark.ref_point", items, f"every coordinate must be > 0: the objectives ({', '.join(names)}) "
-                   "are non-negative, so a model never dominates a point with a coordinate <= 0 and every "
-                   "hypervolume would be 0")
-
-
-def validate(cfg: DictConfig) -> None:
-    """Checks every value with a fixed set of choices, and numeric ranges; raises :class:`ConfigError`
-    naming the key, the value and the valid range. Needs no data and no file system."""
-    for key, value in _present(cfg, tuple(CHOICES) + tuple(REGISTRY_CHOICES)):  # null is no choice either
-        valid = choices(key)
-        if value is None and key in NULLABLE_CHOICES:
-            continue
-        if value not in valid:
-            null = f" or null ({NULLABLE_CHOICES[key]})" if key in NULLABLE_CHOICES else ""
-            raise ConfigError(f"{key}={value!r} is not valid{did_you_mean(value, valid)}; choose one of {list(valid)}"
-                              f"{null}")
-    for key in BOOLEANS:
-        value = OmegaConf.select(cfg, key)
-        if value is not None and not isinstance(value, bool):
-            raise ConfigError(f"{key}={value!r} must be true or false")
-    _check_counts(cfg)
-    _check_numbers(cfg)
-    _check_widths(cfg)
-    _check_seed_and_shapes(cfg)
+    written = written or {}
+    try:
+        OmegaConf.to_object(cfg)
+    except RuleViolation as exc:
+        shown = exc.render(written[exc.key]) if exc.render is not None and exc.key in written else None
+        raise ConfigError(shown or str(exc)) from None
+    except OmegaConfBaseException as exc:  # a value missing (???) or a key no schema declares
+        raise ConfigError(f"invalid configuration: {str(exc).strip().splitlines()[0]}") from None
 
 
 def resume_changes(old: Dict[str, Any], new: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:

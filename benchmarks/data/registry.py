@@ -8,7 +8,7 @@ default strategies from here, and the runners dispatch through :func:`get_benchm
 (``make_benchmark`` and ``load_problem`` pass their ``kind``: a benchmark of another kind is refused).
 
 A new benchmark is one loader, one :func:`register_benchmark` call and its configuration: a file
-``configs/benchmark/<name>.yaml`` (commented keys, shown by ``--help`` and ``docs/config.md``), or,
+``configs/benchmark/<name>.yaml`` (extending a schema of :mod:`benchmarks.configuration.schema`), or,
 for a benchmark defined outside this repository (a test, a user's module), ``config=`` here, which
 is stored in Hydra's ConfigStore so that ``benchmark=<name>`` composes it. Its data files' checksums
 go in ``known_files`` (added to :data:`cl_moo.data.KNOWN_FILES`, the library's table that

@@ -32,7 +32,7 @@ from avalanche.training import EWC, LwF, Naive
 from avalanche.training.plugins import EvaluationPlugin
 from torch import nn
 
-from cl_moo import cl_summary
+from cl_moo import HypernetworkOptions, cl_summary
 from strategies import HypernetworkStrategy, build_cl_model
 
 from benchmarks.runners.composition import seed_everything
@@ -119,9 +119,11 @@ def make_strategy(name: str, seed: int, plugins: list, hnet: Dict = HNET_DEFAULT
     if name.startswith("hnet"):
         target = nn.Sequential(nn.Linear(784, HIDDEN[0]), nn.ReLU(), nn.Linear(HIDDEN[0], HIDDEN[1]), nn.ReLU(),
                                nn.Linear(HIDDEN[1], 2))
-        model = build_cl_model(target, emb_dim=hnet["emb_dim"], emb_std=hnet["emb_std"], chunk_size=hnet["chunk_size"],
-                               chunk_emb_dim=hnet["chunk_emb_dim"], hidden=tuple(hnet["hidden"]),
-                               activation=hnet["activation"], mip=hnet["mip"], init=hnet["init"],
+        model = build_cl_model(target, emb_dim=hnet["emb_dim"], emb_std=hnet["emb_std"],
+                               hnet_options=HypernetworkOptions(
+                                   chunk_size=hnet["chunk_size"], chunk_emb_dim=hnet["chunk_emb_dim"],
+                                   hidden=tuple(hnet["hidden"]), activation=hnet["activation"], mip=hnet["mip"],
+                                   init=hnet["init"]),
                                emb_init=name.split("-", 1)[1], seed=seed)
         return HypernetworkStrategy(model=model, lr=hnet["lr"], emb_lr=hnet["emb_lr"], beta=hnet["beta"],
                                     lookahead=hnet["lookahead"], **common)

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from cl_moo import HypernetworkOptions
 from cl_moo.moo_metrics import evaluation_rays, hypervolume
 from strategies import ContinualParetoStrategy, ParetoHypernetworkStrategy
 from strategies.phn_cl import START
@@ -44,12 +45,11 @@ def _phn_options(args) -> Dict[str, Any]:
     """What the continual model and the stand-alone PHNs share: a fresh target, the losses, the
     hypernetwork (chunked, one small head shared by every chunk, when ``--chunk-size`` is given) and
     the optimisation; one ray per step."""
-    options = dict(target=TARGETS[args.target](), losses=LOSSES, hidden=tuple(args.hidden), rays_per_step=1,
-                   lr=args.lr, train_mb_size=args.batch_size, eval_mb_size=2048, seed=args.seed, init=args.init,
-                   device=args.device)
-    if args.chunk_size is not None:
-        options.update(chunk_size=args.chunk_size, chunk_emb_dim=args.chunk_emb_dim)
-    return options
+    chunked = args.chunk_size is not None
+    hnet = HypernetworkOptions(hidden=tuple(args.hidden), init=args.init, chunk_size=args.chunk_size,
+                               chunk_emb_dim=args.chunk_emb_dim if chunked else None)
+    return dict(target=TARGETS[args.target](), losses=LOSSES, hnet_options=hnet, rays_per_step=1, lr=args.lr,
+                train_mb_size=args.batch_size, eval_mb_size=2048, seed=args.seed, device=args.device)
 
 
 class HVCurve:

@@ -28,6 +28,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import TensorDataset
 
+from cl_moo import HypernetworkOptions
 from cl_moo.moo_metrics import evaluation_rays, hypervolume, uniformity
 from strategies.phn import ParetoHypernetworkStrategy
 from strategies.solvers import SOLVERS
@@ -54,9 +55,10 @@ GOAL_VALUES = MULTIMNIST_PHN_HV
 
 def _phn(solver: str, train: TensorDataset, test: TensorDataset, args, rays: np.ndarray) -> Dict[str, Any]:
     torch.manual_seed(args.seed)
-    phn = ParetoHypernetworkStrategy(target=LeNetTarget(), losses=LOSSES, hidden=(100, 100, 100), solver=solver,
+    phn = ParetoHypernetworkStrategy(target=LeNetTarget(), losses=LOSSES,
+                                     hnet_options=HypernetworkOptions(hidden=(100, 100, 100), init=args.init),
+                                     solver=solver,
                                      alpha=0.2, rays_per_step=args.rays_per_step, lr=args.lr, train_epochs=args.epochs,
-                                     init=args.init,
                                      train_mb_size=args.batch_size, eval_mb_size=2048, seed=args.seed,
                                      device=args.device)
     t0 = time.perf_counter()

@@ -66,10 +66,13 @@ def target_mlp() -> nn.Sequential:
 
 def cl_strategy(device: torch.device, beta: float = 0.1, subset: Optional[int] = None, mip: bool = False,
                 fast: object = "auto", **kwargs):
+    from cl_moo import HypernetworkOptions
     from strategies import HypernetworkStrategy, build_cl_model
 
-    model = build_cl_model(target_mlp(), emb_dim=PAPER["emb_dim"], chunk_size=PAPER["chunk_size"],
-                           chunk_emb_dim=PAPER["chunk_emb_dim"], hidden=PAPER["hnet_hidden"], activation="elu", mip=mip)
+    model = build_cl_model(target_mlp(), emb_dim=PAPER["emb_dim"],
+                           hnet_options=HypernetworkOptions(
+                               chunk_size=PAPER["chunk_size"], chunk_emb_dim=PAPER["chunk_emb_dim"],
+                               hidden=PAPER["hnet_hidden"], activation="elu", mip=mip))
     strategy = HypernetworkStrategy(model=model, lr=1e-4, beta=beta, reg_subset=subset, evaluator=None, device=device,
                                     **kwargs)
     strategy.regularizer.fast = fast

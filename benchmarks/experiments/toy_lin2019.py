@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cl_moo import evaluation_rays
+from cl_moo import HypernetworkOptions, evaluation_rays
 from strategies.phn import ParetoHypernetworkStrategy
 
 N = 20
@@ -80,7 +80,8 @@ def run(*, n: int = N, hidden: Sequence[int] = SETTINGS["hidden"], lr: float = S
     """Trains PHN on the toy problem and returns the mean angle, the per-ray losses and the wall time."""
     t0 = time.perf_counter()
     phn = ParetoHypernetworkStrategy(target=Vector(n), losses=lin2019_losses(n), objective_only=True, solver=solver,
-                                     hidden=tuple(hidden), activation="relu", target_gain=1.0, alpha=alpha,
+                                     hnet_options=HypernetworkOptions(hidden=tuple(hidden), activation="relu", target_gain=1.0),
+                                     alpha=alpha,
                                      rays_per_step=rays_per_step, lr=lr, train_steps=steps, seed=seed)
     phn.train()
     rays = evaluation_rays(2, 25)

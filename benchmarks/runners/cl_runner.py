@@ -172,10 +172,10 @@ def _restore(state: Dict[str, Any], strategy: HypernetworkStrategy, monitor: Los
              run: RunFolder) -> Dict[str, Any]:
     """Loads a checkpoint into the strategy, the loss record and the global RNGs; returns the progress."""
     check_same_build(state.get("built"), built, run.path)
-    strategy.load_cl_state_dict(state["strategy"])
-    # Avalanche's clock (the step of its TensorBoard metrics) continues from the checkpoint, as total_iterations does
-    strategy.clock.train_iterations = strategy.clock.total_iterations = strategy.total_iterations
-    strategy.clock.train_exp_counter = int(state["next_experience"])
+    strategy.load_state_dict(state["strategy"])  # with Avalanche's clock (the step of its TensorBoard metrics)
+    if state["strategy"].get("clock") is None:  # a checkpoint written before the strategy's state held the clock
+        strategy.clock.train_iterations = strategy.clock.total_iterations = strategy.total_iterations
+        strategy.clock.train_exp_counter = int(state["next_experience"])
     if "losses" in state:
         monitor.load_state_dict(state["losses"])
     set_rng_state(state["rng"])
@@ -264,7 +264,7 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
                         + ", ".join(f"{k} {v:.0f}" for k, v in memory.items()))
             budget.lap()
             save_checkpoint(run.checkpoint, {
-                "kind": KIND, "config": config, "built": built, "strategy": strategy.cl_state_dict(),
+                "kind": KIND, "config": config, "built": built, "strategy": strategy.state_dict(),
                 "matrix": matrix, "next_experience": i + 1, "elapsed": elapsed, "rng": rng_state(),
                 "losses": monitor.state_dict(), **times, "unit_s": list(budget.durations),
             })

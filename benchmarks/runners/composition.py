@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from cl_moo import mlp
+from cl_moo import HypernetworkOptions, mlp
 
 RELU_LIKE = ("relu", "leaky_relu")
 
@@ -46,26 +46,27 @@ def make_target(cfg: DictConfig, n_in: int, n_out: int) -> nn.Module:
     return make_mlp(n_in, list(cfg.target.hidden), n_out, cfg.target.activation)
 
 
-def hypernetwork_options(cfg: DictConfig) -> Dict[str, Any]:
-    """Keyword arguments of :func:`cl_moo.build_hypernetwork` from ``cfg.hnet`` and ``cfg.target``.
+def hypernetwork_options(cfg: DictConfig) -> HypernetworkOptions:
+    """The :class:`cl_moo.HypernetworkOptions` of ``cfg.hnet`` and ``cfg.target``, for every strategy.
 
     ``hnet.generator``: a name in :data:`cl_moo.builder.GENERATORS`; null (and configs recorded before
-    the key) keeps the rule of ``hnet.chunked`` (chunked, else one head per tensor). ``chunk_size`` is
-    passed to the chunked generator only."""
+    the key) keeps the rule of ``hnet.chunked``: ``"chunked"``, else ``"mlp"`` (one head per tensor), named
+    in the options so no strategy's own default generator applies. ``chunk_size`` is set for the chunked
+    generator only; ``target_gain`` is 2 for a ReLU-like target, else 1 (Chang et al. 2020)."""
     h = cfg.hnet
     generator = h.get("generator")
     chunked = h.chunked if generator is None else generator == "chunked"
-    return {
-        "generator": generator,
-        "chunk_size": h.chunk_size if chunked else None,
-        "chunk_emb_dim": h.chunk_emb_dim,
-        "hidden": list(h.hidden),
-        "activation": h.activation,
-        "last_activation": h.last_activation,
-        "mip": h.mip,
-        "init": h.init,
-        "target_gain": 2.0 if cfg.target.activation in RELU_LIKE else 1.0,
-    }
+    return HypernetworkOptions(
+        generator=generator if generator is not None else "chunked" if chunked else "mlp",
+        chunk_size=h.chunk_size if chunked else None,
+        chunk_emb_dim=h.chunk_emb_dim,
+        hidden=tuple(h.hidden),
+        activation=h.activation,
+        last_activation=h.last_activation,
+        mip=h.mip,
+        init=h.init,
+        target_gain=2.0 if cfg.target.activation in RELU_LIKE else 1.0,
+    )
 
 
 def solver_options(cfg: DictConfig) -> Dict[str, Any]:
@@ -82,10 +83,8 @@ def build_cl_model_from_config(cfg: DictConfig, info: Dict[str, Any]):
     module = make_target(cfg, info["input_size"], n_out)
     if "image_shape" in info:  # image tensors (Avalanche's PermutedMNIST): flatten first
         module = nn.Sequential(nn.Flatten(), *module)
-    opts = hypernetwork_options(cfg)
-    chunk_size = opts.pop("chunk_size")
-    model = build_cl_model(module, emb_dim=cfg.hnet.emb_dim, emb_std=float(cfg.hnet.emb_std),
-                           chunked=chunk_size is not None, chunk_size=chunk_size or 1, seed=cfg.seed, **opts)
+    model = build_cl_model(module, hnet_options=hypernetwork_options(cfg), emb_dim=cfg.hnet.emb_dim,
+                           emb_std=float(cfg.hnet.emb_std), seed=cfg.seed)
     model.hnet.build_options.update({"emb_dim": cfg.hnet.emb_dim, "emb_init": model.emb_init,
                                      "emb_std": model.emb_std, "emb_seed": model.seed})
     return model
@@ -115,7 +114,7 @@ def build_phn_from_config(cfg: DictConfig, target: nn.Module, losses, device: to
 
     s = cfg.strategy
     return ParetoHypernetworkStrategy(
-        target=target, losses=losses, **hypernetwork_options(cfg),
+        target=target, losses=losses, hnet_options=hypernetwork_options(cfg),
         solver=s.solver, solver_options=solver_options(cfg), alpha=float(s.alpha), rays_per_step=s.rays_per_step,
         lr=cfg.train.lr,
         train_epochs=cfg.train.epochs, train_mb_size=cfg.train.batch_size, device=device,
@@ -131,7 +130,8 @@ def build_continual_pareto_strategy(cfg: DictConfig, device: torch.device):
     s = cfg.strategy
     return ContinualParetoStrategy(
         target=MLPTwoHeads(hidden=list(cfg.target.hidden)), losses=LOSSES, emb_dim=cfg.hnet.emb_dim,
-        emb_std=float(s.emb_std), beta=float(s.beta), reg_rays=s.reg_rays, start=s.start, **hypernetwork_options(cfg),
+        emb_std=float(s.emb_std), beta=float(s.beta), reg_rays=s.reg_rays, start=s.start,
+        hnet_options=hypernetwork_options(cfg),
         solver=s.solver, solver_options=solver_options(cfg), alpha=float(s.alpha), rays_per_step=s.rays_per_step,
         lr=cfg.train.lr,
         train_mb_size=cfg.train.batch_size, eval_mb_size=cfg.train.eval_batch_size, seed=cfg.seed, device=device,

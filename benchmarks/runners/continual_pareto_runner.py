@@ -126,8 +126,9 @@ def _train_and_report(cfg: DictConfig, run: RunFolder, config: Dict[str, Any],
             progress = {k: state[k] for k in progress}
             run.log.say(f"resuming {run.path} after task {start - 1} of {b.n_tasks}")
         budget.begin_units()
+        own_plugins = list(strategy.plugins)  # the output regularizer's plugin first, then Avalanche's own
         for t in range(start, b.n_tasks):
-            strategy.plugins = [_LossRecorder(monitor, writer, t), ProgressPlugin(meter)]
+            strategy.plugins = own_plugins + [_LossRecorder(monitor, writer, t), ProgressPlugin(meter)]
             t0 = time.perf_counter()
             strategy.train_task(t, tasks[t][0], steps=cfg.train.iterations)
             train_s = time.perf_counter() - t0

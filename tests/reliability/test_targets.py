@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from cl_moo import FunctionalTarget
+from cl_moo import FunctionalTarget, HypernetworkOptions
 from cl_moo.target import TargetCallError, TargetFallbackWarning
 
 B = 3
@@ -310,7 +310,7 @@ def test_a_pareto_hypernetwork_trains_these_targets(name):
     phn = ParetoHypernetworkStrategy(
         target=factory().train(),
         losses=[lambda out, ya, yb: (out - ya).pow(2).mean(), lambda out, ya, yb: (out - yb).pow(2).mean()],
-        hidden=(8,), rays_per_step=4, lr=1e-2, train_epochs=2, train_mb_size=8,
+        hnet_options=HypernetworkOptions(hidden=(8,)), rays_per_step=4, lr=1e-2, train_epochs=2, train_mb_size=8,
     )
     before = [p.detach().clone() for p in phn.hnet.parameters()]
     phn.train(data)

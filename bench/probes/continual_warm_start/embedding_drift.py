@@ -6,6 +6,7 @@ python bench/probes/continual_warm_start/embedding_drift.py VARIANT STEPS"""
 import os, sys, time, warnings
 import torch
 warnings.filterwarnings("ignore")
+from cl_moo import HypernetworkOptions
 from cl_moo.moo_metrics import evaluation_rays, hypervolume
 from strategies import ContinualParetoStrategy, ParetoHypernetworkStrategy
 from benchmarks.data.multimnist import LOSSES, MLPTwoHeads, load_multimnist
@@ -14,8 +15,8 @@ variant, steps, every = sys.argv[1], int(sys.argv[2]), 250
 torch.set_num_threads(1)
 train, test = load_multimnist("mnist", os.environ.get("CL_MOO_DATA", "../shared/data"), max_train=None, max_test=5000)
 rays = evaluation_rays(2, 25)
-kw = dict(losses=LOSSES, hidden=(100, 100), rays_per_step=1, lr=1e-3, train_mb_size=128, eval_mb_size=5000,
-          seed=0, init="xavier")
+kw = dict(losses=LOSSES, hnet_options=HypernetworkOptions(hidden=(100, 100), init="xavier"), rays_per_step=1,
+          lr=1e-3, train_mb_size=128, eval_mb_size=5000, seed=0)
 torch.manual_seed(0)
 t0 = time.time()
 if variant == "standalone":

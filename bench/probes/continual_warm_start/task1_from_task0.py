@@ -2,6 +2,7 @@
 import os, sys, time, warnings
 import torch
 warnings.filterwarnings("ignore")
+from cl_moo import HypernetworkOptions
 from cl_moo.moo_metrics import evaluation_rays, hypervolume
 from strategies import ContinualParetoStrategy
 from benchmarks.data.multimnist import LOSSES, MLPTwoHeads, load_multimnist, permuted_tasks
@@ -13,8 +14,9 @@ tasks = permuted_tasks(2, train, test)
 rays = evaluation_rays(2, 25); hv = lambda L: hypervolume(L, [2., 2.])
 def make():
     torch.manual_seed(0)
-    return ContinualParetoStrategy(target=MLPTwoHeads(hidden=(100,)), losses=LOSSES, hidden=(100, 100), rays_per_step=1,
-                                   lr=1e-3, train_mb_size=128, eval_mb_size=5000, seed=0, init="xavier",
+    return ContinualParetoStrategy(target=MLPTwoHeads(hidden=(100,)), losses=LOSSES, rays_per_step=1,
+                                   hnet_options=HypernetworkOptions(hidden=(100, 100), init="xavier"),
+                                   lr=1e-3, train_mb_size=128, eval_mb_size=5000, seed=0,
                                    beta=beta, emb_std=emb_std, reg_rays=10)
 ck = os.environ.get("PROBE_CKPT", "/tmp/cl_moo_probe_task0.pt")  # the task-0 state every variant starts from
 s = make()

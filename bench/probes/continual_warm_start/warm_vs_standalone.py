@@ -2,6 +2,7 @@
 import os, sys, time, warnings
 import torch
 warnings.filterwarnings("ignore")
+from cl_moo import HypernetworkOptions
 from cl_moo.moo_metrics import evaluation_rays, hypervolume
 from strategies import ContinualParetoStrategy, ParetoHypernetworkStrategy
 from benchmarks.data.multimnist import LOSSES, MLPTwoHeads, load_multimnist, permuted_tasks
@@ -11,10 +12,11 @@ train, test = load_multimnist("mnist", os.environ.get("CL_MOO_DATA", "../shared/
 tasks = permuted_tasks(2, train, test)
 trsub = torch.utils.data.TensorDataset(*[t[:5000] for t in tasks[1][0].tensors])
 rays = evaluation_rays(2, 25); hv = lambda L: hypervolume(L, [2., 2.])
-kw = dict(losses=LOSSES, hidden=tuple(int(w) for w in os.environ.get("HIDDEN", "100,100").split(",")), rays_per_step=1, lr=float(sys.argv[3]) if len(sys.argv) > 3 else 1e-3,
-          train_mb_size=128, eval_mb_size=5000, seed=0, init="xavier")
+hnet = dict(hidden=tuple(int(w) for w in os.environ.get("HIDDEN", "100,100").split(",")), init="xavier")
 if os.environ.get("CHUNK_SIZE"):  # a chunked hypernetwork: one small head shared by every chunk
-    kw.update(chunk_size=int(os.environ["CHUNK_SIZE"]), chunk_emb_dim=int(os.environ.get("CHUNK_EMB", 8)))
+    hnet.update(chunk_size=int(os.environ["CHUNK_SIZE"]), chunk_emb_dim=int(os.environ.get("CHUNK_EMB", 8)))
+kw = dict(losses=LOSSES, hnet_options=HypernetworkOptions(**hnet), rays_per_step=1,
+          lr=float(sys.argv[3]) if len(sys.argv) > 3 else 1e-3, train_mb_size=128, eval_mb_size=5000, seed=0)
 torch.manual_seed(0)
 log = []
 def report(s, tag):
