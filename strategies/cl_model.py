@@ -37,6 +37,7 @@ module's one set across tasks (the behaviour before).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Dict, List, Optional, Sequence, Set, Union, cast
 
 import torch
@@ -44,7 +45,7 @@ from avalanche.models import MultiTaskModule
 from torch import nn
 
 from cl_moo import FunctionalTarget, Hypernetwork, HypernetworkOptions, build_hypernetwork, task_embedding_seed
-from cl_moo.hnet_options import refuse_keywords
+from cl_moo.hnet_options import BUILDER_DEFAULTS, refuse_keywords
 
 EMB_INITS = ("previous", "random")
 
@@ -263,18 +264,8 @@ class TaskConditionedHypernetwork(MultiTaskModule):
 # Oswald et al. 2020, Sec. 3.2: 2000 generated weights per chunk, 8-wide chunk embeddings), hidden widths
 # (100, 75, 50) with ELU, hyperfan-in init for ReLU-like targets, no MIP. A field set in hnet_options wins;
 # HypernetworkOptions(generator="mlp") builds one head per target tensor (the chunk fields then do not apply).
-CL_HNET_DEFAULTS = HypernetworkOptions(
-    generator="chunked",
-    chunk_size=2000,
-    chunk_emb_dim=8,
-    hidden=(100, 75, 50),
-    activation="elu",
-    last_activation=True,
-    mip=False,
-    init="hyperfan_in",
-    target_gain=2.0,
-    residual_scale=0.01,
-    theta0="init",
+CL_HNET_DEFAULTS = dataclasses.replace(
+    BUILDER_DEFAULTS, generator="chunked", chunk_size=2000, hidden=(100, 75, 50), activation="elu"
 )
 
 

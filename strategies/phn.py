@@ -48,7 +48,7 @@ from torch.func import vmap
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from cl_moo import FunctionalTarget, WeightLayout, build_hypernetwork
-from cl_moo.hnet_options import MOVED_KEYWORDS, HypernetworkOptions, refuse_keywords
+from cl_moo.hnet_options import BUILDER_DEFAULTS, MOVED_KEYWORDS, HypernetworkOptions, refuse_keywords
 from cl_moo.hypernetwork import unbatch
 from cl_moo.moo_metrics import RayError, check_rays, evaluation_rays
 from cl_moo.optim import make_adam
@@ -102,15 +102,7 @@ __all__ = [
 
 # the hypernetwork ParetoHypernetworkStrategy builds when hnet_options leaves a field at None: PHN's ray-MLP
 # (Navon et al. 2021; one output head per target tensor, hyperfan-in init for ReLU targets)
-PHN_HNET_DEFAULTS = HypernetworkOptions(
-    hidden=(100, 100, 100),
-    activation="relu",
-    last_activation=True,
-    chunk_emb_dim=8,
-    mip=False,
-    init="hyperfan_in",
-    target_gain=2.0,
-)
+PHN_HNET_DEFAULTS = BUILDER_DEFAULTS
 
 
 def _name(fn: Any) -> str:

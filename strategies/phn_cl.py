@@ -16,6 +16,7 @@ N(0, emb_std^2) with a per-task seed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -30,22 +31,14 @@ from cl_moo.moo_metrics import evaluation_rays
 from cl_moo.optim import make_adam
 
 from ._checks import is_integral, is_real
-from .phn import DirichletRays, ParetoHypernetworkStrategy, seeded_global_rng
+from .phn import PHN_HNET_DEFAULTS, DirichletRays, ParetoHypernetworkStrategy, seeded_global_rng
 from .regularizer import OutputRegularizer
 from .regularizer_plugin import OutputRegularizerPlugin
 
 START = ("phn", "random")
 
 # the hypernetwork h([e, r]) ContinualParetoStrategy builds when hnet_options leaves a field at None
-CONTINUAL_PARETO_HNET_DEFAULTS = HypernetworkOptions(
-    hidden=(100, 100),
-    activation="relu",
-    last_activation=True,
-    chunk_emb_dim=8,
-    mip=False,
-    init="hyperfan_in",
-    target_gain=2.0,
-)
+CONTINUAL_PARETO_HNET_DEFAULTS = dataclasses.replace(PHN_HNET_DEFAULTS, hidden=(100, 100))
 
 
 def start_as_phn(inner: Hypernetwork, phn: Hypernetwork, emb_dim: int) -> None:
