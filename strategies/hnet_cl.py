@@ -37,6 +37,7 @@ from torch import nn
 from cl_moo import make_adam
 
 from .cl_model import TaskConditionedHypernetwork, TaskLabelError
+from .clock_state import CLOCK_COUNTERS, clock_state, load_clock_state
 from .fast_batches import SINGLE_TASK, gathered_loader
 from .health_plugin import TrainingHealthPlugin
 from .optimizer_pickling import PickledOptimizer, describe_optimizer
@@ -654,14 +655,7 @@ class HypernetworkStrategy(SupervisedTemplate):
     )
     # absent from states written by cl_state_dict() before state_dict() existed: loaded as described there
     STATE_OPTIONAL = ("known_tasks", "current_task", "optimizer", "regularizer", "clock", "health")
-    CLOCK_COUNTERS = (
-        "train_iterations",
-        "train_exp_counter",
-        "train_exp_epochs",
-        "train_exp_iterations",
-        "train_epoch_iterations",
-        "total_iterations",
-    )
+    CLOCK_COUNTERS = CLOCK_COUNTERS
 
     def state_dict(self) -> Dict[str, Any]:
         """Everything needed to continue exactly after the last finished experience (or between ``train``
@@ -691,7 +685,7 @@ class HypernetworkStrategy(SupervisedTemplate):
             "total_iterations": self.total_iterations,
             "optimizer": self.optimizer.state_dict(),
             "regularizer": self.regularizer.state_dict(),
-            "clock": {name: int(getattr(self.clock, name)) for name in self.CLOCK_COUNTERS},
+            "clock": clock_state(self.clock),
             "health": None if self.health is None else self.health.state_dict(),
         }
 
@@ -730,8 +724,7 @@ class HypernetworkStrategy(SupervisedTemplate):
                 group["lr"] = lr
         if state.get("regularizer") is not None:
             self.regularizer.load_state_dict(state["regularizer"], model.hnet)
-        for name, value in (state.get("clock") or {}).items():
-            setattr(self.clock, name, int(value))
+        load_clock_state(self.clock, state.get("clock"))
         if self.health is not None and state.get("health"):
             self.health.load_state_dict(state["health"])
 

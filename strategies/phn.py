@@ -19,6 +19,7 @@ The ray sampler, the batch iteration and the hypernetwork protocol above the str
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import numbers
 import warnings
@@ -39,10 +40,10 @@ from typing import (
 
 import numpy as np
 import torch
+from avalanche.benchmarks.scenarios.generic_scenario import CLStream
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins.evaluation import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
-from avalanche.training.utils import trigger_plugins
 from torch import nn
 from torch.func import vmap
 from torch.utils.data import DataLoader, Dataset, TensorDataset
@@ -54,6 +55,7 @@ from cl_moo.moo_metrics import RayError, check_rays, evaluation_rays
 from cl_moo.optim import make_adam
 
 from ._checks import is_integral, is_real
+from .clock_state import clock_state, load_clock_state
 from .solvers import SOLVERS, Solver, make_solver
 
 LossFn = Callable[..., torch.Tensor]
@@ -94,6 +96,7 @@ __all__ = [
     "PHN_HNET_DEFAULTS",
     "ParetoHypernetworkStrategy",
     "ParetoModel",
+    "ParetoPlugin",
     "iterate_batches",
     "RaySampler",
     "SOLVERS",
@@ -107,6 +110,14 @@ PHN_HNET_DEFAULTS = BUILDER_DEFAULTS
 
 def _name(fn: Any) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def _positional_count(init: Callable[..., Any]) -> int:
+    """How many positional arguments (after ``self``) ``init`` takes (a large number for ``*args``)."""
+    params = list(inspect.signature(init).parameters.values())[1:]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 1 << 30
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
 def _positive_int(value: Any, name: str, hint: str = "") -> int:
@@ -218,6 +229,15 @@ class DirichletRays:
         return f"DirichletRays(m={self.m}, alpha={self.alpha})"
 
 
+class ParetoPlugin(SupervisedPlugin):
+    """Avalanche's ``SupervisedPlugin`` with the callback :meth:`ParetoHypernetworkStrategy.eval` adds,
+    ``after_front_eval(strategy, rays=, losses=)`` (the strategy's ``PLUGIN_CLASS``, so a plugin that
+    implements it is not reported as incompatible)."""
+
+    def after_front_eval(self, strategy: Any, *, rays: np.ndarray, losses: np.ndarray, **kwargs: Any) -> None:
+        """After :meth:`ParetoHypernetworkStrategy.eval`: the rays ``(K, m)`` and their losses ``(K, m)``."""
+
+
 class ParetoModel(nn.Module):
     """The template's ``model`` (what Avalanche moves, switches to train mode and hands to plugins): the
     hypernetwork ``hnet`` and the target network ``target`` whose weights it generates."""
@@ -228,13 +248,28 @@ class ParetoModel(nn.Module):
         self.target = target
 
 
+class _StreamName:
+    """The ``origin_stream`` of a :class:`DataExperience`: what Avalanche's metrics and loggers read (its ``name``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"_StreamName({self.name!r})"
+
+
 class DataExperience:
     """What :meth:`ParetoHypernetworkStrategy.train` gives Avalanche's loop for a torch ``Dataset`` (or no
-    data, ``dataset=None``): ``strategy.experience`` with the ``dataset`` and the calls Avalanche makes."""
+    data, ``dataset=None``): ``strategy.experience`` with the ``dataset``, the calls Avalanche makes and
+    what its metrics and loggers read (experience 0 of task 0 in a stream named ``train_stream``), so an
+    ``evaluator`` with metrics and loggers works as with an Avalanche experience."""
 
-    def __init__(self, dataset: Optional[Dataset]) -> None:
+    def __init__(self, dataset: Optional[Dataset], stream: str = "train_stream") -> None:
         self.dataset = dataset
         self.current_experience = 0
+        self.origin_stream = _StreamName(stream)
+        self.task_label = 0
+        self.task_labels = [0]
 
     def logging(self) -> "DataExperience":
         return self
@@ -247,10 +282,13 @@ class DataExperience:
 
 
 class _TrainBatches:
-    """The training loader: each pass is :func:`iterate_batches` over the data (shuffled with the
-    strategy's generator), or ``None`` batches for an objective-only strategy; a pass ends early once
-    the step budget is spent or a plugin asked to stop, WITHOUT fetching another batch (so the
-    generator's draws are those of the plain loop, and a resumed run continues the same stream)."""
+    """The training loader: each pass gives the batches and the random draws of :func:`iterate_batches`
+    over the data (shuffled with the strategy's generator), or ``None`` batches for an objective-only
+    strategy; a pass ends early once the step budget is spent or a plugin asked to stop, WITHOUT
+    fetching another batch (so the generator's draws are those of the plain loop, and a resumed run
+    continues the same stream). The pass's order and position are kept on the strategy
+    (``_pass_order``, ``_pass_position``) for :meth:`ParetoHypernetworkStrategy.state_dict`, and a
+    pass saved there (``_resume_pass``) is continued by the next pass."""
 
     def __init__(self, strategy: "ParetoHypernetworkStrategy", dataset: Optional[Dataset]) -> None:
         self.strategy, self.dataset = strategy, dataset
@@ -266,15 +304,64 @@ class _TrainBatches:
         if self.dataset is None:
             batches: Iterator[Optional[List[torch.Tensor]]] = iter([None] * len(self))
         else:
-            batches = iterate_batches(
-                self.dataset, s.train_mb_size, device=s.device, shuffle=True, generator=s.generator
-            )
-        while not s._should_stop():
-            try:
-                batch = next(batches)
-            except StopIteration:
-                return
+            resume, s._resume_pass = s._resume_pass, None
+            batches = self._pass(resume)
+        s._pass_open = True
+        try:
+            while not s._should_stop():
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    return
+                yield batch
+        finally:
+            s._pass_open = False
+            s._pass_order = None
+
+    def _batches(self, order: torch.Tensor, tensors: Optional[List[torch.Tensor]]) -> Iterator[List[torch.Tensor]]:
+        """The batches of the indices ``order`` (at most one pass), as the ``DataLoader`` forms them."""
+        s = self.strategy
+        if not len(order):
+            return
+        if tensors is not None:  # a TensorDataset on the device, sliced
+            order = order.to(s.device)
+            for start in range(0, len(order), s.train_mb_size):
+                yield [t[order[start : start + s.train_mb_size]] for t in tensors]
+            return
+        assert self.dataset is not None
+        loader = DataLoader(  # the shuffled loader's fetch and collation of these indices; no draw from our RNGs
+            self.dataset, batch_size=s.train_mb_size, sampler=order.tolist(), generator=torch.Generator()
+        )
+        for batch in loader:
+            yield [t.to(s.device) for t in batch]
+
+    def _pass(self, resume: Optional[Mapping[str, Any]]) -> Iterator[List[torch.Tensor]]:
+        """One shuffled pass (the draws of ``DataLoader(shuffle=True, generator=strategy.generator)``:
+        the iterator's seed and the permutation at its start, the sampler's remainder draw after the last
+        full batch), or the rest of the saved pass ``resume`` (its order and the samples already used)."""
+        s, bs = self.strategy, self.strategy.train_mb_size
+        n = len(self.dataset)  # type: ignore[arg-type]
+        if resume is None:
+            order, _ = _loader_order(n, s.generator)
+            start = 0
+        else:
+            order, start = torch.as_tensor(resume["order"]).cpu(), int(resume["position"])
+            if len(order) != n:
+                raise ValueError(
+                    f"the state was saved in the middle of a pass over {len(order)} samples; train() now got "
+                    f"{n}: continue with the same data"
+                )
+        tensors = [t.to(s.device) for t in self.dataset.tensors] if isinstance(self.dataset, TensorDataset) else None
+        full = n - n % bs
+        s._pass_order, s._pass_position = order, start
+        for batch in self._batches(order[start:full], tensors):
+            s._pass_position += len(batch[0])  # before the step on it: a state saved then resumes after it
             yield batch
+        if s._pass_position == full:  # the remainder draw is still to come (made where the loader makes it)
+            torch.randperm(n, generator=s.generator)
+            for batch in self._batches(order[full:], tensors):
+                s._pass_position = n
+                yield batch
 
 
 class ParetoHypernetworkStrategy(SupervisedTemplate):
@@ -316,11 +403,18 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
     **Plugins.** Avalanche plugins (``SupervisedPlugin``) or any object with Avalanche-named callbacks
     (``before_training``, ``before_training_iteration``, ``before_backward``, ``after_training_iteration``,
     ``after_training_epoch`` (also given ``epoch=``, the pass within this ``train()`` call),
-    ``after_training``, ``after_eval`` (given ``rays=`` and ``losses=``), ...), each called with the
-    strategy. The evaluator has no loggers (nothing is printed) unless ``evaluator`` is given.
+    ``after_training``, ...), each called with the strategy, and :meth:`eval`'s ``after_front_eval``
+    (:class:`ParetoPlugin`; given ``rays=`` and ``losses=``; plugins other than the evaluator also get
+    them as ``after_eval``). The evaluator has no loggers (nothing is printed) unless ``evaluator`` is
+    given; its metrics and loggers see the training phase (an Avalanche experience, or a torch
+    ``Dataset`` as experience 0 of ``train_stream``), not :meth:`eval`, which is no Avalanche evaluation phase.
+    ``train`` also takes an Avalanche stream (or a list of experiences): each experience in turn.
 
-    **Checkpoints.** :meth:`state_dict` / :meth:`load_state_dict`: a strategy built with the same
-    arguments continues from a saved state with the same steps, losses and parameters.
+    **Checkpoints.** :meth:`state_dict` / :meth:`load_state_dict`, at any step (also in the middle of a
+    pass over the data): a strategy built with the same arguments continues from a saved state with the
+    same steps, losses and parameters.
+
+    All arguments are keywords (a positional one raises ``TypeError``).
 
     Args:
         target: the target network (an ``nn.Module``, or a :class:`cl_moo.FunctionalTarget` around one)
@@ -356,9 +450,20 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
     model: ParetoModel  # the template's model (Avalanche, untyped)
     mbatch: Any  # the current mini-batch (x, *targets), None for an objective-only strategy
     train_epochs: int
-    PLUGIN_CLASS = SupervisedPlugin
+    PLUGIN_CLASS = ParetoPlugin
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "ParetoHypernetworkStrategy":
+        accepted = _positional_count(cls.__init__)
+        if len(args) > accepted:  # else Avalanche's wrapper maps them onto its own parameters and fails deep inside
+            if accepted:
+                raise TypeError(
+                    f"{cls.__name__} takes {accepted} positional argument(s), then keyword arguments only; "
+                    f"got {len(args)} positional arguments"
+                )
+            raise TypeError(
+                f"{cls.__name__} takes keyword arguments only: e.g. {cls.__name__}(target=..., losses=..., "
+                f"solver='ls'), not {len(args)} positional arguments"
+            )
         # before Avalanche's check of the keywords (its message cannot say where a build option went)
         refuse_keywords(cls.__name__, {k: v for k, v in kwargs.items() if k in MOVED_KEYWORDS})
         return super().__new__(cls)
@@ -440,6 +545,10 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
         self._budget: Optional[int] = None  # the step budget of the running train() call
         self._steps_done = 0  # steps of the running train() call
         self._epoch = 0  # the pass of the running train() call
+        self._pass_open = False  # a pass over the data has started and not ended
+        self._pass_order: Optional[torch.Tensor] = None  # the running pass's order of the samples
+        self._pass_position = 0  # samples of it already given out
+        self._resume_pass: Optional[Mapping[str, Any]] = None  # a loaded pass the next one continues
         self._flat: Optional[torch.Tensor] = None  # the current iteration's generated weights (B, W)
         self._rays: Optional[torch.Tensor] = None
         with warnings.catch_warnings():  # an evaluator without loggers is what is wanted here
@@ -459,15 +568,34 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
 
     # ------------------------------------------------------------------ state
     # the entries of state_dict()
-    STATE_KEYS: ClassVar[Tuple[str, ...]] = ("hnet", "target", "optimizer", "generator", "iteration", "solver")
+    STATE_KEYS: ClassVar[Tuple[str, ...]] = (
+        "hnet",
+        "target",
+        "optimizer",
+        "generator",
+        "iteration",
+        "solver",
+        "clock",
+        "pass",
+    )
+    # absent from states saved before they were added: load_state_dict leaves them as they are
+    STATE_OPTIONAL: ClassVar[Tuple[str, ...]] = ("clock", "pass")
 
     def state_dict(self) -> Dict[str, Any]:
         """Everything training needs to continue exactly as without the break: the hypernetwork's and
         the target's parameters (``hnet``, ``target``), the optimizer's state, the ray/shuffle generator's
         state (``generator``), the step count (``iteration``) and the solver's state (``solver``,
-        :meth:`strategies.solvers.Solver.state_dict`, e.g. EPO's fallback counts). A strategy built with
-        the same arguments and given it by :meth:`load_state_dict` then trains the same steps, losses and
-        parameters. Plugins, losses and the arguments themselves are not part of it."""
+        :meth:`strategies.solvers.Solver.state_dict`, e.g. EPO's fallback counts), and the counters of
+        Avalanche's ``strategy.clock`` (``clock``, the steps of its metrics and loggers; optional when
+        loading). A strategy built with the same arguments and given it by :meth:`load_state_dict` then
+        trains the same steps, losses and parameters. Plugins, losses and the arguments themselves are
+        not part of it.
+
+        It may be taken at any point of training: between ``train()`` calls, at an epoch's end, or in the
+        middle of a pass over the data (e.g. in a plugin's ``after_training_iteration``); then ``pass``
+        holds the pass's order and the samples already used (else None; optional when loading), and the
+        next ``train()`` after :meth:`load_state_dict` first finishes that pass (it counts as that call's
+        first epoch; with ``steps=rest`` the steps are those of the uninterrupted run)."""
         return {
             "hnet": self.hnet.state_dict(),
             "target": self.target.state_dict(),
@@ -475,7 +603,16 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
             "generator": self.generator.get_state(),
             "iteration": self.iteration,
             "solver": self.solver.state_dict(),
+            "clock": clock_state(self.clock),
+            "pass": self._pass_state(),
         }
+
+    def _pass_state(self) -> Optional[Dict[str, Any]]:
+        """The pass over the data a state taken now is in the middle of (its order and the samples used),
+        None between passes: between ``train()`` calls, at an epoch's end, after the last step of a budget."""
+        if not self._pass_open or self._should_stop() or self._pass_order is None:
+            return None
+        return {"order": self._pass_order.cpu().clone(), "position": int(self._pass_position)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores what :meth:`state_dict` returned, into a strategy built with the same arguments."""
@@ -484,7 +621,7 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
 
     def _load_common_state(self, state: Mapping[str, Any], keys: Sequence[str]) -> None:
         """Checks that ``state`` has ``keys``; loads everything of :meth:`state_dict` but the optimizer."""
-        missing = [k for k in keys if k not in state]
+        missing = [k for k in keys if k not in state and k not in self.STATE_OPTIONAL]
         if missing:
             raise KeyError(
                 f"{type(self).__name__}.load_state_dict: the state lacks {missing} (it needs {list(keys)}); "
@@ -495,6 +632,8 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
         self.generator.set_state(state["generator"])
         self.iteration = int(state["iteration"])
         self.solver.load_state_dict(state["solver"])
+        self._resume_pass = state.get("pass")
+        load_clock_state(self.clock, state.get("clock"))  # absent from states saved before it was added
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -515,6 +654,19 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
     @staticmethod
     def _dataset(data: Any) -> Dataset:
         return data.dataset if hasattr(data, "dataset") else data
+
+    @staticmethod
+    def _experiences(data: Any) -> Optional[List[Any]]:
+        """The experiences of an Avalanche stream or a list/tuple of experiences (each has a ``dataset``);
+        None for anything else (one experience, a torch ``Dataset``, no data)."""
+        if data is None or hasattr(data, "dataset") or isinstance(data, (Dataset, torch.Tensor)):
+            return None
+        if not isinstance(data, (list, tuple, CLStream)):
+            return None
+        items = list(data)
+        if not items or not all(hasattr(e, "dataset") for e in items):
+            return None
+        return items
 
     def _check_data(self, data: Any, what: str) -> Optional[Dataset]:
         if self.objective_only:
@@ -631,8 +783,15 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
         ``steps`` (else ``train_steps``): stop after that many optimizer steps, across epochs;
         without a budget, ``train_epochs`` epochs (an objective-only strategy needs a budget).
         ``eval_streams`` and further keywords are accepted for Avalanche's signature and not used:
-        nothing is evaluated during training.
+        nothing is evaluated during training. An Avalanche stream (or a list of experiences) trains on
+        each experience in turn, as Avalanche's ``train`` does (``steps`` is then per experience).
         """
+        stream = self._experiences(experience)
+        if stream is not None:
+            result = None
+            for exp in stream:
+                result = self.train(exp, eval_streams, steps=steps, **kwargs)
+            return result
         dataset = self._check_data(experience, "train()")
         budget = self.train_steps if steps is None else _positive_int(steps, "steps")
         if self.objective_only and budget is None:
@@ -645,12 +804,18 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
         self._budget, self._steps_done = budget, 0
         if budget is not None:  # passes enough for the budget; the loader stops when it is spent
             per_pass = len(_TrainBatches(self, dataset)) if dataset is None or hasattr(dataset, "__len__") else 0
-            self.train_epochs = 1 if dataset is None else (math.ceil(budget / per_pass) if per_pass else budget)
+            used = 0  # batches of a loaded pass already used: the first pass finishes it
+            if self._resume_pass is not None and dataset is not None:
+                used = math.ceil(int(self._resume_pass["position"]) / self.train_mb_size)
+            self.train_epochs = (
+                1 if dataset is None else (math.ceil((budget + used) / per_pass) if per_pass else budget)
+            )
         try:
             return super().train([experience], eval_streams=[])
         finally:
             self.train_epochs = epochs
             self._budget = None
+            self._pass_open = False
 
     def _should_stop(self) -> bool:
         return self._stop_training or (self._budget is not None and self._steps_done >= self._budget)
@@ -746,14 +911,28 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def eval(self, data: Any = None, rays: Optional[Union[np.ndarray, torch.Tensor]] = None, k: int = 25) -> np.ndarray:
-        """Loss vectors ``(K, m)`` for K rays (default: PHN's evaluation rays), on ``data`` (losses
-        averaged over samples, batch means weighted by batch size), or without data for an
-        objective-only strategy. Plugins' ``after_eval`` gets ``rays=`` and ``losses=``.
+        """Loss vectors ``(K, m)`` for K rays (default: PHN's evaluation rays), on ``data`` (ONE
+        Avalanche experience or a torch ``Dataset``; losses averaged over samples, batch means weighted
+        by batch size), or without data for an objective-only strategy. The whole model (hypernetwork
+        and target) is in eval mode meanwhile (dropout off, so evaluations repeat) and goes back to its
+        previous modes after.
+
+        Plugins then get ``after_front_eval(strategy, rays=, losses=)``, and those other than the
+        ``evaluator`` also ``after_eval(strategy, rays=, losses=)`` (the earlier name). This is not an
+        Avalanche evaluation phase: the evaluator's metrics are not called (their ``after_eval`` reads
+        an experience of an evaluation stream), so they log training only.
         """
+        if self._experiences(data) is not None:
+            raise TypeError(
+                "eval() takes ONE Avalanche experience or a torch Dataset and returns its (K, m) losses, "
+                f"not a stream of experiences ({type(data).__name__}): evaluate each, e.g. "
+                "[strategy.eval(exp) for exp in stream]"
+            )
         dataset = self._check_data(data, "eval()")
         rays_t = check_rays(torch.as_tensor(evaluation_rays(self.m, k) if rays is None else rays), self.m)
         rays_t = rays_t.to(self.device, self._dtype)
-        self.hnet.eval()
+        modes = [(module, module.training) for module in self.model.modules()]
+        self.model.eval()
         try:
             weights = self.hnet(rays_t)
             if dataset is None:
@@ -766,7 +945,13 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
                     n += len(batch[0])
                 total = total / n
         finally:
-            self.hnet.train()
+            for module, mode in modes:
+                module.training = mode
         result = total.cpu().numpy()
-        trigger_plugins(self, "after_eval", rays=rays_t.cpu().numpy(), losses=result)
+        rays_np = rays_t.cpu().numpy()
+        for plugin in self.plugins:
+            for hook in ("after_front_eval",) if plugin is self.evaluator else ("after_front_eval", "after_eval"):
+                callback = getattr(plugin, hook, None)
+                if callback is not None:
+                    callback(self, rays=rays_np, losses=result)
         return result

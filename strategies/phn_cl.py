@@ -152,11 +152,16 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
     **Regularizer.** ``plugins[0]`` is the :class:`OutputRegularizerPlugin` of ``regularizer``: at
     each ``train_task`` it records the earlier tasks' outputs at the K rays (``before_training_exp``,
     :meth:`snapshot_earlier_tasks`) and adds the penalty to ``strategy.loss`` (``before_backward``),
-    asking the strategy what to regularize (:meth:`regularized_outputs`). Training refuses to run
-    without it (``beta=0`` turns the protection off); append other plugins rather than replacing the list.
+    asking the strategy what to regularize (:meth:`regularized_outputs`). With ``beta > 0`` training
+    refuses to run without it; append other plugins rather than replacing the list (with ``beta=0``
+    there is nothing to protect and it may be left out).
 
-    **Checkpoints.** :meth:`state_dict` / :meth:`load_state_dict`, between tasks or within one: a
-    strategy built with the same arguments continues with the same steps, losses and parameters.
+    **Checkpoints.** :meth:`state_dict` / :meth:`load_state_dict`, between tasks or within one (at any
+    step, also in the middle of a pass over the data, see :meth:`ParetoHypernetworkStrategy.state_dict`):
+    a strategy built with the same arguments continues with the same steps, losses and parameters. After
+    loading a state taken within task t, ``train_task(t, data, steps=rest)`` finishes it: it continues
+    the task (the recorded targets of the earlier tasks and the task's optimizer are kept) and then
+    counts it as trained.
 
     Args:
         target: the target network (an ``nn.Module``, or a :class:`cl_moo.FunctionalTarget` around one).
@@ -257,6 +262,7 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         self.trained_tasks: List[int] = []
         self._reg_tasks: List[int] = []
         self._snapshot_due = False  # a train_task started: record the earlier tasks' outputs before its first step
+        self._resumable_task: Optional[int] = None  # loaded within this task: train_task(it) continues it
 
     def _reg_conditions(self, tasks: List[int]) -> torch.Tensor:
         rays = self.reg_rays.to(self.device)
@@ -282,20 +288,24 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         self.regularizer.snapshot(self.hnet.inner, conds, list(range(len(conds))))
 
     def train(self, experience: Any = None, eval_streams: Any = None, *, steps: Optional[int] = None, **kwargs: Any):
-        """:meth:`ParetoHypernetworkStrategy.train`, refused when the regularizer's plugin is no longer
-        among ``plugins`` (e.g. ``strategy.plugins = [mine]`` replaced the list): earlier fronts would
-        silently go unprotected."""
-        if not any(p is self.regularizer_plugin for p in self.plugins):
+        """:meth:`ParetoHypernetworkStrategy.train`, refused when ``beta > 0`` and the regularizer's plugin
+        is no longer among ``plugins`` (e.g. ``strategy.plugins = [mine]`` replaced the list): earlier
+        fronts would silently go unprotected."""
+        if self.regularizer.beta != 0 and not any(p is self.regularizer_plugin for p in self.plugins):
             raise ValueError(
                 "ContinualParetoStrategy: the output regularizer's plugin (strategy.regularizer_plugin) is not in "
                 "strategy.plugins, so earlier tasks' fronts would not be protected; add plugins with "
                 "strategy.plugins.append(...) instead of replacing the list, or build the strategy with beta=0 "
-                "to train without protection"
+                "(no protection; the plugin may then be left out)"
             )
         return super().train(experience, eval_streams, steps=steps, **kwargs)
 
     def train_task(self, task: int, data: Any = None, *, steps: Optional[int] = None) -> None:
-        """Trains task ``task`` (0, 1, ...) on ``data``; earlier tasks' outputs at the K rays are kept."""
+        """Trains task ``task`` (0, 1, ...) on ``data``; earlier tasks' outputs at the K rays are kept.
+
+        After :meth:`load_state_dict` of a state taken within task ``task`` (its current task, not yet
+        trained), this finishes that task: training continues with the loaded optimizer and the loaded
+        targets of the earlier tasks (no new record), then ``task`` joins ``trained_tasks``."""
         if not isinstance(task, int) or isinstance(task, bool) or task < 0:
             raise ValueError(f"task must be an integer >= 0, got {task!r}")
         if task in self.trained_tasks:
@@ -303,6 +313,14 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
                 f"task {task} was already trained (trained: {self.trained_tasks}); training it again "
                 "would overwrite its front. Use a new task number"
             )
+        if self._resumable_task is not None and task == self._resumable_task:
+            self.hnet.current = task
+            self.train(data, steps=steps)
+            self._resumable_task = None
+            self.trained_tasks.append(task)
+            return
+        self._resumable_task = None
+        self._resume_pass = None  # a new task starts a new pass
         self.hnet.ensure_tasks(task + 1)
         self.hnet.current = task
         self._reg_tasks = list(self.trained_tasks)
@@ -350,7 +368,7 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         (checkpoints of the continual Pareto runner before this method existed): the optimizer is then
         left as built and the regularizer keeps no task, and the next :meth:`train_task` makes both anew,
         as it always does."""
-        missing = [k for k in self.STATE_KEYS if k not in state]
+        missing = [k for k in self.STATE_KEYS if k not in state and k not in self.STATE_OPTIONAL]
         if missing:
             raise KeyError(
                 f"{type(self).__name__}.load_state_dict: the state lacks {missing} "
@@ -363,6 +381,8 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         self.trained_tasks = [int(t) for t in state["trained_tasks"]]
         self._reg_tasks = [int(t) for t in state["regularized_tasks"]]
         self._snapshot_due = False
+        within = self.hnet.current is not None and self.hnet.current not in self.trained_tasks
+        self._resumable_task = self.hnet.current if within else None
         if state["regularizer"] is None:
             self.regularizer.snapshot(self.hnet.inner, self._reg_conditions([]), [])  # no targets
         else:

@@ -3,11 +3,13 @@ it, Split MNIST runs from the command line, and a benchmark defined in this file
 with its own loader and config) is registered and run through the same command line."""
 import dataclasses
 import json
+from dataclasses import dataclass
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from benchmarks.configuration.schema import BenchmarkBase, Count, key
 from benchmarks.data import registry
 from benchmarks.runners.cl_runner import make_benchmark
 from benchmarks.configuration.config import (ConfigError, config_dir, families, group_options, load_config, objectives,
@@ -155,3 +157,101 @@ def test_an_unregistered_benchmark_is_gone_from_the_command_line(toy_benchmark):
     with pytest.raises(ConfigError, match="Could not find 'benchmark/toy_regression'"):
         load_config(["benchmark=toy_regression"])
     register_benchmark(toy_benchmark)  # the fixture unregisters it again
+
+
+# ---------------------------------------------------------------- a benchmark with its own schema, defined here
+@dataclass
+class ToyKnobBenchmark(BenchmarkBase):
+    """The keys of toy_knob: one shared with the shipped schemas by name, one of its own."""
+
+    n_train: int = key(32, "training points per task", Count())
+    my_knob: int = key(3, "a setting only this benchmark has", Count())
+
+
+def toy_knob_regression(cfg):
+    TOY_CALLS.append(("my_knob", cfg.benchmark.my_knob))
+    return toy_regression(cfg)
+
+
+TOY_PRESETS = {"small": {"target": {"hidden": [8]}, "hnet": {"chunked": False, "hidden": [8]},
+                         "train": {"iterations": 3, "lr": 1.0e-2}}}
+
+
+@pytest.fixture
+def toy_knob():
+    spec = register_benchmark(Benchmark("toy_knob", "continual", toy_knob_regression, "hnet_cl", metric="mse",
+                                        schema=ToyKnobBenchmark, config={"presets": TOY_PRESETS}))
+    TOY_CALLS.clear()
+    yield spec
+    unregister_benchmark(spec.name)
+
+
+def test_a_benchmark_with_its_own_schema_checks_its_own_keys(toy_knob, tmp_path, one_thread):
+    """schema= (a BenchmarkBase subclass declared beside the loader) is the benchmark's schema: stored as
+    schema/benchmark/toy_knob, it types and checks a key no shipped schema has (my_knob)."""
+    from hydra.core.config_store import ConfigStore
+
+    cfg = load_config(["benchmark=toy_knob"])
+    assert OmegaConf.get_type(cfg.benchmark) is ToyKnobBenchmark and schema_of("benchmark", "toy_knob") is ToyKnobBenchmark
+    assert cfg.benchmark.my_knob == 3 and cfg.benchmark.n_train == 32 and cfg.train.iterations == 3
+    assert ConfigStore.instance().repo["schema"]["benchmark"]["toy_knob.yaml"].node is not None
+    for value, shown in (("abc", "'abc'"), ("0", "0"), ("1.5", "1.5")):
+        with pytest.raises(ConfigError) as exc:
+            load_config(["benchmark=toy_knob", f"benchmark.my_knob={value}"])
+        assert str(exc.value).startswith(f"benchmark.my_knob={shown} is not valid: must be an integer >= 1"), exc.value
+    with pytest.raises(ConfigError, match=r"Unknown configuration key \(did you mean 'benchmark.my_knob'\?\) for "
+                                          r"benchmark=toy_knob. Its keys: benchmark.my_knob, benchmark.n_train"):
+        load_config(["benchmark=toy_knob", "benchmark.my_knb=2"])
+    run_dir = tmp_path / "run"
+    assert main(["benchmark=toy_knob", "benchmark.my_knob=5", "benchmark.n_train=16", "hnet.emb_dim=2",
+                 "progress=false", f"run_dir={run_dir}"]) == 0
+    assert TOY_CALLS == [("my_knob", 5), 16]  # its loader, with the command line's values
+    assert len(json.loads((run_dir / "metrics.json").read_text())["matrix"]) == 2
+
+
+def test_a_yaml_file_extends_the_schema_of_its_entry(tmp_path, monkeypatch):
+    """A shipped file names the schema= of its registry entry as /schema/benchmark/<name>; an entry in
+    benchmarks/data/registry.py names it as "module:Class" (imported on first use, like a loader)."""
+    import shutil
+
+    from benchmarks.configuration import config
+
+    shutil.copytree(config_dir(), tmp_path / "configs")
+    (tmp_path / "configs" / "benchmark" / "toy_knob_file.yaml").write_text(
+        "defaults:\n  - /schema/benchmark/toy_knob_file@_here_\n  - override /strategy@_global_.strategy: hnet_cl\n"
+        "  - _self_\nname: toy_knob_file\nmy_knob: 7\npresets:\n  small: {train: {iterations: 2}}\n")
+    monkeypatch.setattr(config, "config_dir", lambda: tmp_path / "configs")
+    spec = register_benchmark(Benchmark("toy_knob_file", "continual", toy_knob_regression, "hnet_cl", metric="mse",
+                                        schema=f"{ToyKnobBenchmark.__module__}:ToyKnobBenchmark"))
+    try:
+        cfg = load_config(["benchmark=toy_knob_file"])
+        assert OmegaConf.get_type(cfg.benchmark) is ToyKnobBenchmark and cfg.benchmark.my_knob == 7
+        assert schema_of("benchmark", "toy_knob_file") is ToyKnobBenchmark
+        with pytest.raises(ConfigError, match=r"benchmark.my_knob=0 is not valid: must be an integer >= 1"):
+            load_config(["benchmark=toy_knob_file", "benchmark.my_knob=0"])
+    finally:
+        unregister_benchmark(spec.name)
+    from hydra.core.config_store import ConfigStore
+
+    # gone with its entry: the ConfigStore travels (pickled) to a sweep's job processes, which cannot import this file
+    assert "toy_knob_file.yaml" not in ConfigStore.instance().repo["schema"]["benchmark"]
+
+
+def test_a_schema_that_is_not_a_benchmark_schema_is_refused():
+    with pytest.raises(ValueError, match="schema= must be a dataclass"):
+        Benchmark("x", "continual", "m:f", "hnet_cl", metric="mse", schema=dict)
+    with pytest.raises(ValueError, match="schema= must be a dataclass"):
+        Benchmark("x", "continual", "m:f", "hnet_cl", metric="mse", schema="no colon")
+
+    @dataclass
+    class NotABenchmark:
+        my_knob: int = 3
+
+    spec = register_benchmark(Benchmark("toy_bad_schema", "continual", "m:f", "hnet_cl", metric="mse",
+                                        schema=NotABenchmark, config={"presets": TOY_PRESETS}))
+    try:
+        with pytest.raises(ConfigError, match="benchmark=toy_bad_schema: its schema= .* is not a subclass of "
+                                              "benchmarks.configuration.schema.BenchmarkBase"):
+            load_config(["benchmark=regression"])
+    finally:
+        unregister_benchmark(spec.name)

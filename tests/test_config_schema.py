@@ -192,3 +192,94 @@ def test_an_undeclared_key_in_a_file_is_refused(tmp_path, monkeypatch):
         r"be a finite number >= 0",
     ):
         load_config(["benchmark=pmnist"])
+
+
+ADULT_REF_POINT = (
+    "is not valid: must be a list of 3 finite numbers, one per objective of benchmark=adult (BCE, FP gap, FN gap)"
+)
+
+
+@pytest.mark.parametrize(
+    "override, shown",
+    [("benchmark.ref_point=[1,1,abc]", "[1, 1, 'abc']"), ("benchmark.ref_point=1", "1"),
+     ("benchmark.ref_point=null", "None")],
+)
+def test_a_ref_point_its_type_refuses_gets_the_benchmarks_own_message(override, shown):
+    """OmegaConf's type errors on benchmark.ref_point are reported as the benchmark's check words them (the
+    objectives named), not by the schema's generic description."""
+    with pytest.raises(ConfigError) as exc:
+        load_config(["benchmark=adult", override])
+    assert str(exc.value).startswith(f"benchmark.ref_point={shown} {ADULT_REF_POINT}")
+
+
+@pytest.mark.parametrize("benchmark, presets", [("pmnist", "['paper', 'small', 'small_target']"),
+                                                ("adult", "['paper', 'small']")])
+def test_preset_null_lists_the_presets_of_the_benchmark(benchmark, presets):
+    with pytest.raises(ConfigError) as exc:
+        load_config([f"benchmark={benchmark}", "preset=null"])
+    assert str(exc.value) == f"preset=None is not defined for benchmark={benchmark}; valid presets: {presets}"
+
+
+@pytest.mark.parametrize("override", ["seed='3'", "train.iterations='5'", "train.lr='0.1'", "train.budget_s='60'",
+                                      "strategy.beta='0'"])
+def test_a_quoted_number_is_refused_naming_the_key(override):
+    """OmegaConf converts the string '3' to 3 silently; a number key refuses a string as written."""
+    key, value = override.split("=", 1)
+    with pytest.raises(ConfigError) as exc:
+        load_config(["benchmark=regression", override])
+    assert str(exc.value) == (f"{key}={value} is a string (the value was quoted), not a number; pass a number "
+                              f"without quotes: {key}={value.strip(chr(39))}")
+    assert load_config(["benchmark=regression", f"{key}={value.strip(chr(39))}"])  # unquoted: accepted
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("+foo=1", "'+foo=1' adds foo, which is not a configuration key; the keys: data.download,"),
+     ("+train.foo=2", "'+train.foo=2' adds train.foo, which is not a configuration key (did you mean 'train.lr'?)"),
+     ("++train.foo=2", "'++train.foo=2' adds train.foo, which is not a configuration key"),
+     ("+strategy.bta=1", "'+strategy.bta=1' adds strategy.bta, which is not a configuration key for strategy=hnet_cl "
+                         "(did you mean 'strategy.beta'?); its keys: strategy.beta,"),
+     ("+benchmark.n_taks=3", "for benchmark=pmnist (did you mean 'benchmark.n_tasks'?)")],
+)
+def test_a_plus_override_of_an_undeclared_key_is_refused(override, message):
+    with pytest.raises(ConfigError) as exc:
+        load_config(["benchmark=pmnist", override])
+    assert message in str(exc.value) and "A + override cannot add a key the schema does not declare" in str(exc.value)
+
+
+def test_a_plus_override_of_a_declared_key_or_a_free_option_is_accepted():
+    assert load_config(["benchmark=pmnist", "++seed=3"]).seed == 3
+    cfg = load_config(["benchmark=adult", "strategy=phn_ls", "strategy.solver=stch", "+strategy.solver_options.mu=0.5"])
+    assert cfg.strategy.solver_options.mu == 0.5
+
+
+def test_a_preset_key_no_strategy_declares_is_refused_and_another_strategys_key_skipped():
+    """A preset serves every strategy of its benchmark: a strategy.* key that some strategy declares is skipped when
+    the chosen one lacks it (strategy.alpha under hnet_cl), but a key no strategy declares is a typo, refused."""
+    spec = register_benchmark(
+        Benchmark(
+            "toy_preset_keys",
+            "continual",
+            "m:f",
+            "hnet_cl",
+            metric="mse",
+            config={"n_train": 8, "presets": {"small": {"strategy": {"beta": 0.1, "alpha": 0.5,
+                                                                   "solver_options": {"mu": 0.5}}},
+                                              "typo": {"strategy": {"bta": 0.1}}}},
+        )
+    )
+    try:
+        assert load_config(["benchmark=toy_preset_keys"]).strategy.beta == 0.1  # alpha: phn strategies' key
+        with pytest.raises(ConfigError) as exc:
+            load_config(["benchmark=toy_preset_keys", "preset=typo"])
+        assert str(exc.value).startswith(
+            "preset=typo of benchmark=toy_preset_keys sets strategy.bta, which no strategy declares "
+            "(did you mean 'strategy.beta'?); fix benchmark.presets")
+    finally:
+        unregister_benchmark(spec.name)
+    # a free option of a dict the chosen strategy has is set (then checked against the solver)
+    from benchmarks.configuration.config import _apply_preset
+
+    cfg = load_config(["benchmark=adult", "strategy=phn_ls", "strategy.solver=stch"])
+    _apply_preset(cfg, {"strategy": {"solver_options": {"mu": 0.3}}}, ["benchmark", "strategy", "strategy.solver"], [])
+    assert cfg.strategy.solver_options == {"mu": 0.3}

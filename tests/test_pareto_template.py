@@ -243,3 +243,135 @@ def test_training_without_the_regularizer_plugin_is_refused():
     s.plugins = [p for p in s.plugins if not isinstance(p, OutputRegularizerPlugin)]
     with pytest.raises(ValueError, match="regularizer's plugin .* is not in strategy.plugins.*append"):
         s.train_task(0, task_data(0), steps=2)
+
+
+def test_with_beta_0_the_regularizer_plugin_may_be_left_out():
+    """The refusal's advice, beta=0, works: nothing to protect, the same steps as with the plugin."""
+    s = continual(beta=0.0)
+    s.plugins = [p for p in s.plugins if not isinstance(p, OutputRegularizerPlugin)]
+    assert torch.equal(two_tasks(s), two_tasks(continual(beta=0.0))) and s.trained_tasks == [0, 1]
+
+
+# ---------------------------------------------------------------- review of the template (evaluator, modes, arguments)
+def _regression(n=24):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=g)
+    return x, x[:, :1] * 2, x[:, 1:2] - 1
+
+
+def _to_first(out, a, b):
+    return (out - a).pow(2).mean()
+
+
+def _to_second(out, a, b):
+    return (out - b).pow(2).mean()
+
+
+def _data(kind):
+    x, a, b = _regression()
+    if kind == "dataset":
+        return TensorDataset(x, a, b)
+    from avalanche.benchmarks.scenarios import benchmark_from_datasets
+    from avalanche.benchmarks.utils import AvalancheDataset
+
+    return benchmark_from_datasets(train=[AvalancheDataset([TensorDataset(x, a, b)])]).train_stream[0]
+
+
+def _regressor(target=None, **kw):
+    args = dict(
+        target=target if target is not None else torch.nn.Linear(3, 1),
+        losses=[_to_first, _to_second],
+        hnet_options=HypernetworkOptions(hidden=(8,)),
+        train_mb_size=8,
+        seed=0,
+    )
+    args.update(kw)
+    return ParetoHypernetworkStrategy(**args)
+
+
+@pytest.mark.parametrize("kind", ["experience", "dataset"])
+def test_an_evaluator_with_metrics_and_a_text_logger_logs_training_and_eval_runs(kind, recwarn):
+    import io
+
+    from avalanche.evaluation.metrics import loss_metrics
+    from avalanche.logging import TextLogger
+    from avalanche.training.plugins import EvaluationPlugin
+
+    text = io.StringIO()
+    metrics = loss_metrics(minibatch=True, epoch=True, experience=True, stream=True)
+    seen = Fronts()
+    s = _regressor(evaluator=EvaluationPlugin(metrics, loggers=[TextLogger(text)]), plugins=[seen])
+    data = _data(kind)
+    s.train(data)
+    losses = s.eval(data, k=3)
+    assert losses.shape == (3, 2)
+    logged = text.getvalue()
+    assert "Loss_Epoch/train_phase/train_stream" in logged and "Loss_MB/train_phase" in logged  # the evaluator ran
+    # the user plugin gets the front: under its own name, and under after_eval as before
+    assert seen.calls == [("after_front_eval", 3), ("after_eval", 3)]
+    assert not [w for w in recwarn if "incompatible callbacks" in str(w.message)]  # after_front_eval is known
+
+
+class Fronts:
+    """Records the front hooks eval() calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def after_front_eval(self, strategy, rays, losses):
+        assert rays.shape == losses.shape
+        self.calls.append(("after_front_eval", len(losses)))
+
+    def after_eval(self, strategy, rays, losses):
+        self.calls.append(("after_eval", len(losses)))
+
+
+def test_eval_puts_the_whole_model_in_eval_mode_and_restores_the_modes():
+    target = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
+    s = _regressor(target=target)
+    data = _data("dataset")
+    s.train(data, steps=2)
+    s.target.train()  # e.g. as training left it
+    first, second = s.eval(data, k=4), s.eval(data, k=4)
+    assert (first == second).all()  # dropout was off
+    assert s.target.training and s.hnet.training  # the modes as before
+    s.model.eval()
+    s.eval(data, k=2)
+    assert not s.target.training and not s.hnet.training
+
+
+def test_positional_arguments_are_refused_with_a_clear_message():
+    with pytest.raises(TypeError, match=r"ParetoHypernetworkStrategy takes keyword arguments only.*target=.*losses="):
+        ParetoHypernetworkStrategy(torch.nn.Linear(2, 1), [_to_first, _to_second], 5)
+    with pytest.raises(TypeError, match="ContinualParetoStrategy takes keyword arguments only"):
+        ContinualParetoStrategy(torch.nn.Linear(2, 1), [_to_first, _to_second])
+    from strategies.objective_problem import ObjectiveProblem, ObjectiveProblemStrategy
+
+    problem = ObjectiveProblem(lambda x: torch.stack([x.pow(2).sum(1), (x - 1).pow(2).sum(1)], dim=1), 2, 2, -2, 2)
+    assert ObjectiveProblemStrategy(problem, seed=0).problem is problem  # its one positional argument
+    with pytest.raises(TypeError, match="ObjectiveProblemStrategy takes 1 positional argument"):
+        ObjectiveProblemStrategy(problem, 5)
+
+
+def test_train_on_a_stream_trains_each_experience_and_eval_on_a_stream_says_what_to_pass():
+    from avalanche.benchmarks.scenarios import benchmark_from_datasets
+    from avalanche.benchmarks.utils import AvalancheDataset
+
+    x, a, b = _regression()
+    parts = [
+        AvalancheDataset([TensorDataset(x[:12], a[:12], b[:12])]),
+        AvalancheDataset([TensorDataset(x[12:], a[12:], b[12:])]),
+    ]
+    stream = benchmark_from_datasets(train=parts).train_stream
+    s, t = _regressor(), _regressor()
+    s.train(stream, steps=2)
+    for exp in stream:
+        t.train(exp, steps=2)
+    assert s.iteration == t.iteration == 4
+    assert all(torch.equal(p, q) for p, q in zip(s.hnet.parameters(), t.hnet.parameters()))
+    s.train(list(stream), steps=1)  # a list of experiences too
+    assert s.iteration == 6
+    for what in (stream, list(stream)):
+        with pytest.raises(TypeError, match=r"eval\(\) takes ONE Avalanche experience or a torch Dataset"):
+            s.eval(what)
+    assert s.eval(stream[0], k=2).shape == (2, 2)

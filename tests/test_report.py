@@ -176,6 +176,29 @@ def test_group_names_show_the_settings_that_differ(runs, tmp_path):
     assert rows[HNET_CL + " hnet.mip=true"]["n_seeds"] == "2"
 
 
+def test_integer_valued_floats_group_with_the_integers_recorded_before_the_structured_configs(tmp_path):
+    """The structured configs record a float key written as an integer as a float (strategy.beta=0 -> 0.0);
+    runs recorded before (0) and after (0.0) of the same command are one group, not two."""
+    from benchmarks.command_line.results_report import group_runs, grouping_config, load_run
+
+    def write(name, beta, lr, ref_point, seed):
+        config = {"benchmark": {"name": "regression", "noise_std": beta, "ref_point": ref_point},
+                  "strategy": {"name": "finetune", "beta": beta}, "train": {"lr": lr, "iterations": 5},
+                  "seed": seed}
+        path = tmp_path / name / "metrics.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"config": config, "matrix": [[0.1]], "seed": seed}))
+        return load_run(path)
+
+    before = write("before", 0, 1, [1, 2], 0)
+    after = write("after", 0.0, 1.0, [1.0, 2.0], 1)
+    assert grouping_config({"strategy": {"beta": 0.0}})["strategy.beta"] == 0
+    assert grouping_config({"train": {"lr": 1.0e-4}})["train.lr"] == 1.0e-4  # other floats stay as they are
+    groups = group_runs([before, after])
+    assert len(groups) == 1 and len(groups[0].runs) == 2
+    assert len(group_runs([before, write("other", 0.5, 1, [1, 2], 2)])) == 2
+
+
 def test_flatten_keeps_lists_as_values():
     assert flatten({"a": {"b": [1, 2], "c": {"d": None}}, "e": 1}) == {"a.b": [1, 2], "a.c.d": None, "e": 1}
 

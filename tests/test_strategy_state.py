@@ -224,6 +224,158 @@ def test_continual_strategy_loaded_within_a_task_continues_like_the_original():
     assert continue_training_on(c, task_data(1, n=8), 4) != record.losses[3:]
 
 
+class SaveAfterIteration:
+    """Saves the strategy's state after its ``iteration``-th step (overall count)."""
+
+    def __init__(self, iteration):
+        self.iteration, self.state = iteration, None
+
+    def after_training_iteration(self, strategy):
+        if strategy.iteration == self.iteration:
+            self.state = saved(strategy.state_dict())
+
+
+def test_train_task_finishes_a_task_loaded_in_the_middle_of_a_pass():
+    a = continual()
+    train_task(a, 0, 5)
+    save, record = SaveAfterIteration(5 + 2), Record()  # task 1: 2 of a pass's 4 batches
+    with_plugins(a, save, record)
+    a.train_task(1, task_data(1), steps=6)
+    assert save.state["pass"]["position"] == 16
+    b, rest = continual(), Record()
+    b.load_state_dict(save.state)
+    with_plugins(b, rest)
+    b.train_task(1, task_data(1), steps=4)
+    assert rest.losses == record.losses[2:] and b.trained_tasks == [0, 1]
+    assert_same_state(a, b)
+
+
+def test_train_task_finishes_a_task_loaded_within_it():
+    """After loading a state taken within task 1, train_task(1, steps=rest) continues it (the optimizer
+    and the regularizer's targets as loaded, no new record) and then counts it as trained."""
+    a = continual()
+    train_task(a, 0, 5)
+    save, record = SaveAt(2), Record()
+    with_plugins(a, save, record)
+    a.train_task(1, task_data(1, n=8), steps=7)
+    b = continual()
+    b.load_state_dict(save.state)
+    rest = Record()
+    with_plugins(b, rest)
+    b.train_task(1, task_data(1, n=8), steps=4)
+    assert rest.losses == record.losses[3:] and b.trained_tasks == [0, 1]
+    assert_same_state(a, b)
+    assert (a.eval_task(1, task_data(1)) == b.eval_task(1, task_data(1))).all()
+    with pytest.raises(ValueError, match="already trained"):
+        b.train_task(1, task_data(1), steps=1)
+    # loaded within task 1, starting task 0 again is still refused, and plain train() leaves task 1 unfinished
+    c = continual()
+    c.load_state_dict(save.state)
+    with pytest.raises(ValueError, match="already trained"):
+        c.train_task(0, task_data(0), steps=1)
+    c.train(task_data(1, n=8), steps=4)
+    assert c.trained_tasks == [0]
+
+
+class Plain(torch.utils.data.Dataset):
+    """A dataset that is no TensorDataset (the DataLoader path)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return self.data[i]
+
+
+def regression(n):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=g)
+    return TensorDataset(x, x[:, :1] * 2, x[:, 1:2] - 1)
+
+
+def regressor():
+    return ParetoHypernetworkStrategy(
+        target=torch.nn.Linear(3, 1),
+        losses=[lambda o, a, b: (o - a).pow(2).mean(), lambda o, a, b: (o - b).pow(2).mean()],
+        hnet_options=HO(hidden=(8,)),
+        rays_per_step=2,
+        lr=1e-2,
+        train_mb_size=8,
+        seed=0,
+    )
+
+
+@pytest.mark.parametrize("plain", [False, True])
+@pytest.mark.parametrize("n, at", [(32, 2), (32, 4), (32, 5), (28, 3), (28, 4), (28, 6)])
+def test_a_state_taken_in_the_middle_of_a_pass_resumes_exactly(n, at, plain):
+    """Saved after step ``at`` of a 10-step call (8 per batch: mid-pass, after the last full batch with
+    the sampler's remainder draw still to come, after the short last batch), loaded, and trained for the
+    rest: the same steps as without the break; without the pass's position, not."""
+    data = Plain(regression(n)) if plain else regression(n)
+    a, save, record = regressor(), SaveAfterIteration(at), Record()
+    with_plugins(a, save, record)
+    a.train(data, steps=10)
+    assert save.state["pass"] is not None and len(save.state["pass"]["order"]) == n
+    b, rest = regressor(), Record()
+    b.load_state_dict(save.state)
+    with_plugins(b, rest)
+    b.train(data, steps=10 - at)
+    assert rest.losses == record.losses[at:] and b.iteration == 10
+    assert_same_state(a, b)
+    c, other = regressor(), Record()
+    c.load_state_dict({**saved(save.state), "pass": None})  # a new pass instead of the rest of the saved one
+    with_plugins(c, other)
+    c.train(data, steps=10 - at)
+    assert other.losses != record.losses[at:]
+    if plain:  # the DataLoader path gives the batches and draws of the TensorDataset path
+        fast, fast_record = regressor(), Record()
+        with_plugins(fast, fast_record)
+        fast.train(regression(n), steps=10)
+        assert fast_record.losses == record.losses
+
+
+def test_a_state_between_passes_has_no_pass():
+    a = regressor()
+    at_epoch_end, last = SaveAt(0), SaveAfterIteration(7)
+    with_plugins(a, at_epoch_end, last)
+    a.train(regression(32), steps=7)  # 4 batches per pass: the epoch ends at step 4, the budget at step 7
+    assert at_epoch_end.state["pass"] is None and last.state["pass"] is None and a.state_dict()["pass"] is None
+    b = regressor()
+    with pytest.raises(ValueError, match="same data"):
+        b.load_state_dict(mid_pass_state(regression(32), 2))
+        b.train(regression(24), steps=2)
+
+
+def mid_pass_state(data, at):
+    """A regressor's state after step ``at`` of a pass over ``data``."""
+    a, save = regressor(), SaveAfterIteration(at)
+    with_plugins(a, save)
+    a.train(data, steps=at + 1)
+    return save.state
+
+
+def test_the_clock_is_part_of_the_state_and_old_states_load_without_it():
+    a = phn()
+    continue_training(a, 6)
+    state = saved(a.state_dict())
+    assert state["clock"]["train_iterations"] == 6 and state["clock"]["train_exp_counter"] == 1
+    b = phn()
+    b.load_state_dict(state)
+    assert b.clock.train_iterations == 6 and b.clock.train_exp_counter == 1 and b.clock.total_iterations == 6
+    old = {k: v for k, v in saved(state).items() if k != "clock"}  # own tensors: Adam updates its moments in place
+    c = phn()
+    c.load_state_dict(old)  # a state saved before the clock was added
+    assert c.clock.train_iterations == 0 and continue_training(c, 3) == continue_training(b, 3)
+    cs = continual()
+    train_task(cs, 0, 3)
+    d = continual()
+    d.load_state_dict({k: v for k, v in saved(cs.state_dict()).items() if k != "clock"})
+    assert d.trained_tasks == [0]
+
+
 def continue_training_on(strategy, data, steps):
     record = Record()
     with_plugins(strategy, record)
@@ -269,7 +421,7 @@ def test_an_old_layout_continual_pareto_checkpoint_is_converted_and_continues():
                  "losses": {}, "hv_matrix": [], "fronts": [], "elapsed": 0.0, "train_s": []})
     state = continual_pareto_runner.upgrade_checkpoint(old)
     assert all(k in state for k in continual_pareto_runner.REQUIRED) and set(state["strategy"]) == set(
-        ContinualParetoStrategy.STATE_KEYS)
+        ContinualParetoStrategy.STATE_KEYS) - set(ContinualParetoStrategy.STATE_OPTIONAL)  # no clock, no pass
     assert continual_pareto_runner.upgrade_checkpoint(state) is state
     b = continual()
     b.load_state_dict(state["strategy"])

@@ -122,9 +122,22 @@ def find_metrics(folders: Sequence[Path]) -> List[Path]:
 
 
 def grouping_config(config: Dict[str, Any]) -> Dict[str, Any]:
-    """The flattened config without the seed, bookkeeping keys and the benchmark's preset table."""
+    """The flattened config without the seed, bookkeeping keys and the benchmark's preset table; numbers
+    normalised (:func:`normal_number`), so that ``strategy.beta: 0`` and ``0.0`` are one configuration."""
     flat = {**ADDED_KEYS, **flatten_keys(config)}  # a key added later means, when absent, the behaviour it had then
-    return {k: v for k, v in flat.items() if k not in IGNORED_KEYS and not k.startswith(IGNORED_PREFIXES)}
+    return {k: normal_number(v) for k, v in flat.items()
+            if k not in IGNORED_KEYS and not k.startswith(IGNORED_PREFIXES)}
+
+
+def normal_number(value: Any) -> Any:
+    """An integer-valued float as its int (``0.0`` -> ``0``, ``1.0`` -> ``1``), in lists too: the structured
+    configs record a float key written as an integer (``strategy.beta=0``) as a float, older runs recorded
+    the int, and both are the same setting."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return [normal_number(v) for v in value]
+    return value
 
 
 def load_run(path: Path) -> Run:

@@ -20,7 +20,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Type
 from omegaconf import DictConfig, OmegaConf
 
 from benchmarks.configuration.schema import (SCHEMA_GROUP, SCHEMAS, Choice, ConfigError, OpenDict, Rule, RuleViolation,
-                                             Section, bad_value, declared, rule_of, schema_fields)
+                                             Section, bad_value, benchmark_schemas, declared, ref_point_error,
+                                             register_benchmark_schemas, rule_of, schema_fields)
 from benchmarks.data.registry import BENCHMARKS, benchmark_names, did_you_mean, get_benchmark
 
 # Nothing here imports torch: a bad command line is refused in well under a second. Every key, with its type,
@@ -144,12 +145,14 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
     overrides = list(overrides)
     explicit = _explicit_keys(overrides)
     written = _written(overrides)
+    register_benchmark_schemas()  # the schema= of benchmarks registered since the last call
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
             cfg = compose(config_name="config", overrides=open_dict_overrides(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         typed = _type_error(exc.__cause__, overrides, written) if exc.__cause__ is not None else None
         raise ConfigError(typed or _explain(f"{exc}\n{exc.__cause__ or ''}", overrides)) from None
+    _check_added_keys(cfg, overrides)
     for key, value in written.items():  # what OmegaConf's conversion would accept silently (hnet.mip=1)
         rule = _rule_at(cfg, key) if key in explicit else None
         message = rule.written_error(key, value) if rule is not None else None
@@ -157,10 +160,7 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
             raise ConfigError(message)
     presets = OmegaConf.to_container(cfg.benchmark.get("presets", {}) or {}, resolve=True)
     if cfg.preset not in presets:
-        raise ConfigError(
-            f"preset={cfg.preset!r} is not defined for benchmark={cfg.benchmark.name}{did_you_mean(cfg.preset, presets)}; "
-            f"valid presets: {sorted(presets)}"
-        )
+        raise ConfigError(preset_error(cfg.preset, cfg.benchmark.name, presets))
     _apply_preset(cfg, presets[cfg.preset], explicit, overrides)
     _check_open_dicts(cfg, explicit)
     validate(cfg, written)
@@ -191,12 +191,60 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
     return cfg
 
 
+def preset_error(preset: Any, benchmark: str, presets: Iterable[str]) -> str:
+    """``preset=<preset>`` is not one of the benchmark's presets: the message lists them."""
+    return (f"preset={preset!r} is not defined for benchmark={benchmark}{did_you_mean(preset, presets)}; "
+            f"valid presets: {sorted(presets)}")
+
+
+def _check_added_keys(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """A ``+key=value`` / ``++key=value`` override adds a key even where the schema is closed (Hydra lifts the
+    struct flag for it): refused unless ``key`` is declared (a schema field, a key of a ``config=`` benchmark) or
+    lies below a free dict (an :func:`open_dicts` entry, ``benchmark.presets``) or is Hydra's own (``hydra.*``)."""
+    for override in overrides:
+        if not override.startswith("+") or "=" not in override:
+            continue
+        key = override.split("=", 1)[0].lstrip("+")
+        free = open_dicts() + ("benchmark.presets",)
+        if key.startswith("hydra.") or any(key == d or key.startswith(d + ".") for d in free) or _declared_in(cfg, key):
+            continue
+        group = key.split(".", 1)[0]
+        if group in CONFIG_GROUPS and OmegaConf.select(cfg, f"{group}.name") is not None:
+            name = cfg[group].name
+            keys = [f"{group}.{k}" for k in group_keys(group, name)]
+            where = f" for {group}={name}{did_you_mean(key, keys)}; its keys: {', '.join(keys)}"
+        else:
+            keys = top_level_keys()
+            where = f"{did_you_mean(key, keys)}; the keys: {', '.join(keys)}, plus benchmark.* and strategy.* (--help)"
+        raise ConfigError(f"{override!r} adds {key}, which is not a configuration key{where}. A + override cannot add "
+                          "a key the schema does not declare (it would be a silent no-op); set a declared key as "
+                          "key=value")
+
+
+def _declared_in(cfg: DictConfig, key: str) -> bool:
+    """Whether ``key`` is declared in the composed ``cfg``: a field of the dataclass its parent node is typed with,
+    or, below an untyped ``benchmark`` (registered with ``config=`` and no ``schema=``), a key of that ``config``."""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    if not OmegaConf.is_dict(node):
+        return False
+    schema = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(schema):
+        return leaf in {f.name for f in dataclasses.fields(schema)}
+    if key.startswith("benchmark."):
+        spec = BENCHMARKS.get(str(OmegaConf.select(cfg, "benchmark.name", default="")))
+        config = dict(spec.config or {}) if spec is not None else {}
+        return key[len("benchmark."):] in flatten_keys(config, keep_empty=True)
+    return False
+
+
 def _apply_preset(cfg: DictConfig, preset: Dict[str, Any], explicit: Sequence[str], overrides: Sequence[str]) -> None:
     """Sets every key of ``preset`` the command line did not set. Choosing a group (benchmark=..., strategy=...)
     is not an override of the keys inside it: the preset still sets them, except the keys that define the chosen
-    strategy (finetune's beta = 0). A ``strategy.*`` key the chosen strategy does not declare is skipped (a preset
-    serves every strategy of its benchmark; a strategy that does not apply is refused by the runner's dispatch);
-    any other key no schema declares is refused. Values go through the keys' types (OmegaConf)."""
+    strategy (finetune's beta = 0). A ``strategy.*`` key that some strategy schema declares but the chosen strategy
+    does not is skipped (a preset serves every strategy of its benchmark; a strategy that does not apply is refused
+    by the runner's dispatch); any other key no schema declares (a typo: ``strategy.bta``) is refused. Values go
+    through the keys' types (OmegaConf)."""
     from omegaconf.errors import OmegaConfBaseException
 
     keys = [k for k in explicit if k not in CONFIG_GROUPS]
@@ -205,12 +253,18 @@ def _apply_preset(cfg: DictConfig, preset: Dict[str, Any], explicit: Sequence[st
         if key in keys + fixed or any(key.startswith(e + ".") for e in keys):
             continue
         if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
-            if key.startswith("strategy."):
-                continue
-            raise ConfigError(f"preset={cfg.preset} of benchmark={cfg.benchmark.name} sets {key}, which is not a "
-                              "configuration key (--help lists them); fix benchmark.presets in its config file")
+            if key.startswith("strategy.") and _strategy_key(key):
+                if not (_below_open_dict(key) and _declared_in(cfg, key.rsplit(".", 1)[0])):
+                    continue  # declared by another strategy (a free option of a dict the chosen one has: set)
+            elif key.startswith("strategy."):
+                raise ConfigError(f"preset={cfg.preset} of benchmark={cfg.benchmark.name} sets {key}, which no "
+                                  f"strategy declares{did_you_mean(key, declared('strategy'))}; fix "
+                                  "benchmark.presets in its config file (--help lists the keys)")
+            else:
+                raise ConfigError(f"preset={cfg.preset} of benchmark={cfg.benchmark.name} sets {key}, which is not a "
+                                  "configuration key (--help lists them); fix benchmark.presets in its config file")
         try:
-            OmegaConf.update(cfg, key, value, merge=False)
+            OmegaConf.update(cfg, key, value, merge=False, force_add=_below_open_dict(key))  # a free option: added
         except OmegaConfBaseException as exc:
             message = _type_error(exc, overrides, {})
             raise ConfigError(f"preset={cfg.preset} of benchmark={cfg.benchmark.name}: "
@@ -218,6 +272,15 @@ def _apply_preset(cfg: DictConfig, preset: Dict[str, Any], explicit: Sequence[st
 
 
 _ABSENT = object()
+
+
+def _below_open_dict(key: str) -> bool:
+    return any(key.startswith(d + ".") for d in open_dicts())
+
+
+def _strategy_key(key: str) -> bool:
+    """Whether some strategy schema declares ``key`` (``strategy.beta``; a key below ``strategy.solver_options``)."""
+    return key in declared("strategy") or _below_open_dict(key)
 
 
 def open_dict_overrides(overrides: Sequence[str]) -> List[str]:
@@ -387,7 +450,11 @@ def group_keys(group: str, option: str) -> List[str]:
     schema = schema_of(group, option)
     if schema is not None:
         return sorted(k for k, _ in schema_fields(schema) if k != "presets")
-    content = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"))
+    path = config_dir() / group / f"{option}.yaml"
+    if not path.is_file() and group == "benchmark" and option in BENCHMARKS:  # registered with config=, no schema=
+        content = {"name": option, **dict(BENCHMARKS[option].config or {})}
+    else:
+        content = OmegaConf.to_container(OmegaConf.load(path))
     return sorted(k for k in flatten_keys(content, keep_empty=True) if not k.startswith(("presets.", "defaults")))
 
 
@@ -412,7 +479,8 @@ def _primary_default(group: str) -> str:
 
 def _chosen(group: str, overrides: Sequence[str]) -> Optional[str]:
     """The option of ``group`` these overrides pick (the last ``group=...``, as Hydra parses it), else
-    the default; None when that is not a shipped file (the caller then lists the top-level keys)."""
+    the default; None when that is neither a shipped file nor a benchmark registered with ``config=`` (the caller
+    then lists the top-level keys)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
@@ -426,18 +494,24 @@ def _chosen(group: str, overrides: Sequence[str]) -> Optional[str]:
         choice = default_strategy(benchmark) if benchmark is not None else None
     else:
         choice = _primary_default(group)
-    return choice if isinstance(choice, str) and (config_dir() / group / f"{choice}.yaml").is_file() else None
+    if not isinstance(choice, str):
+        return None
+    registered = group == "benchmark" and choice in BENCHMARKS and BENCHMARKS[choice].config is not None
+    return choice if registered or (config_dir() / group / f"{choice}.yaml").is_file() else None
 
 
 def schema_of(group: str, option: str) -> Optional[Type[Section]]:
-    """The schema a shipped option file extends (its ``- /schema/<group>/<name>@_here_`` defaults entry); None
-    for a file without one or an option without a file (a benchmark registered with ``config=``)."""
+    """The schema an option extends: a shipped file's ``- /schema/<group>/<name>@_here_`` defaults entry (a shipped
+    schema, or the ``schema=`` of the registered benchmark ``<name>``), or, for a benchmark registered with
+    ``config=``, its ``schema=``; None for a file without one or a ``config=`` benchmark without ``schema=``."""
+    schemas = benchmark_schemas() if group == "benchmark" else SCHEMAS[group]
     path = config_dir() / group / f"{option}.yaml"
     if not path.is_file():
-        return None
+        spec = BENCHMARKS.get(option) if group == "benchmark" else None
+        return benchmark_schemas().get(option) if spec is not None and spec.config is not None else None
     for entry in OmegaConf.to_container(OmegaConf.load(path)).get("defaults", []) or []:
         if isinstance(entry, str) and entry.startswith(f"/{SCHEMA_GROUP}/{group}/"):
-            return SCHEMAS[group].get(entry.split("@", 1)[0].rsplit("/", 1)[1])
+            return schemas.get(entry.split("@", 1)[0].rsplit("/", 1)[1])
     return None
 
 
@@ -490,6 +564,10 @@ def _type_error(exc: Exception, overrides: Sequence[str], written: Dict[str, Any
         return None
     key = re.sub(r"\[.*$", "", str(exc.full_key))
     value = written.get(key, getattr(exc, "value", None))
+    special = _ref_point_error(value, overrides) if key == "benchmark.ref_point" else \
+        _preset_error(value, overrides) if key == "preset" else None
+    if special:
+        return special
     rule = _rule_in(key, overrides)
     message = rule.error(key, value) if rule is not None else None
     if message:
@@ -498,6 +576,29 @@ def _type_error(exc: Exception, overrides: Sequence[str], written: Dict[str, Any
         return bad_value(key, value, f"must be {rule.allowed.replace(chr(92), '')}")
     reason = str(exc).strip().splitlines()[0].rstrip(".")
     return f"{key}={value!r} is not valid: {reason}; pass {key}=<a value of that type>"
+
+
+def _ref_point_error(value: Any, overrides: Sequence[str]) -> Optional[str]:
+    """A ``benchmark.ref_point`` its type refuses (``[1,1,abc]``, ``1``, ``null``) in the words of the benchmark's own
+    check: a list of one finite number per objective, the objectives named."""
+    name = _written(overrides).get("benchmark") or _primary_default("benchmark")
+    spec = BENCHMARKS.get(str(name))
+    return ref_point_error(value, spec.objectives, spec.name) if spec is not None and spec.objectives else None
+
+
+def _preset_error(value: Any, overrides: Sequence[str]) -> Optional[str]:
+    """A ``preset`` its type refuses (``preset=null``): the message that lists the chosen benchmark's presets (read
+    from the configuration composed without the preset override)."""
+    from hydra import compose, initialize_config_dir
+
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "preset"]
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+            cfg = compose(config_name="config", overrides=open_dict_overrides(rest))
+        presets = OmegaConf.to_container(cfg.benchmark.get("presets", {}) or {}, resolve=True)
+    except Exception:  # another override is bad too: the generic message
+        return None
+    return preset_error(value, cfg.benchmark.name, presets)
 
 
 def validate(cfg: DictConfig, written: Optional[Dict[str, Any]] = None) -> None:

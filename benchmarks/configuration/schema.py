@@ -17,7 +17,9 @@ files extend them through their defaults list (Hydra's "extending configs with a
 ``configs/config.yaml`` starts with ``- /schema/run``, each ``configs/strategy/<name>.yaml`` with
 ``- /schema/strategy/<schema>@_here_`` and each ``configs/benchmark/<name>.yaml`` with
 ``- /schema/benchmark/<schema>@_here_``. A file then sets only the values that differ from the
-schema's defaults (and its presets); a key it sets that its schema does not declare is refused.
+schema's defaults (and its presets); a key it sets that its schema does not declare is refused. A registered
+benchmark's own schema (``Benchmark(..., schema=...)`` in :mod:`benchmarks.data.registry`) is stored as
+``schema/benchmark/<its name>`` by :func:`register_benchmark_schemas`, before each composition.
 
 Nothing here imports torch: a bad command line is refused in well under a second.
 """
@@ -50,6 +52,15 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def quoted_number_error(key: str, value: Any) -> Optional[str]:
+    """A number key given a string (a quoted number, ``seed="'3'"``): OmegaConf would convert ``'3'`` to 3
+    silently, so the written value is refused, naming the key and the unquoted spelling."""
+    if isinstance(value, str):
+        return (f"{key}={value!r} is a string (the value was quoted), not a number; pass a number without "
+                f"quotes: {key}={value.strip()}")
+    return None
 
 
 def bad_value(key: str, value: Any, rule: str) -> str:
@@ -121,6 +132,9 @@ class Count(Rule):
             rule += f": {self.why}" if self.why else ""
         return bad_value(key, value, rule)
 
+    def written_error(self, key: str, value: Any) -> Optional[str]:
+        return quoted_number_error(key, value)
+
 
 @dataclass(frozen=True)
 class Number(Rule):
@@ -143,6 +157,9 @@ class Number(Rule):
         unit = f" of {self.unit}" if self.unit else ""
         null = f", or null ({self.null_means})" if self.optional else ""
         return bad_value(key, value, f"must be a finite number{unit} {'> 0' if self.positive else '>= 0'}{null}")
+
+    def written_error(self, key: str, value: Any) -> Optional[str]:
+        return quoted_number_error(key, value)
 
 
 @dataclass(frozen=True)
@@ -690,6 +707,50 @@ def register() -> None:
     for group, schemas in SCHEMAS.items():
         for name, schema in schemas.items():
             store.store(group=f"{SCHEMA_GROUP}/{group}", name=name, node=schema)
+
+
+def benchmark_schemas() -> Dict[str, Type[Section]]:
+    """The benchmark schemas a file or a ``config=`` benchmark may extend: the shipped ones (:data:`SCHEMAS`) and
+    the ``schema=`` of every registered benchmark (:mod:`benchmarks.data.registry`), under the benchmark's name
+    (``- /schema/benchmark/<name>@_here_``; a registered one wins over a shipped one of the same name)."""
+    out: Dict[str, Type[Section]] = dict(SCHEMAS["benchmark"])
+    for name, spec in BENCHMARKS.items():
+        schema = spec.schema_class() if spec.schema is not None else None
+        if isinstance(schema, type) and issubclass(schema, BenchmarkBase):
+            out[name] = schema
+    return out
+
+
+_STORED_BENCHMARK_SCHEMAS: Dict[str, type] = {}
+
+
+def register_benchmark_schemas() -> None:
+    """Stores the ``schema=`` of every registered benchmark in Hydra's ConfigStore as ``schema/benchmark/<name>``
+    (run before each composition: a benchmark may be registered after this module loads); a class that is not a
+    :class:`BenchmarkBase` subclass is refused, naming the benchmark."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for name in [n for n in _STORED_BENCHMARK_SCHEMAS if n not in BENCHMARKS or BENCHMARKS[n].schema is None]:
+        del _STORED_BENCHMARK_SCHEMAS[name]  # unregistered: the shipped schema of that name (if any) again
+        store.repo.get(SCHEMA_GROUP, {}).get("benchmark", {}).pop(f"{name}.yaml", None)
+        if name in SCHEMAS["benchmark"]:
+            store.store(group=f"{SCHEMA_GROUP}/benchmark", name=name, node=SCHEMAS["benchmark"][name])
+    for name, spec in BENCHMARKS.items():
+        try:
+            schema = spec.schema_class()
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"benchmark={name}: its schema={spec.schema!r} cannot be imported ({exc})") from None
+        if schema is None or _STORED_BENCHMARK_SCHEMAS.get(name) is schema:
+            continue
+        if not (isinstance(schema, type) and issubclass(schema, BenchmarkBase)):
+            raise ConfigError(
+                f"benchmark={name}: its schema= {schema!r} is not a subclass of "
+                "benchmarks.configuration.schema.BenchmarkBase; declare its keys as "
+                "`@dataclass class MyBenchmark(BenchmarkBase): my_key: int = key(3, 'doc', Count())`"
+            )
+        store.store(group=f"{SCHEMA_GROUP}/benchmark", name=name, node=schema)
+        _STORED_BENCHMARK_SCHEMAS[name] = schema
 
 
 def schema_fields(schema: Type[Any], prefix: str = "") -> Iterator[Tuple[str, dataclasses.Field]]:

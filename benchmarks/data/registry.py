@@ -7,10 +7,13 @@ and the data files it reads. :mod:`benchmarks.configuration.config` derives its 
 default strategies from here, and the runners dispatch through :func:`get_benchmark`, the one lookup
 (``make_benchmark`` and ``load_problem`` pass their ``kind``: a benchmark of another kind is refused).
 
-A new benchmark is one loader, one :func:`register_benchmark` call and its configuration: a file
-``configs/benchmark/<name>.yaml`` (extending a schema of :mod:`benchmarks.configuration.schema`), or,
-for a benchmark defined outside this repository (a test, a user's module), ``config=`` here, which
-is stored in Hydra's ConfigStore so that ``benchmark=<name>`` composes it. Its data files' checksums
+A new benchmark is one loader file (which also declares the benchmark's keys: a dataclass subclass of
+:class:`benchmarks.configuration.schema.BenchmarkBase`, passed as ``schema=``, the class or ``"module:Class"``), one
+:func:`register_benchmark` call and its configuration: a file ``configs/benchmark/<name>.yaml`` (extending
+``/schema/benchmark/<name>``, the ``schema=`` class, or a shipped schema), or, for a benchmark defined
+outside this repository (a test, a user's module), ``config=`` here, which is stored in Hydra's ConfigStore
+so that ``benchmark=<name>`` composes it (on top of its ``schema=``, when it has one). This module only
+keeps the class: :mod:`benchmarks.configuration` stores it in the ConfigStore and checks against it. Its data files' checksums
 go in ``known_files`` (added to :data:`cl_moo.data.KNOWN_FILES`, the library's table that
 :func:`cl_moo.require_file` checks against); the library layer is not edited.
 
@@ -20,7 +23,7 @@ callable or a ``"module:function"`` string imported on first use.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
 
@@ -55,6 +58,11 @@ class Benchmark:
     not_read: Tuple[str, ...] = ()  # config keys it does not read (its target is fixed): setting one is refused
     check: Optional[Callable[["DictConfig"], None]] = None  # extra config check; raises ValueError naming the key
     config: Optional[Mapping[str, Any]] = None  # the benchmark group's config when no YAML file ships it
+    # the dataclass declaring its keys (a subclass of benchmarks.configuration.schema.BenchmarkBase), or
+    # "module:Class" (imported on first use, like a loader: a module of this layer cannot import the schema base),
+    # stored by the configuration layer as schema/benchmark/<name>; None: the config= keys are checked by the
+    # shipped rule of the same name, and a key no shipped schema declares is not checked (pass schema= to check it)
+    schema: Union[None, type, str] = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -63,6 +71,12 @@ class Benchmark:
         if self.kind == "continual" and self.metric not in METRICS:
             raise ValueError(f"benchmark {self.name!r}: a continual benchmark needs metric= one of {list(METRICS)} "
                              f"(accuracy: classification, mse: regression), not {self.metric!r}")
+        schema = self.schema
+        if not (schema is None or (isinstance(schema, type) and is_dataclass(schema))
+                or (isinstance(schema, str) and schema.count(":") == 1)):
+            raise ValueError(f"benchmark {self.name!r}: schema= must be a dataclass (a subclass of "
+                             "benchmarks.configuration.schema.BenchmarkBase declaring its keys) or "
+                             f"'module:Class', not {schema!r}")
         if self.kind != "continual" and len(self.objectives) < 2:
             raise ValueError(f"benchmark {self.name!r}: a {self.kind} benchmark needs objectives= (two or more names, "
                              f"in loss order), not {self.objectives!r}")
@@ -71,6 +85,13 @@ class Benchmark:
     def classification(self) -> bool:
         """Whether a continual benchmark is scored by accuracy (cross-entropy loss) rather than MSE."""
         return self.metric == "accuracy"
+
+    def schema_class(self) -> Optional[type]:
+        """The ``schema`` class (a ``"module:Class"`` string imported here); None without one."""
+        if isinstance(self.schema, str):
+            module, _, name = self.schema.partition(":")
+            return getattr(import_module(module), name)
+        return self.schema
 
     def load(self, cfg: "DictConfig") -> Any:
         """The loader's result for the run configuration ``cfg`` (data checked and loaded)."""
@@ -87,7 +108,8 @@ BENCHMARKS: Dict[str, Benchmark] = {}
 def register_benchmark(spec: Benchmark, *, replace: bool = False) -> Benchmark:
     """Adds ``spec`` to :data:`BENCHMARKS` (a name already taken is refused unless ``replace``); its
     ``known_files`` go to :data:`cl_moo.data.KNOWN_FILES` and its ``config`` to Hydra's ConfigStore
-    (group ``benchmark``, with ``default_strategy`` as its defaults entry)."""
+    (group ``benchmark``, with ``default_strategy`` as its defaults entry, extending ``/schema/benchmark/<name>``
+    when it has a ``schema``, which :mod:`benchmarks.configuration` stores there)."""
     if spec.name in BENCHMARKS and not replace:
         raise ValueError(f"benchmark {spec.name!r} is already registered; pass replace=True to replace it")
     if spec.known_files:
@@ -97,20 +119,26 @@ def register_benchmark(spec: Benchmark, *, replace: bool = False) -> Benchmark:
     if spec.config is not None:
         from hydra.core.config_store import ConfigStore
 
-        node = {"defaults": [{"override /strategy@_global_.strategy": spec.default_strategy}],
-                "name": spec.name, **{k: v for k, v in spec.config.items() if k not in ("defaults", "name")}}
+        defaults: list = [f"/schema/benchmark/{spec.name}@_here_"] if spec.schema is not None else []
+        defaults += [{"override /strategy@_global_.strategy": spec.default_strategy}, "_self_"]
+        node = {"defaults": defaults, "name": spec.name, **{k: v for k, v in spec.config.items() if k not in ("defaults", "name")}}
         ConfigStore.instance().store(group="benchmark", name=spec.name, node=node)
     BENCHMARKS[spec.name] = spec
     return spec
 
 
 def unregister_benchmark(name: str) -> None:
-    """Removes a registered benchmark (and its ConfigStore entry); its known files stay known."""
+    """Removes a registered benchmark (and its ConfigStore entries: its config, its schema, which would otherwise
+    travel with the ConfigStore to a sweep's job processes); its known files stay known."""
     spec = BENCHMARKS.pop(name)
-    if spec.config is not None:
+    if spec.config is not None or spec.schema is not None:
         from hydra.core.config_store import ConfigStore
 
-        ConfigStore.instance().repo.get("benchmark", {}).pop(f"{name}.yaml", None)
+        repo = ConfigStore.instance().repo
+        if spec.config is not None:
+            repo.get("benchmark", {}).pop(f"{name}.yaml", None)
+        if spec.schema is not None:  # benchmarks.configuration stores a shipped schema of this name again
+            repo.get("schema", {}).get("benchmark", {}).pop(f"{name}.yaml", None)
 
 
 def did_you_mean(word: str, options: Iterable[Any]) -> str:
