@@ -304,8 +304,7 @@ class _TrainBatches:
         if self.dataset is None:
             batches: Iterator[Optional[List[torch.Tensor]]] = iter([None] * len(self))
         else:
-            resume, s._resume_pass = s._resume_pass, None
-            batches = self._pass(resume)
+            batches = self._pass(s._resume_pass)  # cleared there once the data is checked to match
         s._pass_open = True
         try:
             while not s._should_stop():
@@ -351,6 +350,7 @@ class _TrainBatches:
                     f"the state was saved in the middle of a pass over {len(order)} samples; train() now got "
                     f"{n}: continue with the same data"
                 )
+            s._resume_pass = None  # consumed (a refused call above leaves it for the call with the right data)
         tensors = [t.to(s.device) for t in self.dataset.tensors] if isinstance(self.dataset, TensorDataset) else None
         full = n - n % bs
         s._pass_order, s._pass_position = order, start
@@ -410,9 +410,9 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
     ``Dataset`` as experience 0 of ``train_stream``), not :meth:`eval`, which is no Avalanche evaluation phase.
     ``train`` also takes an Avalanche stream (or a list of experiences): each experience in turn.
 
-    **Checkpoints.** :meth:`state_dict` / :meth:`load_state_dict`, at any step (also in the middle of a
-    pass over the data): a strategy built with the same arguments continues from a saved state with the
-    same steps, losses and parameters.
+    **Checkpoints.** :meth:`state_dict` / :meth:`load_state_dict`, after any finished step (also in the
+    middle of a pass over the data, from a plugin's ``after_training_iteration``): a strategy built with the
+    same arguments continues from a saved state with the same steps, losses and parameters.
 
     All arguments are keywords (a positional one raises ``TypeError``).
 
@@ -591,8 +591,9 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
         trains the same steps, losses and parameters. Plugins, losses and the arguments themselves are
         not part of it.
 
-        It may be taken at any point of training: between ``train()`` calls, at an epoch's end, or in the
-        middle of a pass over the data (e.g. in a plugin's ``after_training_iteration``); then ``pass``
+        It may be taken between ``train()`` calls, at an epoch's end, or after any finished step in the
+        middle of a pass over the data (in a plugin's ``after_training_iteration``; not in the callbacks
+        within a step, where the batch in progress counts as used); then ``pass``
         holds the pass's order and the samples already used (else None; optional when loading), and the
         next ``train()`` after :meth:`load_state_dict` first finishes that pass (it counts as that call's
         first epoch; with ``steps=rest`` the steps are those of the uninterrupted run)."""

@@ -186,6 +186,22 @@ def toy_knob():
     unregister_benchmark(spec.name)
 
 
+def test_a_benchmark_registered_again_after_unregistering_composes_and_shipped_schemas_stay():
+    """unregister_benchmark removes the stored schema; registering the same class again stores it again, and a
+    benchmark named like a shipped schema (fairness) gives that schema back when it goes."""
+    for _ in range(2):
+        spec = register_benchmark(Benchmark("toy_knob", "continual", toy_knob_regression, "hnet_cl", metric="mse",
+                                            schema=ToyKnobBenchmark, config={"presets": TOY_PRESETS}))
+        try:
+            assert load_config(["benchmark=toy_knob", "benchmark.my_knob=4"]).benchmark.my_knob == 4
+        finally:
+            unregister_benchmark(spec.name)
+    spec = register_benchmark(Benchmark("fairness", "continual", toy_knob_regression, "hnet_cl", metric="mse",
+                                        schema=ToyKnobBenchmark, config={"presets": TOY_PRESETS}))
+    unregister_benchmark(spec.name)  # before any load_config: the shipped schema of adult/bank must come back
+    assert load_config(["benchmark=adult"]).benchmark.ref_point is not None
+
+
 def test_a_benchmark_with_its_own_schema_checks_its_own_keys(toy_knob, tmp_path, one_thread):
     """schema= (a BenchmarkBase subclass declared beside the loader) is the benchmark's schema: stored as
     schema/benchmark/toy_knob, it types and checks a key no shipped schema has (my_knob)."""

@@ -227,8 +227,8 @@ def test_a_quoted_number_is_refused_naming_the_key(override):
     key, value = override.split("=", 1)
     with pytest.raises(ConfigError) as exc:
         load_config(["benchmark=regression", override])
-    assert str(exc.value) == (f"{key}={value} is a string (the value was quoted), not a number; pass a number "
-                              f"without quotes: {key}={value.strip(chr(39))}")
+    assert str(exc.value) == (f"{key}={value} is a string (quoted, or not written as a plain number), not a number; "
+                              f"pass a number without quotes: {key}={value.strip(chr(39))}")
     assert load_config(["benchmark=regression", f"{key}={value.strip(chr(39))}"])  # unquoted: accepted
 
 
@@ -283,3 +283,10 @@ def test_a_preset_key_no_strategy_declares_is_refused_and_another_strategys_key_
     cfg = load_config(["benchmark=adult", "strategy=phn_ls", "strategy.solver=stch"])
     _apply_preset(cfg, {"strategy": {"solver_options": {"mu": 0.3}}}, ["benchmark", "strategy", "strategy.solver"], [])
     assert cfg.strategy.solver_options == {"mu": 0.3}
+
+
+def test_an_interpolation_of_a_number_key_is_resolved_not_refused_as_a_string(monkeypatch):
+    """${oc.env:...} is written as a string but resolves to a number: not the quoted-number refusal."""
+    monkeypatch.setenv("CL_MOO_TEST_SEED", "5")
+    cfg = load_config(["benchmark=regression", "seed=${oc.env:CL_MOO_TEST_SEED,3}"])
+    assert cfg.seed == 5

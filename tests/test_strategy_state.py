@@ -491,3 +491,19 @@ def test_runs_resume_an_old_layout_checkpoint_like_an_uninterrupted_run(which, t
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (full, part))
     for key in numbers:
         assert a[key] == b[key], key
+
+
+def test_a_call_refused_for_other_data_keeps_the_saved_pass_for_the_next_call():
+    """train() with data of another length is refused and leaves the loaded pass pending: the next call with
+    the right data continues exactly as without the mistake."""
+    data = regression(32)
+    a, save, record = regressor(), SaveAfterIteration(2), Record()
+    with_plugins(a, save, record)
+    a.train(data, steps=10)
+    b, rest = regressor(), Record()
+    b.load_state_dict(save.state)
+    with pytest.raises(ValueError, match="same data"):
+        b.train(regression(24), steps=2)
+    with_plugins(b, rest)
+    b.train(data, steps=8)
+    assert rest.losses == record.losses[2:]

@@ -57,9 +57,9 @@ def _is_number(value: Any) -> bool:
 def quoted_number_error(key: str, value: Any) -> Optional[str]:
     """A number key given a string (a quoted number, ``seed="'3'"``): OmegaConf would convert ``'3'`` to 3
     silently, so the written value is refused, naming the key and the unquoted spelling."""
-    if isinstance(value, str):
-        return (f"{key}={value!r} is a string (the value was quoted), not a number; pass a number without "
-                f"quotes: {key}={value.strip()}")
+    if isinstance(value, str) and "${" not in value:  # an interpolation (${oc.env:SEED,3}) resolves to its value
+        return (f"{key}={value!r} is a string (quoted, or not written as a plain number), not a number; pass a "
+                f"number without quotes: {key}={value.strip().strip(chr(39) + chr(34))}")
     return None
 
 
@@ -731,6 +731,10 @@ def register_benchmark_schemas() -> None:
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
+    stored = store.repo.setdefault(SCHEMA_GROUP, {}).setdefault("benchmark", {})
+    for name, shipped in SCHEMAS["benchmark"].items():  # a shipped schema an unregistered benchmark took away
+        if f"{name}.yaml" not in stored and (name not in BENCHMARKS or BENCHMARKS[name].schema is None):
+            store.store(group=f"{SCHEMA_GROUP}/benchmark", name=name, node=shipped)
     for name in [n for n in _STORED_BENCHMARK_SCHEMAS if n not in BENCHMARKS or BENCHMARKS[n].schema is None]:
         del _STORED_BENCHMARK_SCHEMAS[name]  # unregistered: the shipped schema of that name (if any) again
         store.repo.get(SCHEMA_GROUP, {}).get("benchmark", {}).pop(f"{name}.yaml", None)
@@ -741,8 +745,8 @@ def register_benchmark_schemas() -> None:
             schema = spec.schema_class()
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"benchmark={name}: its schema={spec.schema!r} cannot be imported ({exc})") from None
-        if schema is None or _STORED_BENCHMARK_SCHEMAS.get(name) is schema:
-            continue
+        if schema is None or (_STORED_BENCHMARK_SCHEMAS.get(name) is schema and f"{name}.yaml" in stored):
+            continue  # stored already (unregister_benchmark removes the entry: registered again, it is stored again)
         if not (isinstance(schema, type) and issubclass(schema, BenchmarkBase)):
             raise ConfigError(
                 f"benchmark={name}: its schema= {schema!r} is not a subclass of "
