@@ -288,15 +288,23 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
         self.regularizer.snapshot(self.hnet.inner, conds, list(range(len(conds))))
 
     def train(self, experience: Any = None, eval_streams: Any = None, *, steps: Optional[int] = None, **kwargs: Any):
-        """:meth:`ParetoHypernetworkStrategy.train`, refused when ``beta > 0`` and the regularizer's plugin
-        is no longer among ``plugins`` (e.g. ``strategy.plugins = [mine]`` replaced the list): earlier
-        fronts would silently go unprotected."""
+        """:meth:`ParetoHypernetworkStrategy.train` on the current task, refused when ``beta > 0`` and the
+        regularizer's plugin is no longer among ``plugins`` (e.g. ``strategy.plugins = [mine]`` replaced the
+        list): earlier fronts would silently go unprotected; and refused for a stream of several experiences
+        (they would all train one task's front): :meth:`train_task` takes one task at a time."""
         if self.regularizer.beta != 0 and not any(p is self.regularizer_plugin for p in self.plugins):
             raise ValueError(
                 "ContinualParetoStrategy: the output regularizer's plugin (strategy.regularizer_plugin) is not in "
                 "strategy.plugins, so earlier tasks' fronts would not be protected; add plugins with "
                 "strategy.plugins.append(...) instead of replacing the list, or build the strategy with beta=0 "
                 "(no protection; the plugin may then be left out)"
+            )
+        stream = self._experiences(experience)
+        if stream is not None and len(stream) > 1:
+            raise ValueError(
+                f"ContinualParetoStrategy.train got {len(stream)} experiences, which would all train the current "
+                f"task ({self.hnet.current}): one task is one front; train each with its own task number, "
+                "for t, exp in enumerate(stream): strategy.train_task(t, exp)"
             )
         return super().train(experience, eval_streams, steps=steps, **kwargs)
 

@@ -274,3 +274,17 @@ def test_bench_aggregate_pairs_each_seed_with_its_stand_alone_and_takes_the_goal
         main()
     written = json.loads(out.read_text())
     assert written["goals"] == bad and "--runs reg0.json reg1.json reg2.json" in written["command"]
+
+
+def test_a_stream_of_several_experiences_is_refused_by_train_pointing_to_train_task():
+    """train(stream) would train every experience into the current task's front; train_task(t, exp) is the way."""
+    class Exp:
+        def __init__(self, t):
+            self.dataset = task_data(t)
+
+    strategy = ContinualParetoStrategy(target=Point(), losses=[to_a, to_b], emb_dim=2, hnet_options=HO(hidden=(8,)),
+                                       train_mb_size=32, seed=0)
+    strategy.train_task(0, task_data(0), steps=1)
+    with pytest.raises(ValueError, match=r"got 2 experiences.*strategy.train_task\(t, exp\)"):
+        strategy.train([Exp(0), Exp(1)], steps=1)
+    assert strategy.iteration == 1 and strategy.trained_tasks == [0]  # refused before any step
