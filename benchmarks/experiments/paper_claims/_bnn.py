@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.data.pmnist import TEST_FILES, TRAIN_FILES, read_idx
 from cl_moo import Hypernetwork, MLPHypernetwork, build_hypernetwork, init_hypernetwork, make_functional_target
-from cl_moo.data import read_idx, require_file
+from cl_moo.data import require_file
 from cl_moo.target import FunctionalTarget
 
 #: Variant name -> (MIP input encoding, MIP residual output); "mip" is the paper's MIP, both on.
@@ -53,13 +54,6 @@ STYLES: Dict[str, Dict[str, object]] = {
 }
 OPTIMIZERS = ("adam", "sgd")
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-#: MNIST files under the data root (torchvision's layout, as ``benchmarks.data.pmnist``).
-MNIST_FILES = {
-    "x_train": "MNIST/raw/train-images-idx3-ubyte.gz",
-    "y_train": "MNIST/raw/train-labels-idx1-ubyte.gz",
-    "x_test": "MNIST/raw/t10k-images-idx3-ubyte.gz",
-    "y_test": "MNIST/raw/t10k-labels-idx1-ubyte.gz",
-}
 
 
 @dataclass(frozen=True)
@@ -108,19 +102,17 @@ def _pool(images: np.ndarray, pool: int) -> torch.Tensor:
 @lru_cache(maxsize=2)
 def mnist(pool: int = 2) -> MnistArrays:
     """MNIST's official train and test splits from the data root (``$CL_MOO_DATA``), read and checked by
-    :mod:`cl_moo.data` (the files ``benchmarks.data.pmnist`` reads, without importing Avalanche), pooled by
+    :func:`benchmarks.data.pmnist.read_idx` (the files and checks of the PMNIST benchmark), pooled by
     ``pool`` and standardised. A missing or faulty file raises the library's error naming it."""
     if pool not in (1, 2, 4):
         raise ValueError(f"pool must be 1, 2 or 4 (a divisor of 28 giving square images), got {pool}")
-    raw = {}
-    for key, name in MNIST_FILES.items():
-        image = key.startswith("x")
-        raw[key] = read_idx(require_file(name), magic=2051 if image else 2049, item_shape=(28, 28) if image else ())
+    x_train, y_train = read_idx(*(require_file(f) for f in TRAIN_FILES))
+    x_test, y_test = read_idx(*(require_file(f) for f in TEST_FILES))
     return MnistArrays(
-        _pool(raw["x_train"], pool),
-        torch.from_numpy(raw["y_train"].astype(np.int64)),
-        _pool(raw["x_test"], pool),
-        torch.from_numpy(raw["y_test"].astype(np.int64)),
+        _pool(x_train, pool),
+        torch.from_numpy(y_train.astype(np.int64)),
+        _pool(x_test, pool),
+        torch.from_numpy(y_test.astype(np.int64)),
     )
 
 
