@@ -56,6 +56,7 @@ from cl_moo.optim import make_adam
 
 from ._checks import is_integral, is_real
 from .clock_state import clock_state, load_clock_state
+from .iteration_body import iteration_body
 from .solvers import SOLVERS, Solver, make_solver
 
 LossFn = Callable[..., torch.Tensor]
@@ -883,18 +884,7 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
         count), but no iteration callbacks and no step counted. Returns the loss."""
         self.mbatch = None if batch is None else list(batch)
         self._unpack_minibatch()
-        self.optimizer.zero_grad()
-        self.loss = self._make_empty_loss()
-        self._before_forward()
-        self.mb_output = self.forward()
-        self._after_forward()
-        self.loss += self.criterion()
-        self._before_backward()
-        self.backward()
-        self._after_backward()
-        self._before_update()
-        self.optimizer_step()
-        self._after_update()
+        iteration_body(self)
         assert self._rays is not None
         self.last_rays, self.last_losses = self._rays.detach(), self.mb_output.detach()
         self._rays = self._flat = None

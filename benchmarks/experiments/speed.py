@@ -83,20 +83,11 @@ def cl_strategy(device: torch.device, beta: float = 0.1, subset: Optional[int] =
 def training_iteration(strategy) -> None:
     """One iteration of Avalanche's training loop (``SGDUpdate.training_epoch``'s body, every plugin
     callback included) on ``strategy.mbatch``, without the data loader."""
+    from strategies.iteration_body import iteration_body
+
     strategy._unpack_minibatch()
     strategy._before_training_iteration()
-    strategy.optimizer.zero_grad()
-    strategy.loss = strategy._make_empty_loss()
-    strategy._before_forward()
-    strategy.mb_output = strategy.forward()
-    strategy._after_forward()
-    strategy.loss += strategy.criterion()
-    strategy._before_backward()
-    strategy.backward()
-    strategy._after_backward()
-    strategy._before_update()
-    strategy.optimizer_step()
-    strategy._after_update()
+    iteration_body(strategy)
     strategy._after_training_iteration()
 
 
