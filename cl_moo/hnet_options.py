@@ -115,3 +115,14 @@ def refuse_keywords(owner: str, keywords: Mapping[str, Any]) -> None:
             f"now: pass hnet_options=HypernetworkOptions({example}) (from cl_moo import HypernetworkOptions)"
         )
     raise TypeError(f"{owner} got unexpected keyword argument(s) {sorted(keywords)}")
+
+
+def resolve_options(options: Optional[HypernetworkOptions], defaults: HypernetworkOptions) -> HypernetworkOptions:
+    """A strategy's ``hnet_options`` (None: none set) with its unset fields from the strategy's ``defaults``;
+    anything but a :class:`HypernetworkOptions` is refused with an example."""
+    if options is not None and not isinstance(options, HypernetworkOptions):
+        raise TypeError(
+            f"hnet_options must be a cl_moo.HypernetworkOptions, got {type(options).__name__}; e.g. "
+            "hnet_options=HypernetworkOptions(hidden=(100, 100), mip=True)"
+        )
+    return (options if options is not None else HypernetworkOptions()).filled(defaults)

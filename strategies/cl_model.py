@@ -45,7 +45,7 @@ from avalanche.models import MultiTaskModule
 from torch import nn
 
 from cl_moo import FunctionalTarget, Hypernetwork, HypernetworkOptions, build_hypernetwork, task_embedding_seed
-from cl_moo.hnet_options import BUILDER_DEFAULTS, refuse_keywords
+from cl_moo.hnet_options import BUILDER_DEFAULTS, refuse_keywords, resolve_options
 
 EMB_INITS = ("previous", "random")
 
@@ -319,12 +319,7 @@ def build_cl_model(
         The :class:`TaskConditionedHypernetwork`, for :class:`strategies.HypernetworkStrategy`.
     """
     refuse_keywords("build_cl_model", unknown)
-    if hnet_options is not None and not isinstance(hnet_options, HypernetworkOptions):
-        raise TypeError(
-            f"hnet_options must be a cl_moo.HypernetworkOptions, got {type(hnet_options).__name__}; e.g. "
-            "build_cl_model(module, hnet_options=HypernetworkOptions(chunk_size=2000, mip=True))"
-        )
-    opts = (hnet_options if hnet_options is not None else HypernetworkOptions()).filled(CL_HNET_DEFAULTS)
+    opts = resolve_options(hnet_options, CL_HNET_DEFAULTS)
     target = FunctionalTarget(module, param_names)
     hnet = build_hypernetwork(
         target,

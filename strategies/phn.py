@@ -49,7 +49,7 @@ from torch.func import vmap
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from cl_moo import FunctionalTarget, WeightLayout, build_hypernetwork
-from cl_moo.hnet_options import BUILDER_DEFAULTS, MOVED_KEYWORDS, HypernetworkOptions, refuse_keywords
+from cl_moo.hnet_options import BUILDER_DEFAULTS, MOVED_KEYWORDS, HypernetworkOptions, refuse_keywords, resolve_options
 from cl_moo.hypernetwork import unbatch
 from cl_moo.moo_metrics import RayError, check_rays, evaluation_rays
 from cl_moo.optim import make_adam
@@ -503,11 +503,7 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
                 "pass either hnet= (a built hypernetwork) or hnet_options= (how to build one), not both: "
                 "the options of a built hypernetwork cannot change"
             )
-        if hnet_options is not None and not isinstance(hnet_options, HypernetworkOptions):
-            raise TypeError(
-                f"hnet_options must be a cl_moo.HypernetworkOptions, got {type(hnet_options).__name__}; e.g. "
-                "hnet_options=HypernetworkOptions(hidden=(100, 100), chunk_size=1000)"
-            )
+        options = resolve_options(hnet_options, PHN_HNET_DEFAULTS)
         if isinstance(alpha, bool) or not is_real(alpha) or not math.isfinite(alpha) or alpha <= 0:
             raise ValueError(f"the Dirichlet concentration alpha must be a finite number > 0, got {alpha!r}")
         self.rays_per_step = _positive_int(rays_per_step, "rays_per_step", " (the number of rays per optimizer step)")
@@ -530,7 +526,6 @@ class ParetoHypernetworkStrategy(SupervisedTemplate):
         self.target = target if isinstance(target, FunctionalTarget) else FunctionalTarget(target, param_names)
         if hnet is None:
             probe = self._sample_rays(256)
-            options = (hnet_options or HypernetworkOptions()).filled(PHN_HNET_DEFAULTS)
             with seeded_global_rng(self.seed):
                 hnet = build_hypernetwork(self.target, self.m, options, input_range="unit", probe_conditions=probe)
         if hnet.cond_dim != self.m:

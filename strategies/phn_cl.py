@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from cl_moo import FunctionalTarget, Hypernetwork, build_hypernetwork, task_embedding_seed
-from cl_moo.hnet_options import HypernetworkOptions
+from cl_moo.hnet_options import HypernetworkOptions, resolve_options
 from cl_moo.hypernetwork import unbatch
 from cl_moo.moo_metrics import evaluation_rays
 from cl_moo.optim import make_adam
@@ -227,9 +227,7 @@ class ContinualParetoStrategy(ParetoHypernetworkStrategy):
             raise TypeError(
                 "ContinualParetoStrategy builds its hypernetwork h([e, r]) itself: pass hnet_options=, not hnet="
             )
-        if hnet_options is not None and not isinstance(hnet_options, HypernetworkOptions):
-            raise TypeError(f"hnet_options must be a cl_moo.HypernetworkOptions, got {type(hnet_options).__name__}")
-        options = (hnet_options or HypernetworkOptions()).filled(CONTINUAL_PARETO_HNET_DEFAULTS)
+        options = resolve_options(hnet_options, CONTINUAL_PARETO_HNET_DEFAULTS)
         if start == "phn" and options.mip:
             raise ValueError(
                 "start='phn' does not apply with mip=True: the MIP encoding of [e, r] (unbounded "
