@@ -173,11 +173,9 @@ class Hypernetwork(nn.Module):
         parts = self.generate_parts(self.encoder(self.check_conditions(cond)))
         if self.theta0 is None:
             return parts
-        out, start = [], 0
-        for p in parts:
-            out.append(p + self.theta0[start : start + p.shape[-1]])
-            start += p.shape[-1]
-        return out
+        # one split (its backward concatenates the pieces' gradients) rather than a slice per piece
+        # (each slice's backward would zero-fill a gradient of the whole theta_0)
+        return [p + t for p, t in zip(parts, self.theta0.split([p.shape[-1] for p in parts]))]
 
     def forward_flat(self, cond: torch.Tensor) -> torch.Tensor:
         """Flat weights ``(B, num_weights)``: ``theta_0 + h(E(cond))`` (MIP Eq. 5) or ``h(cond)``."""

@@ -12,7 +12,8 @@ Three kinds, one class each, all with the same small interface (``snapshot``, ``
   about the same for 1 or 100 earlier tasks, with no cancellation. With MIP's residual
   ``theta = theta_0 + Delta theta`` (Gonzalez Ortiz et al. 2024, Eq. 5) the outputs also differ by
   ``d_k = theta_0 - theta_0*`` at application ``k``, and ``||M z_i + d_k||^2 = z_i^T (M^T M) z_i +
-  2 z_i . (d_k^T M) + ||d_k||^2``: the products ``d M`` are taken once per step, for every task.
+  2 z_i . (d_k^T M) + ||d_k||^2``, summed over tasks as ``2 d_k . (M zbar_k)`` with ``zbar_k = sum_i z_i``:
+  one product ``M zbar`` per step, for every task.
 * :class:`FrozenCopy` - a frozen copy of the hypernetwork that recomputes the targets at every
   step (``targets="online"``). Memory: one hypernetwork.
 """
@@ -20,7 +21,7 @@ Three kinds, one class each, all with the same small interface (``snapshot``, ``
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable, List, Optional, Union, cast
+from typing import Any, Iterable, List, Optional, Tuple, cast
 
 import torch
 from torch import nn
@@ -87,42 +88,91 @@ class StoredOutputs:
         self.outputs = list(_to_device(state["outputs"], _device(hnet)))
 
 
-class _Gram(torch.autograd.Function):
-    """``G = M^T M`` with the one-product backward ``dM = M (dG + dG^T)`` (autograd would do two)."""
+class _HeadSnapshotSqError(torch.autograd.Function):
+    """Every head piece's squared error against the head snapshot (module docstring), one call.
 
-    @staticmethod
-    def forward(ctx, m: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(m)
-        return m.T @ m
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (m,) = ctx.saved_tensors
-        return m @ (grad + grad.T)
-
-
-def snapshot_sq_error(
-    a: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    a0: torch.Tensor,
-    weight0: torch.Tensor,
-    bias0: torch.Tensor,
-    shift: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """``sum_{c,k} ||(W a_ck + b) - (W_0 a0_ck + b_0) + d_k||^2`` from one Gram matrix (module docstring).
-
-    ``a``, ``a0``: head inputs ``(C, n, d)`` of ``C`` conditions and ``n`` applications; ``shift``: the
-    residual's change ``d = theta_0 - theta_0*`` at each application ``(n, rows)``, or None (no residual).
+    Per piece: ``M = [W, W - W_0, b - b_0]`` and ``z = [a - a_0; a_0; 1]``; the quadratic part is
+    ``sum z^T (M^T M) z`` and, with a residual shift ``s_k``, the cross part ``2 sum_k s_k . (M zbar_k)``
+    (``zbar_k = sum_c z_ck``: one product with ``M`` per application, whatever the number of tasks)
+    and ``C sum ||s_k||^2``. The hand-written backward takes ``dW`` and ``db`` from ``M (Z^T Z)`` and
+    ``s^T zbar`` reduced to the ``d + 1`` columns that ``W`` and ``b`` own, and writes each piece's
+    part of ``d theta_0`` in place (autograd would form the ``2 d + 1`` columns of ``dM`` and a
+    zero-filled gradient of the whole head and of the whole ``theta_0`` per piece).
     """
-    c, n, d = a.shape
-    m = torch.cat([weight, weight - weight0, (bias - bias0).unsqueeze(1)], dim=1)
-    z = torch.cat([a - a0, a0, a.new_ones(c, n, 1)], dim=2).reshape(c * n, 2 * d + 1)
-    total = ((z @ _Gram.apply(m)) * z).sum()
-    if shift is None:
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        rows: Tuple[slice, ...],
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        theta0: Optional[torch.Tensor],
+        theta0_star: Optional[torch.Tensor],
+        weight0: torch.Tensor,
+        bias0: torch.Tensor,
+        *pieces: torch.Tensor,
+    ) -> torch.Tensor:
+        inputs, inputs0 = pieces[: len(rows)], pieces[len(rows) :]
+        total = weight.new_zeros(())
+        saved, start = [], 0
+        for r, a, a0 in zip(rows, inputs, inputs0):
+            c, n, d = a.shape
+            m = torch.cat([weight[r], weight[r] - weight0[r], (bias[r] - bias0[r]).unsqueeze(1)], dim=1)
+            z = torch.cat([a - a0, a0, a.new_ones(c, n, 1)], dim=2)
+            flat = z.reshape(c * n, 2 * d + 1)
+            gram = m.T @ m
+            total = total + ((flat @ gram) * flat).sum()
+            shift = half_d_shift = None
+            if theta0 is not None:
+                size = n * m.shape[0]
+                star = cast(torch.Tensor, theta0_star)  # given with theta0 (HeadSnapshot.sq_error checks)
+                shift = (theta0[start : start + size] - star[start : start + size]).view(n, -1)
+                # (n, rows): M zbar_k, the summed differences of each application, plus c s_k: half of d/ds
+                half_d_shift = torch.add(z.sum(0) @ m.T, shift, alpha=c)
+                flat_shift = shift.reshape(-1)  # 2 s.(M zbar) + c s.s = 2 s.(M zbar + c s) - c s.s
+                cross = torch.dot(flat_shift, half_d_shift.reshape(-1))
+                total = total + 2 * cross - c * torch.dot(flat_shift, flat_shift)
+                start += size
+            saved.append((m, z, gram, shift, half_d_shift))
+        ctx.save_for_backward(weight)
+        ctx.rows, ctx.saved = rows, saved  # intermediates (neither input nor output) are kept on ctx
+        ctx.theta0_size = None if theta0 is None else theta0.shape[0]
         return total
-    cross = (z.reshape(c, n, 2 * d + 1) * (shift @ m)).sum()
-    return total + 2 * cross + c * shift.pow(2).sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
+        (weight,) = ctx.saved_tensors
+        d = weight.shape[1]
+        total_rows = weight.shape[0]
+        d_wb: Optional[torch.Tensor] = None  # [dW, db]; zero-filled only when no piece covers every row
+        d_theta0 = None if ctx.theta0_size is None else weight.new_empty(ctx.theta0_size)
+        d_inputs, start = [], 0
+
+        def owned(k: torch.Tensor) -> torch.Tensor:  # columns of W (its own and its share of W - W_0) and b
+            return torch.cat([k[:, :d] + k[:, d : 2 * d], k[:, 2 * d :]], dim=1)
+
+        for r, (m, z, gram, shift, half_d_shift) in zip(ctx.rows, ctx.saved):
+            c, n, width = z.shape
+            flat = z.reshape(c * n, width)
+            k = owned(2 * grad * (flat.T @ flat))
+            if d_wb is None and r.indices(total_rows) == (0, total_rows, 1):
+                d_wb = piece_wb = m @ k
+            else:
+                d_wb = weight.new_zeros(total_rows, d + 1) if d_wb is None else d_wb
+                piece_wb = d_wb[r]
+                piece_wb.addmm_(m, k)
+            d_z = 2 * grad * (flat @ gram).reshape(c, n, width)
+            if shift is not None:
+                piece_wb.addmm_(shift.T, owned(2 * grad * z.sum(0)))
+                d_z[..., :d] += (2 * grad * (shift @ weight[r])).unsqueeze(0)
+                size = shift.numel()
+                region = cast(torch.Tensor, d_theta0)[start : start + size].view_as(shift)  # set when shift is
+                torch.mul(half_d_shift, 2 * grad, out=region)
+                start += size
+            d_inputs.append(d_z[..., :d])
+        pieces = [None] * (2 * len(ctx.rows))
+        d_wb = cast(torch.Tensor, d_wb)  # every hypernetwork has a head piece
+        return (None, d_wb[:, :d], d_wb[:, d], d_theta0, None, None, None, *d_inputs, *pieces[len(d_inputs) :])
 
 
 class HeadSnapshot:
@@ -151,20 +201,24 @@ class HeadSnapshot:
         if hnet.theta0 is not None and self.theta0 is None:
             raise ValueError("this head snapshot was taken without a residual theta_0; take a new snapshot")
         head = hnet.output_head()
-        weight0, bias0, theta0 = self.weight0, cast(torch.Tensor, self.bias0), self.theta0
-        total: Union[float, torch.Tensor] = 0.0
-        start = 0  # the piece's first position in the flat output (where its part of theta_0 begins)
-        for piece, a0 in zip(hnet.head_pieces(hnet.encoder(hnet.check_conditions(conds))), self.inputs0):
-            a, r = piece.inputs, piece.rows
-            n, rows = a.shape[1], len(range(*r.indices(head.out_features)))
-            shift = None
-            if hnet.theta0 is not None:
-                end = start + n * rows
-                shift = (hnet.theta0[start:end] - cast(torch.Tensor, theta0)[start:end]).reshape(n, rows)
-            start += n * rows
-            total = total + snapshot_sq_error(
-                a, head.weight[r], head.bias[r], _rows(index, a0), weight0[r], bias0[r], shift
+        pieces = hnet.head_pieces(hnet.encoder(hnet.check_conditions(conds)))
+        covered = sum(p.inputs.shape[1] * len(range(*p.rows.indices(head.out_features))) for p in pieces)
+        if hnet.theta0 is not None and covered != hnet.num_weights:  # each piece writes its part of d theta_0
+            raise ValueError(
+                f"the head pieces cover {covered} outputs, not the {hnet.num_weights} of theta_0: "
+                "head_pieces() must return pieces whose sizes add to num_weights"
             )
+        total = _HeadSnapshotSqError.apply(
+            tuple(p.rows for p in pieces),
+            head.weight,
+            head.bias,
+            hnet.theta0,
+            self.theta0,
+            self.weight0,
+            self.bias0,
+            *(p.inputs for p in pieces),
+            *(_rows(index, a0) for a0 in self.inputs0),
+        )
         return cast(torch.Tensor, total)  # a tensor: every hypernetwork has a head piece
 
     def memory_bytes(self) -> int:

@@ -170,6 +170,51 @@ def test_fast_regularizer_equals_the_direct_form(chunked, subset, mip):
         assert torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-4 * grads[1].abs().max().item())
 
 
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("rows, apps", [((slice(0, 7), slice(0, 4)), (3, 1)), ((slice(2, 6), slice(0, 7)), (2, 3))])
+def test_the_head_snapshot_backward_is_the_derivative_of_its_forward(rows, apps, residual):
+    """The hand-written backward of the fused head-snapshot error against finite differences (float64),
+    with a piece covering every head row and one covering part of them, and with and without MIP's shift."""
+    from strategies.regularizer_targets import _HeadSnapshotSqError
+
+    g = torch.Generator().manual_seed(0)
+    f64 = dict(dtype=torch.float64)
+    size = sum(n * len(range(*r.indices(7))) for r, n in zip(rows, apps))
+    weight, bias = torch.randn(7, 3, generator=g, **f64), torch.randn(7, generator=g, **f64)
+    theta0 = torch.randn(size, generator=g, **f64) if residual else None
+    inputs = [torch.randn(2, n, 3, generator=g, **f64) for n in apps]
+    fixed = dict(
+        theta0_star=torch.randn(size, generator=g, **f64) if residual else None,
+        weight0=torch.randn(7, 3, generator=g, **f64),
+        bias0=torch.randn(7, generator=g, **f64),
+        inputs0=[torch.randn(2, n, 3, generator=g, **f64) for n in apps],
+    )
+    leaves = [t.requires_grad_() for t in (weight, bias, theta0, *inputs) if t is not None]
+
+    def fused(*args):
+        w, b, *rest = args
+        th = rest.pop(0) if residual else None
+        return _HeadSnapshotSqError.apply(
+            rows, w, b, th, fixed["theta0_star"], fixed["weight0"], fixed["bias0"], *rest, *fixed["inputs0"]
+        )
+
+    def direct(*args):
+        w, b, *rest = args
+        th = rest.pop(0) if residual else None
+        total, start = 0, 0
+        for r, a, a0 in zip(rows, rest, fixed["inputs0"]):
+            diff = (a @ w[r].T + b[r]) - (a0 @ fixed["weight0"][r].T + fixed["bias0"][r])
+            if residual:
+                end = start + diff[0].numel()
+                diff = diff + (th[start:end] - fixed["theta0_star"][start:end]).view(diff.shape[1:])
+                start = end
+            total = total + diff.pow(2).sum()
+        return total
+
+    assert fused(*leaves).item() == pytest.approx(direct(*leaves).item(), rel=1e-12)
+    assert torch.autograd.gradcheck(fused, tuple(leaves))
+
+
 @pytest.mark.parametrize("mode", [dict(fast=True), dict(fast=False), dict(targets="online")])
 def test_loaded_targets_go_to_the_hypernetworks_device(mode):
     """A state read elsewhere (``torch.load(map_location="cpu")``) is loaded onto the device of the

@@ -59,6 +59,25 @@ def timeit(fn: Callable[[], None], *, warmup: int, reps: int, device: torch.devi
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "reps": reps}
 
 
+def timeit_interleaved(fns: Dict[str, Callable[[], None]], *, warmup: int, reps: int,
+                       device: torch.device) -> Dict[str, Dict[str, float]]:
+    """:func:`timeit` of several functions, one call of each per round (drift of a shared machine hits
+    them alike, so their ratios hold better than those of back-to-back blocks)."""
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for round_ in range(warmup + reps):
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if round_ >= warmup:
+                times[name].append((time.perf_counter() - t0) * 1000)
+    return {name: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t), "reps": reps}
+            for name, t in times.items()}
+
+
 def target_mlp() -> nn.Sequential:
     h1, h2 = PAPER["hidden"]
     return nn.Sequential(nn.Linear(1024, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(), nn.Linear(h2, 10))
@@ -209,23 +228,30 @@ def bench_regularizer(device, warmup, reps, tasks=(1, 10, 50, 100)) -> Dict:
 def bench_regularizer_mip(device, warmup, reps, tasks=(1, 10), far: int = 100) -> Dict:
     """MIP's residual hypernetwork (theta = theta_0 + Delta theta): step time at T = 1 and 10 earlier tasks
     with the default targets (``fast="auto"``: the cheaper form at each T), the Gram head snapshot
-    (``fast=True``, also at T = ``far``) and the recorded outputs (``fast=False``)."""
+    (``fast=True``, also at T = ``far``) and the recorded outputs (``fast=False``); T = 0 (no earlier task,
+    no regularizer) gives the step it all adds to."""
     variants = (("auto", "auto"), ("gram", True), ("recorded_outputs", False))
     out: Dict = {"steps": {}}
-    for T in (*tasks, far):
-        row = {}
+    strategies, kinds = {}, {}
+    for T in (0, *tasks, far):  # T = 0: the same step without a regularizer, for scale
         for name, fast in variants:
-            if T == far and name != "gram":
+            if (T == far and name != "gram") or (T == 0 and name != "auto"):
                 continue
             strategy = cl_strategy(device, mip=True, fast=fast)
             prepare(strategy, T)
             strategy.mbatch = cl_batch(device, T)
-            row[name] = timeit(partial(training_iteration, strategy), warmup=warmup, reps=reps, device=device)
-            row[f"{name}_targets"] = type(strategy.regularizer.targets).__name__
-            del strategy
-        out["steps"][T] = row
+            strategies[(T, name)] = strategy
+            kinds[(T, name)] = type(strategy.regularizer.targets).__name__
+    # every variant at every T timed in each round: the T=10 / T=1 ratios compare calls made side by side
+    times = timeit_interleaved({key: partial(training_iteration, s) for key, s in strategies.items()},
+                               warmup=warmup, reps=reps, device=device)
+    for (T, name), timing in times.items():
+        out["steps"].setdefault(T, {})[name] = timing
+        out["steps"][T][f"{name}_targets"] = kinds[(T, name)]
+    for T, row in out["steps"].items():
         print(f"  MIP regularizer T={T}: " + ", ".join(f"{k} {v['median_ms']:.1f} ms" for k, v in row.items()
                                                      if isinstance(v, dict)), flush=True)
+    del strategies
     lo, hi = min(tasks), max(tasks)
     for name, _ in variants:
         out[f"{name}_T{hi}_over_T{lo}"] = out["steps"][hi][name]["median_ms"] / out["steps"][lo][name]["median_ms"]
