@@ -145,19 +145,21 @@ def bench_overhead(device, warmup, reps) -> Dict:
     strategy = cl_strategy(device)
     prepare(strategy, 0)
     strategy.mbatch = cl_batch(device)
-    hnet_step = timeit(partial(training_iteration, strategy), warmup=warmup, reps=reps, device=device)
     x, y, _ = strategy.mbatch
-    plain_steps = {}
+
+    def plain_step(plain: nn.Module, opt: torch.optim.Optimizer) -> None:
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(plain(x), y).backward()
+        opt.step()
+
+    steps: Dict[str, Callable[[], None]] = {"cl_step": partial(training_iteration, strategy)}
     for name, fused in (("plain_step_default_adam", None), ("plain_step_fused_adam", True)):
         plain = target_mlp().to(device)
-        opt = torch.optim.Adam(plain.parameters(), lr=1e-4, fused=fused)
-
-        def plain_step():
-            opt.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(plain(x), y).backward()
-            opt.step()
-
-        plain_steps[name] = timeit(plain_step, warmup=warmup, reps=reps, device=device)
+        steps[name] = partial(plain_step, plain, torch.optim.Adam(plain.parameters(), lr=1e-4, fused=fused))
+    # one step of each per round: the ratios compare steps taken side by side on a shared machine
+    timings = timeit_interleaved(steps, warmup=warmup, reps=reps, device=device)
+    hnet_step = timings.pop("cl_step")
+    plain_steps = timings
     hnet = strategy.model.hnet
     cl = hnet_step["median_ms"]
     flops, peak = step_flops(strategy), matmul_flops_per_s(device)
