@@ -43,22 +43,6 @@ RESULTS = Path("bench/results")
 PAPER = dict(hidden=(1000, 1000), chunk_size=78000, hnet_hidden=(25, 25), emb_dim=24, chunk_emb_dim=8, batch=128)
 
 
-def timeit(fn: Callable[[], None], *, warmup: int, reps: int, device: torch.device) -> Dict[str, float]:
-    """Median / min / max wall time of ``fn`` in ms after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times: List[float] = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - t0) * 1000)
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "reps": reps}
-
-
 def timeit_interleaved(fns: Dict[str, Callable[[], None]], *, warmup: int, reps: int,
                        device: torch.device) -> Dict[str, Dict[str, float]]:
     """:func:`timeit` of several functions, one call of each per round (drift of a shared machine hits
@@ -76,6 +60,11 @@ def timeit_interleaved(fns: Dict[str, Callable[[], None]], *, warmup: int, reps:
                 times[name].append((time.perf_counter() - t0) * 1000)
     return {name: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t), "reps": reps}
             for name, t in times.items()}
+
+
+def timeit(fn: Callable[[], None], *, warmup: int, reps: int, device: torch.device) -> Dict[str, float]:
+    """Median / min / max wall time of ``fn`` in ms after ``warmup`` calls."""
+    return timeit_interleaved({"fn": fn}, warmup=warmup, reps=reps, device=device)["fn"]
 
 
 def target_mlp() -> nn.Sequential:
