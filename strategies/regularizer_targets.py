@@ -133,25 +133,35 @@ class _HeadSnapshotSqError(torch.autograd.Function):
                 cross = torch.dot(flat_shift, half_d_shift.reshape(-1))
                 total = total + 2 * cross - c * torch.dot(flat_shift, flat_shift)
                 start += size
-            saved.append((m, z, gram, shift, half_d_shift))
-        ctx.save_for_backward(weight)
-        ctx.rows, ctx.saved = rows, saved  # intermediates (neither input nor output) are kept on ctx
+            saved += [m, z, gram, shift, half_d_shift]
+        # saved for backward (freed by it, not kept with the graph until the next step)
+        ctx.save_for_backward(weight, *saved)
+        ctx.rows = rows
         ctx.theta0_size = None if theta0 is None else theta0.shape[0]
         return total
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
-        (weight,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # backward(create_graph=True): its products are not differentiable again
+            raise RuntimeError(
+                "the head-snapshot form of the output regularizer has no second derivative (create_graph=True); "
+                "use OutputRegularizer(fast=False) (recorded outputs) for higher-order gradients"
+            )
+        weight, *flat_saved = ctx.saved_tensors
+        saved = [flat_saved[i : i + 5] for i in range(0, len(flat_saved), 5)]
         d = weight.shape[1]
         total_rows = weight.shape[0]
         d_wb: Optional[torch.Tensor] = None  # [dW, db]; zero-filled only when no piece covers every row
-        d_theta0 = None if ctx.theta0_size is None else weight.new_empty(ctx.theta0_size)
-        d_inputs, start = [], 0
+        wants_theta0 = ctx.theta0_size is not None and ctx.needs_input_grad[3]
+        d_theta0 = weight.new_empty(ctx.theta0_size) if wants_theta0 else None
+        d_inputs: List[Optional[torch.Tensor]] = []
+        start = 0
 
         def owned(k: torch.Tensor) -> torch.Tensor:  # columns of W (its own and its share of W - W_0) and b
             return torch.cat([k[:, :d] + k[:, d : 2 * d], k[:, 2 * d :]], dim=1)
 
-        for r, (m, z, gram, shift, half_d_shift) in zip(ctx.rows, ctx.saved):
+        for i, (r, (m, z, gram, shift, half_d_shift)) in enumerate(zip(ctx.rows, saved)):
+            wants_a = ctx.needs_input_grad[7 + i]
             c, n, width = z.shape
             flat = z.reshape(c * n, width)
             k = owned(2 * grad * (flat.T @ flat))
@@ -161,15 +171,16 @@ class _HeadSnapshotSqError(torch.autograd.Function):
                 d_wb = weight.new_zeros(total_rows, d + 1) if d_wb is None else d_wb
                 piece_wb = d_wb[r]
                 piece_wb.addmm_(m, k)
-            d_z = 2 * grad * (flat @ gram).reshape(c, n, width)
+            d_a = 2 * grad * (flat @ gram[:, :d]).reshape(c, n, d) if wants_a else None
             if shift is not None:
                 piece_wb.addmm_(shift.T, owned(2 * grad * z.sum(0)))
-                d_z[..., :d] += (2 * grad * (shift @ weight[r])).unsqueeze(0)
-                size = shift.numel()
-                region = cast(torch.Tensor, d_theta0)[start : start + size].view_as(shift)  # set when shift is
-                torch.mul(half_d_shift, 2 * grad, out=region)
-                start += size
-            d_inputs.append(d_z[..., :d])
+                if d_a is not None:
+                    d_a += (2 * grad * (shift @ weight[r])).unsqueeze(0)
+                if d_theta0 is not None:
+                    region = d_theta0[start : start + shift.numel()].view_as(shift)
+                    torch.mul(half_d_shift, 2 * grad, out=region)
+                start += shift.numel()
+            d_inputs.append(d_a)
         pieces = [None] * (2 * len(ctx.rows))
         d_wb = cast(torch.Tensor, d_wb)  # every hypernetwork has a head piece
         return (None, d_wb[:, :d], d_wb[:, d], d_theta0, None, None, None, *d_inputs, *pieces[len(d_inputs) :])
@@ -195,7 +206,7 @@ class HeadSnapshot:
         self.inputs0 = [p.inputs.detach().clone() for p in pieces]
 
     def sq_error(self, hnet: Hypernetwork, conds: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
-        # snapshot() or load_state_dict() set and checked the tensors; two O(1) guards name a misuse
+        # snapshot() or load_state_dict() set and checked the tensors; these guards name a misuse
         if self.weight0 is None:
             raise RuntimeError("no head snapshot yet: call snapshot(hnet, embeddings) or load_state_dict() first")
         if hnet.theta0 is not None and self.theta0 is None:

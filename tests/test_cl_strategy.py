@@ -215,6 +215,27 @@ def test_the_head_snapshot_backward_is_the_derivative_of_its_forward(rows, apps,
     assert torch.autograd.gradcheck(fused, tuple(leaves))
 
 
+def test_the_head_snapshot_frees_its_products_at_backward_and_refuses_a_second_derivative():
+    """Its intermediates go through save_for_backward (freed by backward, not kept with the graph until the
+    next step, as Avalanche keeps ``strategy.loss``), and create_graph=True is refused with the fix,
+    never a silently wrong second derivative."""
+    from strategies.regularizer_targets import _HeadSnapshotSqError
+
+    def penalty(weight, bias):
+        fixed = (torch.randn(5, 2), torch.randn(5), torch.randn(2, 3, 2), torch.randn(2, 3, 2))
+        return _HeadSnapshotSqError.apply((slice(0, 5),), weight, bias, None, None, *fixed)
+
+    weight, bias = torch.randn(5, 2, requires_grad=True), torch.randn(5, requires_grad=True)
+    out = penalty(weight, bias)
+    out.backward()
+    assert not [k for k, v in vars(out.grad_fn).items() if torch.is_tensor(v) or isinstance(v, (list, tuple, dict))
+                and any(torch.is_tensor(t) for t in (v.values() if isinstance(v, dict) else v))]
+    with pytest.raises(RuntimeError, match="Trying to backward through the graph a second time|already been freed"):
+        out.grad_fn.saved_tensors
+    with pytest.raises(RuntimeError, match=r"no second derivative.*OutputRegularizer\(fast=False\)"):
+        torch.autograd.grad(penalty(weight, bias), weight, create_graph=True)
+
+
 @pytest.mark.parametrize("mode", [dict(fast=True), dict(fast=False), dict(targets="online")])
 def test_loaded_targets_go_to_the_hypernetworks_device(mode):
     """A state read elsewhere (``torch.load(map_location="cpu")``) is loaded onto the device of the
