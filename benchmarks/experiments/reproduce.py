@@ -4,6 +4,8 @@
 runs (or resumes, or reads back when finished) each row through ``python -m cl_moo.run`` into
 ``runs/reproduce/<row>-seed<s>``, then writes ``bench/results/pmnist.json`` and prints a markdown
 table: our number, the published one, the goal and the config overrides of each row.
+``--rerun-check ROW --run-dirs ... --out F`` compares finished reruns of a row with its recorded number
+(whether a change of the code moved it beyond seed noise) and leaves the table as it is.
 
 * CL1 rows (task identity given): the runner's own final average accuracy and forgetting.
 * CL3 (HNET+ENT): the CL1 model of the same row and seed, evaluated with the task inferred by
@@ -167,6 +169,36 @@ def markdown(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def rerun_check(row: str, folders: List[Path], recorded: Path) -> Dict[str, Any]:
+    """A rerun of a recorded row (its runs in ``folders``, each checked against the row's config)
+    against the row in ``recorded``: per-seed accuracies, the change of the mean, and whether it lies
+    within seed noise, ``|change| <= 2 sqrt(s_rec^2 / n_rec + s_new^2 / n_new)`` with the seeds'
+    standard deviations (at least 0.05 points each, so that three equal seeds do not demand equality)."""
+    runs = []
+    for folder in folders:
+        metrics = folder / "metrics.json"
+        if not metrics.exists():
+            raise SystemExit(f"{metrics} not found: the rerun of {row} in {folder} has not finished (resume it first)")
+        result = json.loads(metrics.read_text())
+        check_row_config(row, result["seed"], [], result["config"], folder)
+        runs.append(result)
+    new = summarise(row, runs)
+    old = next((r for r in json.loads(recorded.read_text())["rows"] if r["row"] == row and not r.get("not_run")), None)
+    if old is None:
+        raise SystemExit(f"{recorded} holds no finished row {row!r} to compare the rerun with")
+    n_old, n_new = len(old["seeds"]), len(new["seeds"])
+    s_old, s_new = max(old["accuracy_std"], 0.05), max(new["accuracy_std"], 0.05)
+    change = new["accuracy_mean"] - old["accuracy_mean"]
+    bound = 2 * float(np.sqrt(s_old**2 / n_old + s_new**2 / n_new))
+    return {"row": row, "recorded": {k: old[k] for k in ("seeds", "accuracy_mean", "accuracy_std", "accuracy_per_seed",
+                                                         "forgetting_mean")},
+            "rerun": {k: new[k] for k in ("seeds", "accuracy_mean", "accuracy_std", "accuracy_per_seed",
+                                          "forgetting_mean", "wall_time_s", "device")},
+            "rerun_folders": [str(f) for f in folders], "accuracy_change": change, "seed_noise_bound": bound,
+            "within_seed_noise": abs(change) <= bound,
+            "rule": "|rerun mean - recorded mean| <= 2 sqrt(s_rec^2/n_rec + s_new^2/n_new), s >= 0.05 points"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", nargs="+", default=[r for r in ROWS if r not in EXTRA_ROWS], choices=list(ROWS))
@@ -178,7 +210,19 @@ def main() -> None:
     parser.add_argument("--gpu-summary", default=None,
                         help="bench/summarize_gpu_session.py output: adds its PMNIST-100 run (cut by the session's limit)")
     parser.add_argument("--out", default="bench/results/pmnist.json")
+    parser.add_argument("--rerun-check", metavar="ROW", choices=list(ROWS), default=None,
+                        help="compare finished reruns of ROW (--run-dirs) with its recorded number in --recorded; "
+                             "writes --out (not the table) and starts nothing")
+    parser.add_argument("--run-dirs", nargs="+", type=Path, default=[])
+    parser.add_argument("--recorded", type=Path, default=Path("bench/results/pmnist.json"))
     args = parser.parse_args()
+    if args.rerun_check:
+        if not args.run_dirs or args.out == parser.get_default("out"):
+            parser.error("--rerun-check needs --run-dirs and an --out other than the table's bench/results/pmnist.json")
+        check = rerun_check(args.rerun_check, args.run_dirs, args.recorded)
+        write_json(Path(args.out), check)
+        print(json.dumps(check, indent=1))
+        return
     table: List[Dict[str, Any]] = []
     for row in args.rows:
         seeds = args.seeds_small if "small" in row else args.seeds_large
