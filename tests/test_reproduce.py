@@ -98,3 +98,14 @@ def test_a_rerun_with_another_config_or_unfinished_is_refused(tmp_path):
         rerun_check("pmnist10-small", folders, recorded)
     with pytest.raises(SystemExit, match="has not finished"):
         rerun_check("pmnist10-small", [tmp_path / "nowhere"], recorded)
+
+
+def test_merging_rows_keeps_the_others_and_never_erases_a_result():
+    from benchmarks.experiments.reproduce import merge_rows
+
+    table = [{"row": "a", "accuracy_mean": 1.0}, {"row": "b", "accuracy_mean": 2.0}]
+    merged = merge_rows(table, [{"row": "b", "accuracy_mean": 3.0}, {"row": "c", "accuracy_mean": 4.0}])
+    assert merged == [{"row": "a", "accuracy_mean": 1.0}, {"row": "b", "accuracy_mean": 3.0},
+                      {"row": "c", "accuracy_mean": 4.0}]
+    with pytest.raises(SystemExit, match="row a has no finished runs here but is recorded"):
+        merge_rows(table, [{"row": "a", "not_run": True}])

@@ -4,6 +4,7 @@
 runs (or resumes, or reads back when finished) each row through ``python -m cl_moo.run`` into
 ``runs/reproduce/<row>-seed<s>``, then writes ``bench/results/pmnist.json`` and prints a markdown
 table: our number, the published one, the goal and the config overrides of each row.
+``--merge`` puts the rows it ran into the existing table instead of writing a table of them alone.
 ``--rerun-check ROW --run-dirs ... --out F`` compares finished reruns of a row with its recorded number
 (whether a change of the code moved it beyond seed noise) and leaves the table as it is.
 
@@ -48,6 +49,15 @@ ROWS: Dict[str, Dict[str, Any]] = {
                                  "published": 95.05, "goal": ">= 95.5"},
     "pmnist10-small-lr3e-4": {"label": "PMNIST-10, MLP 100-100, CL1, lr 3e-4",
                               "overrides": ["preset=small_target", "train.lr=3e-4"], "published": 95.05, "goal": ">= 95.5"},
+    "pmnist10-small-wide": {"label": "PMNIST-10, MLP 100-100, CL1, lr 3e-4, embeddings 96 (task) and 32 (chunk); "
+                                     "hypernetwork 1.13x the target's weights",
+                            "overrides": ["preset=small_target", "train.lr=3e-4", "hnet.emb_dim=96",
+                                          "hnet.chunk_emb_dim=32"],
+                            "published": 95.05, "goal": ">= 95.5"},
+    "pmnist10-small-big": {"label": "PMNIST-10, MLP 100-100, CL1, lr 3e-4, hypernetwork 200-150-100 "
+                                    "(2.32x the target's weights)",
+                           "overrides": ["preset=small_target", "train.lr=3e-4", "hnet.hidden=[200,150,100]"],
+                           "published": 95.05, "goal": ">= 95.5"},
     "pmnist10-small-beta0.01": {"label": "PMNIST-10, MLP 100-100, CL1, beta 0.01",
                                 "overrides": ["preset=small_target", "strategy.beta=0.01"], "published": 95.05,
                                 "goal": ">= 95.5"},
@@ -63,7 +73,7 @@ ROWS: Dict[str, Dict[str, Any]] = {
 }
 # rows that need more than a CPU sitting (pmnist100) or that are the goal-miss investigation (issue 13, item 4)
 EXTRA_ROWS = ("pmnist100", "pmnist10-large-reference", "pmnist10-small-reference", "pmnist10-small-lr3e-4",
-              "pmnist10-small-beta0.01")
+              "pmnist10-small-beta0.01", "pmnist10-small-wide", "pmnist10-small-big")
 CL3_FROM = {"pmnist10-large": 91.75, "pmnist10-small": None, "pmnist10-large-reference": 91.75}  # published HNET+ENT (CL3), PMNIST-10, Table 1
 
 
@@ -199,6 +209,22 @@ def rerun_check(row: str, folders: List[Path], recorded: Path) -> Dict[str, Any]
             "rule": "|rerun mean - recorded mean| <= 2 sqrt(s_rec^2/n_rec + s_new^2/n_new), s >= 0.05 points"}
 
 
+def merge_rows(existing: List[Dict[str, Any]], new: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """``existing`` with each row of ``new`` in place of the row of the same name, or appended. A row
+    that was not run never replaces a finished one (``--merge`` adds results, it does not erase them)."""
+    merged = list(existing)
+    for row in new:
+        at = next((i for i, r in enumerate(merged) if r["row"] == row["row"]), None)
+        if at is None:
+            merged.append(row)
+        elif row.get("not_run") and not merged[at].get("not_run"):
+            raise SystemExit(f"row {row['row']} has no finished runs here but is recorded in the table: "
+                             f"run it (without --collect-only) or leave it out of --rows")
+        else:
+            merged[at] = row
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", nargs="+", default=[r for r in ROWS if r not in EXTRA_ROWS], choices=list(ROWS))
@@ -213,6 +239,9 @@ def main() -> None:
     parser.add_argument("--rerun-check", metavar="ROW", choices=list(ROWS), default=None,
                         help="compare finished reruns of ROW (--run-dirs) with its recorded number in --recorded; "
                              "writes --out (not the table) and starts nothing")
+    parser.add_argument("--merge", action="store_true",
+                        help="put the rows of --rows into the existing --out table (same name: replaced), keeping "
+                             "its other rows, instead of writing a table of --rows alone")
     parser.add_argument("--run-dirs", nargs="+", type=Path, default=[])
     parser.add_argument("--recorded", type=Path, default=Path("bench/results/pmnist.json"))
     args = parser.parse_args()
@@ -244,6 +273,8 @@ def main() -> None:
                           "published": CL3_FROM[row], "goal": "reported", "overrides": ROWS[row]["overrides"]})
     if args.gpu_summary:
         table.append(gpu_pmnist100_row(Path(args.gpu_summary)))
+    if args.merge and Path(args.out).exists():
+        table = merge_rows(json.loads(Path(args.out).read_text())["rows"], table)
     report = {"rows": table, "markdown": markdown(table),
               "note": "CPU runs of this session unless the row's device says cuda; see each run folder's metrics.json"}
     write_json(Path(args.out), report)
