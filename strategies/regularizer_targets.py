@@ -181,9 +181,9 @@ class _HeadSnapshotSqError(torch.autograd.Function):
                     torch.mul(half_d_shift, 2 * grad, out=region)
                 start += shift.numel()
             d_inputs.append(d_a)
-        pieces = [None] * (2 * len(ctx.rows))
         d_wb = cast(torch.Tensor, d_wb)  # every hypernetwork has a head piece
-        return (None, d_wb[:, :d], d_wb[:, d], d_theta0, None, None, None, *d_inputs, *pieces[len(d_inputs) :])
+        no_grads = [None] * len(ctx.rows)  # the snapshot's inputs a0
+        return (None, d_wb[:, :d], d_wb[:, d], d_theta0, None, None, None, *d_inputs, *no_grads)
 
 
 class HeadSnapshot:

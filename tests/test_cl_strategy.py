@@ -284,6 +284,13 @@ def test_a_head_snapshot_is_checked_against_the_hypernetwork_when_loaded():
     unloaded.snapshot(plain.hnet, plain.embeddings([0, 1]))
     with pytest.raises(ValueError, match="taken without a residual theta_0"):  # and with another hypernetwork
         unloaded.sq_error(residual.hnet, residual.embeddings([0, 1]), None)
+    # a generator whose head pieces miss part of theta_0 would leave that part of its gradient unwritten: refused
+    with_residual = HeadSnapshot()
+    with_residual.snapshot(residual.hnet, residual.embeddings([0, 1]))
+    pieces = residual.hnet.head_pieces
+    residual.hnet.head_pieces = lambda encoded: pieces(encoded)[:-1]
+    with pytest.raises(ValueError, match=r"head pieces cover \d+ outputs, not the \d+ of theta_0"):
+        with_residual.sq_error(residual.hnet, residual.embeddings([0, 1]), None)
 
 
 @pytest.mark.parametrize("chunked, n_tasks, expected", [
