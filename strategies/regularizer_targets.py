@@ -213,12 +213,13 @@ class HeadSnapshot:
             raise ValueError("this head snapshot was taken without a residual theta_0; take a new snapshot")
         head = hnet.output_head()
         pieces = hnet.head_pieces(hnet.encoder(hnet.check_conditions(conds)))
-        covered = sum(p.inputs.shape[1] * len(range(*p.rows.indices(head.out_features))) for p in pieces)
-        if hnet.theta0 is not None and covered != hnet.num_weights:  # each piece writes its part of d theta_0
-            raise ValueError(
-                f"the head pieces cover {covered} outputs, not the {hnet.num_weights} of theta_0: "
-                "head_pieces() must return pieces whose sizes add to num_weights"
-            )
+        if hnet.theta0 is not None:  # each piece writes its part of d theta_0: they must cover it once
+            covered = sum(p.inputs.shape[1] * len(range(*p.rows.indices(head.out_features))) for p in pieces)
+            if covered != hnet.num_weights:
+                raise ValueError(
+                    f"the head pieces cover {covered} outputs, not the {hnet.num_weights} of theta_0: "
+                    "head_pieces() must return pieces whose sizes add to num_weights"
+                )
         total = _HeadSnapshotSqError.apply(
             tuple(p.rows for p in pieces),
             head.weight,
